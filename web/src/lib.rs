@@ -1,0 +1,1 @@
+//! Forge in the browser (issue 6). Bindings land with the browser build.
