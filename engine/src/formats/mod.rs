@@ -6,5 +6,6 @@
 
 mod bytes;
 pub mod gguf;
+pub mod gguf_write;
 
 pub use bytes::FileBytes;

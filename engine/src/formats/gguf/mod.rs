@@ -146,7 +146,7 @@ impl GgufFile {
         let data_start = r.pos.checked_next_multiple_of(alignment).ok_or_else(|| overflow("data start"))?;
         let mut tensors = Vec::with_capacity(n_tensors);
         for (name, dtype, shape, n_bytes, rel) in raw {
-            if rel % alignment as u64 != 0 {
+            if !rel.is_multiple_of(alignment as u64) {
                 return Err(malformed(format!(
                     "tensor `{name}` data offset {rel} is not a multiple of the alignment {alignment}"
                 )));
