@@ -39,7 +39,10 @@ impl GgufWriter {
     /// set later through [`GgufWriter::metadata`] is written as given but does not change the
     /// padding; tests use that to build bad files.
     pub fn set_alignment(&mut self, a: usize) {
-        assert!(a.is_power_of_two() && a as u64 <= gguf::limits::ALIGNMENT, "alignment {a} is not a power of two ≤ 1 MiB");
+        assert!(
+            a.is_power_of_two() && a as u64 <= gguf::limits::ALIGNMENT,
+            "alignment {a} is not a power of two ≤ 1 MiB"
+        );
         self.alignment = a;
         self.metadata.insert("general.alignment", MetaValue::U32(a as u32));
     }
@@ -51,7 +54,13 @@ impl GgufWriter {
     }
 
     /// Adds a tensor with a row-major `shape`; `bytes` must hold exactly its data.
-    pub fn tensor(&mut self, name: impl Into<String>, dtype: DType, shape: &[usize], bytes: Vec<u8>) -> Result<&mut Self> {
+    pub fn tensor(
+        &mut self,
+        name: impl Into<String>,
+        dtype: DType,
+        shape: &[usize],
+        bytes: Vec<u8>,
+    ) -> Result<&mut Self> {
         let name = name.into();
         if shape.is_empty() || shape.len() > gguf::limits::MAX_DIMS as usize || shape.contains(&0) {
             return Err(ForgeError::BadShape {

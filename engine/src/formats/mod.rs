@@ -7,5 +7,6 @@
 mod bytes;
 pub mod gguf;
 pub mod gguf_write;
+pub mod safetensors;
 
 pub use bytes::FileBytes;

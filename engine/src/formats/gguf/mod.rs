@@ -295,11 +295,8 @@ impl<'a> Reader<'a> {
             },
             T_STRING => {
                 // Array elements (vocabulary entries) get the ordinary limit.
-                let limit = if depth == 1 && key.starts_with("tokenizer.") {
-                    limits::TOKENIZER_STRING
-                } else {
-                    limits::STRING
-                };
+                let limit =
+                    if depth == 1 && key.starts_with("tokenizer.") { limits::TOKENIZER_STRING } else { limits::STRING };
                 MetaValue::Str(self.string(&format!("metadata `{key}` string"), limit)?)
             }
             T_ARRAY => {
@@ -350,7 +347,8 @@ impl<'a> Reader<'a> {
             if d == 0 {
                 return Err(ForgeError::BadShape { what: format!("tensor `{name}` has a dimension of size 0") });
             }
-            let d = usize::try_from(d).map_err(|_| too_large(&format!("tensor `{name}` dimension"), d, usize::MAX as u64))?;
+            let d = usize::try_from(d)
+                .map_err(|_| too_large(&format!("tensor `{name}` dimension"), d, usize::MAX as u64))?;
             shape.push(d);
         }
         shape.reverse(); // GGUF `ne` is innermost-first; the engine is row-major
@@ -371,19 +369,55 @@ impl<'a> Reader<'a> {
 /// Bytes of a row-major tensor: whole-block rows, overflow-checked.
 pub(crate) fn tensor_bytes(dtype: DType, shape: &[usize]) -> Result<usize> {
     let (&row, outer) = shape.split_last().ok_or_else(|| ForgeError::BadShape { what: "empty shape".into() })?;
-    outer.iter().try_fold(dtype.row_bytes(row)?, |acc, &d| acc.checked_mul(d)).ok_or_else(|| ForgeError::BadShape {
-        what: format!("{shape:?} × {} overflows", dtype.name()),
-    })
+    outer
+        .iter()
+        .try_fold(dtype.row_bytes(row)?, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| ForgeError::BadShape { what: format!("{shape:?} × {} overflows", dtype.name()) })
 }
 
 /// ggml's name for a type id, for messages about types this engine does not load.
 pub fn ggml_type_name(id: u32) -> &'static str {
     const NAMES: [&str; 40] = [
-        "f32", "f16", "q4_0", "q4_1", "q4_2 (removed)", "q4_3 (removed)", "q5_0", "q5_1", "q8_0", "q8_1",
-        "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "q8_K", "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s", "iq4_nl",
-        "iq3_s", "iq2_s", "iq4_xs", "i8", "i16", "i32", "i64", "f64", "iq1_m", "bf16",
-        "q4_0_4_4 (removed)", "q4_0_4_8 (removed)", "q4_0_8_8 (removed)", "tq1_0", "tq2_0",
-        "iq4_nl_4_4 (removed)", "iq4_nl_4_8 (removed)", "iq4_nl_8_8 (removed)", "mxfp4",
+        "f32",
+        "f16",
+        "q4_0",
+        "q4_1",
+        "q4_2 (removed)",
+        "q4_3 (removed)",
+        "q5_0",
+        "q5_1",
+        "q8_0",
+        "q8_1",
+        "q2_K",
+        "q3_K",
+        "q4_K",
+        "q5_K",
+        "q6_K",
+        "q8_K",
+        "iq2_xxs",
+        "iq2_xs",
+        "iq3_xxs",
+        "iq1_s",
+        "iq4_nl",
+        "iq3_s",
+        "iq2_s",
+        "iq4_xs",
+        "i8",
+        "i16",
+        "i32",
+        "i64",
+        "f64",
+        "iq1_m",
+        "bf16",
+        "q4_0_4_4 (removed)",
+        "q4_0_4_8 (removed)",
+        "q4_0_8_8 (removed)",
+        "tq1_0",
+        "tq2_0",
+        "iq4_nl_4_4 (removed)",
+        "iq4_nl_4_8 (removed)",
+        "iq4_nl_8_8 (removed)",
+        "mxfp4",
     ];
     NAMES.get(id as usize).copied().unwrap_or("unknown type")
 }

@@ -180,7 +180,10 @@ fn small_file() -> Vec<u8> {
     let mut w = GgufWriter::new();
     w.metadata("general.architecture", MetaValue::Str("llama".into()))
         .metadata("llama.block_count", MetaValue::U32(1))
-        .metadata("tokenizer.ggml.tokens", MetaValue::Array(vec![MetaValue::Str("a".into()), MetaValue::Str("b".into())]))
+        .metadata(
+            "tokenizer.ggml.tokens",
+            MetaValue::Array(vec![MetaValue::Str("a".into()), MetaValue::Str("b".into())]),
+        )
         .metadata("t.nested", MetaValue::Array(vec![MetaValue::Array(vec![MetaValue::I16(1)])]));
     w.tensor("a", DType::F32, &[2, 3], mix.bytes(24)).unwrap();
     w.tensor("b", DType::Q4_1, &[2, 32], mix.bytes(40)).unwrap();
