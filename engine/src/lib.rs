@@ -2,11 +2,23 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the code map.
 
+pub mod backend;
 pub mod dtype;
 pub mod error;
 pub mod formats;
+pub mod generate;
+pub mod graph;
+pub mod model;
+pub mod models;
 pub mod quant;
+pub mod sampler;
+pub mod session;
+pub mod tensor;
 pub mod tokenizer;
 
 pub use dtype::DType;
 pub use error::{ForgeError, Result};
+pub use generate::{FinishReason, GenerateOptions, Generation, generate};
+pub use model::{Model, ModelConfig};
+pub use sampler::SamplerConfig;
+pub use session::Session;

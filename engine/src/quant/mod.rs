@@ -1,1 +1,143 @@
-//! Quantized block formats.
+//! Quantized block formats, bit-compatible with ggml/GGUF (ggml-common.h, ggml-quants.c).
+//!
+//! Four operations per storage type, each on one row (a whole number of blocks):
+//! [`dequantize_row`], [`quantize_row`] (ggml's reference quantizers, bit for bit), and the
+//! matvec pair [`quantize_act`] + [`vec_dot`]: the f32 activation row is converted once into
+//! llama.cpp's `vec_dot_type` for the weight type (`q8_act.rs`), then dotted with each weight
+//! row using integer multiply-adds.
+//!
+//! Code map: `float.rs` (F32/F16/BF16), `q4_0.rs`, `q4_1.rs`, `q8_0.rs`, `q4_k.rs`, `q5_k.rs`,
+//! `q6_k.rs` (layout, dequantize, quantize, scalar dot, tests), `kquant.rs` (shared K-quant
+//! scale search), `q8_act.rs` (activation formats), `x86.rs` (AVX2 dots).
+//!
+//! **Architecture Invariant**: each format's scalar code is the readable reference; the SIMD
+//! kernels are picked at run time, must match it (tests compare them), and never change the
+//! byte layout. Nothing here allocates on the `vec_dot` path.
+
+use crate::DType;
+
+#[cfg(test)]
+mod dot_tests;
+mod float;
+#[cfg(test)]
+mod golden_tests;
+mod kquant;
+mod q4_0;
+mod q4_1;
+mod q4_k;
+mod q5_k;
+mod q6_k;
+mod q8_0;
+mod q8_act;
+#[cfg(test)]
+mod testutil;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Bytes of a row of `n` elements; a wrong `n` is a broken caller invariant.
+fn row_bytes(dtype: DType, n: usize) -> usize {
+    match dtype.row_bytes(n) {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Dequantizes one row. `src.len() == dtype.row_bytes(dst.len())` (panic on mismatch: a broken
+/// caller invariant). Works for F32/F16/BF16 too (little-endian bytes).
+pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
+    assert_eq!(
+        src.len(),
+        row_bytes(dtype, dst.len()),
+        "{dtype} row of {} elements",
+        dst.len()
+    );
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => float::dequantize(dtype, src, dst),
+        DType::Q4_0 => q4_0::dequantize(src, dst),
+        DType::Q4_1 => q4_1::dequantize(src, dst),
+        DType::Q8_0 => q8_0::dequantize(src, dst),
+        DType::Q4K => q4_k::dequantize(src, dst),
+        DType::Q5K => q5_k::dequantize(src, dst),
+        DType::Q6K => q6_k::dequantize(src, dst),
+        DType::U32 => panic!("u32 is not a weight type"),
+    }
+}
+
+/// Quantizes one row with ggml's reference quantizer for that type (`quantize_row_*_ref`; for
+/// K-quants the reference path without importance matrix), bit-exact with ggml. Also
+/// F32/F16/BF16 (round-to-nearest-even).
+pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) {
+    assert_eq!(
+        dst.len(),
+        row_bytes(dtype, src.len()),
+        "{dtype} row of {} elements",
+        src.len()
+    );
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => float::quantize(dtype, src, dst),
+        DType::Q4_0 => q4_0::quantize(src, dst),
+        DType::Q4_1 => q4_1::quantize(src, dst),
+        DType::Q8_0 => q8_0::quantize(src, dst),
+        DType::Q4K => q4_k::quantize(src, dst),
+        DType::Q5K => q5_k::quantize(src, dst),
+        DType::Q6K => q6_k::quantize(src, dst),
+        DType::U32 => panic!("u32 is not a weight type"),
+    }
+}
+
+/// Bytes of the activation row that `vec_dot` expects for weights of type `weight` and length
+/// n: Q8_0 blocks for Q4_0 and Q8_0, Q8_1 for Q4_1, Q8_K for Q4_K/Q5_K/Q6_K, and plain f32 (LE)
+/// for F32/F16/BF16.
+pub fn act_bytes(weight: DType, n: usize) -> usize {
+    assert!(
+        n.is_multiple_of(weight.block_len()),
+        "{weight} row of {n} elements is not a whole number of blocks"
+    );
+    q8_act::act_bytes(weight, n)
+}
+
+/// Converts an f32 activation row into that format (ggml's quantize_row_q8_0/q8_1/q8_K
+/// reference semantics).
+pub fn quantize_act(weight: DType, x: &[f32], dst: &mut [u8]) {
+    assert_eq!(
+        dst.len(),
+        act_bytes(weight, x.len()),
+        "activation row for {weight}, {} elements",
+        x.len()
+    );
+    q8_act::quantize_act(weight, x, dst);
+}
+
+/// Dot product of one weight row (n elements, stored as `weight`) with one prepared activation
+/// row. Uses AVX2 kernels when the CPU has them, the scalar reference otherwise.
+pub fn vec_dot(weight: DType, n: usize, w: &[u8], act: &[u8]) -> f32 {
+    assert_eq!(
+        w.len(),
+        row_bytes(weight, n),
+        "{weight} weight row of {n} elements"
+    );
+    assert_eq!(
+        act.len(),
+        act_bytes(weight, n),
+        "activation row for {weight}, {n} elements"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if let Some(s) = x86::vec_dot(weight, w, act) {
+        return s;
+    }
+    vec_dot_scalar(weight, w, act)
+}
+
+/// The portable reference for [`vec_dot`] (lengths already checked).
+fn vec_dot_scalar(weight: DType, w: &[u8], act: &[u8]) -> f32 {
+    match weight {
+        DType::F32 | DType::F16 | DType::BF16 => float::vec_dot(weight, w, act),
+        DType::Q4_0 => q4_0::vec_dot(w, act),
+        DType::Q4_1 => q4_1::vec_dot(w, act),
+        DType::Q8_0 => q8_0::vec_dot(w, act),
+        DType::Q4K => q4_k::vec_dot(w, act),
+        DType::Q5K => q5_k::vec_dot(w, act),
+        DType::Q6K => q6_k::vec_dot(w, act),
+        DType::U32 => panic!("u32 is not a weight type"),
+    }
+}

@@ -1,0 +1,258 @@
+//! The CPU backend: the readable reference every other backend is checked against, and the last
+//! fallback. One plain function per op (one file each); the executor below walks the graph in
+//! order, keeps each intermediate until its last reader has run, and parallelises inside ops
+//! with rayon.
+
+mod attention;
+mod elementwise;
+mod get_rows;
+mod matmul;
+mod rms_norm;
+mod rope;
+
+pub use attention::attention;
+pub use elementwise::{add, argmax, mul, silu_mul};
+pub use get_rows::get_rows;
+pub use matmul::matmul;
+pub use rms_norm::rms_norm;
+pub use rope::rope;
+
+use std::borrow::Cow;
+
+use super::{Backend, ParamDesc, ParamId, ParamKind, check_inputs, check_supported};
+use crate::dtype::DType;
+use crate::error::{ForgeError, Result};
+use crate::graph::{Graph, NodeId, Op, rows_cols};
+use crate::tensor::HostTensor;
+
+enum Param {
+    Weight(HostTensor),
+    State(Vec<f32>),
+}
+
+/// A computed value: f32 activations, u32 ids, or a reference to a param.
+enum Value {
+    F32(Vec<f32>),
+    U32(Vec<u32>),
+    Param(ParamId),
+}
+
+pub struct CpuBackend {
+    params: Vec<Param>,
+    threads: usize,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        CpuBackend { params: Vec::new(), threads: rayon::current_num_threads() }
+    }
+
+    fn f32_of<'a>(&'a self, values: &'a [Option<Value>], _graph: &Graph, id: NodeId) -> Result<Cow<'a, [f32]>> {
+        Ok(match self.value(values, id) {
+            Value::F32(v) => Cow::Borrowed(v),
+            Value::U32(_) => return Err(internal("u32 value read as f32")),
+            Value::Param(p) => match &self.params[p.0 as usize] {
+                Param::State(v) => Cow::Borrowed(v),
+                // An owned Vec<u8> need not be 4-byte aligned; then the values are copied.
+                Param::Weight(t) if t.dtype == DType::F32 => match bytemuck::try_cast_slice(t.as_bytes()) {
+                    Ok(v) => Cow::Borrowed(v),
+                    Err(_) => Cow::Owned(t.to_f32_vec()),
+                },
+                Param::Weight(t) => Cow::Owned(t.to_f32_vec()),
+            },
+        })
+    }
+
+    fn u32_of<'a>(&self, values: &'a [Option<Value>], id: NodeId) -> Result<&'a [u32]> {
+        match self.value(values, id) {
+            Value::U32(v) => Ok(v),
+            _ => Err(internal("expected u32 ids")),
+        }
+    }
+
+    /// The stored bytes and dtype of a matrix operand (a weight in any format, or f32 values).
+    fn matrix_of<'a>(&'a self, values: &'a [Option<Value>], id: NodeId) -> Result<(DType, &'a [u8])> {
+        Ok(match self.value(values, id) {
+            Value::F32(v) => (DType::F32, bytemuck::cast_slice(v)),
+            Value::U32(_) => return Err(internal("u32 value used as a matrix")),
+            Value::Param(p) => match &self.params[p.0 as usize] {
+                Param::Weight(t) => (t.dtype, t.as_bytes()),
+                Param::State(v) => (DType::F32, bytemuck::cast_slice(v)),
+            },
+        })
+    }
+
+    fn value<'a>(&self, values: &'a [Option<Value>], id: NodeId) -> &'a Value {
+        values[id.index()].as_ref().expect("a node's inputs are computed before it and kept until their last reader")
+    }
+
+    fn run_node(&mut self, graph: &Graph, id: NodeId, values: &[Option<Value>], inputs: &[HostTensor]) -> Result<Value> {
+        let node = graph.node(id);
+        let a = |i: usize| node.inputs[i];
+        let shape_of = |i: usize| &graph.node(node.inputs[i]).shape;
+        let n_out: usize = node.shape.iter().product();
+        Ok(match &node.op {
+            Op::Input { slot } => {
+                let t = &inputs[*slot];
+                match t.dtype {
+                    DType::U32 => Value::U32(t.to_u32_vec()),
+                    _ => Value::F32(t.to_f32_vec()),
+                }
+            }
+            Op::Param { id } => Value::Param(*id),
+            Op::GetRows => {
+                let (dtype, table) = self.matrix_of(values, a(0))?;
+                let (rows, cols) = rows_cols(shape_of(0));
+                let mut out = vec![0.0; n_out];
+                get_rows(dtype, table, rows, cols, self.u32_of(values, a(1))?, &mut out)?;
+                Value::F32(out)
+            }
+            Op::MatMul => {
+                let x = self.f32_of(values, graph, a(0))?;
+                let (dtype, w) = self.matrix_of(values, a(1))?;
+                let (t, k) = rows_cols(shape_of(0));
+                let n = shape_of(1)[0];
+                let mut out = vec![0.0; n_out];
+                matmul(&x, t, k, dtype, w, n, &mut out);
+                Value::F32(out)
+            }
+            Op::Add | Op::Mul | Op::SiluMul => {
+                let (x, y) = (self.f32_of(values, graph, a(0))?, self.f32_of(values, graph, a(1))?);
+                let mut out = vec![0.0; n_out];
+                match node.op {
+                    Op::Add => add(&x, &y, &mut out),
+                    Op::Mul => mul(&x, &y, &mut out),
+                    _ => silu_mul(&x, &y, &mut out),
+                }
+                Value::F32(out)
+            }
+            Op::RmsNorm { eps } => {
+                let (x, w) = (self.f32_of(values, graph, a(0))?, self.f32_of(values, graph, a(1))?);
+                let mut out = vec![0.0; n_out];
+                rms_norm(&x, &w, *eps, &mut out);
+                Value::F32(out)
+            }
+            Op::Rope { layout, head_dim, n_rot, base } => {
+                let mut x = self.f32_of(values, graph, a(0))?.into_owned();
+                rope(&mut x, self.u32_of(values, a(1))?, *layout, *head_dim, *n_rot, *base);
+                Value::F32(x)
+            }
+            Op::Attention { n_head, n_kv_head, head_dim, scale, mask } => {
+                let (q, k, v) = (self.f32_of(values, graph, a(0))?, self.f32_of(values, graph, a(1))?, self.f32_of(values, graph, a(2))?);
+                let positions = if node.inputs.len() > 3 { Some(self.u32_of(values, a(3))?) } else { None };
+                let mut out = vec![0.0; n_out];
+                attention(&q, &k, &v, positions, *n_head, *n_kv_head, *head_dim, *scale, *mask, &mut out);
+                Value::F32(out)
+            }
+            Op::ScatterRows => {
+                let Value::Param(pid) = self.value(values, a(0)) else { return Err(internal("scatter_rows into a non-param")) };
+                let pid = *pid;
+                let src = self.f32_of(values, graph, a(1))?.into_owned();
+                let positions = self.u32_of(values, a(2))?.to_vec();
+                let (rows, cols) = rows_cols(shape_of(0));
+                let Param::State(dst) = &mut self.params[pid.0 as usize] else { return Err(internal("scatter_rows into a weight")) };
+                for (row, &p) in src.chunks(cols).zip(&positions) {
+                    let p = p as usize;
+                    if p >= rows {
+                        return Err(ForgeError::InvalidArgument { what: format!("scatter_rows: position {p} is outside {rows} rows") });
+                    }
+                    dst[p * cols..(p + 1) * cols].copy_from_slice(row);
+                }
+                Value::Param(pid)
+            }
+            Op::SliceRows { start, len } => {
+                let x = self.f32_of(values, graph, a(0))?;
+                let cols = shape_of(0)[1];
+                Value::F32(x[start * cols..(start + len) * cols].to_vec())
+            }
+            Op::Argmax => {
+                let x = self.f32_of(values, graph, a(0))?;
+                let (_, cols) = rows_cols(shape_of(0));
+                let mut out = vec![0u32; n_out];
+                argmax(&x, cols, &mut out);
+                Value::U32(out)
+            }
+        })
+    }
+}
+
+fn internal(what: &str) -> ForgeError {
+    ForgeError::Backend { backend: "cpu".into(), what: what.into() }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn device(&self) -> String {
+        format!("CPU ({} threads)", self.threads)
+    }
+
+    fn supports(&self, op: &Op, dtype: DType) -> bool {
+        match op {
+            // Weights of every storage type are read (and dequantized) by these two.
+            Op::GetRows | Op::MatMul => DType::WEIGHT_TYPES.contains(&dtype),
+            _ => matches!(dtype, DType::F32 | DType::U32),
+        }
+    }
+
+    fn create_param(&mut self, desc: &ParamDesc, data: Option<&HostTensor>) -> Result<ParamId> {
+        let id = ParamId(self.params.len() as u32);
+        let p = match (desc.kind, data) {
+            (ParamKind::Weight, Some(t)) => {
+                if t.dtype != desc.dtype || t.shape != desc.shape {
+                    return Err(ForgeError::TensorShape { name: desc.name.clone(), expected: desc.shape.clone(), found: t.shape.clone() });
+                }
+                Param::Weight(t.clone())
+            }
+            (ParamKind::State, None) if desc.dtype == DType::F32 => Param::State(vec![0.0; desc.shape.iter().product()]),
+            _ => return Err(ForgeError::Backend { backend: "cpu".into(), what: format!("cannot create param {} ({:?}, {})", desc.name, desc.kind, desc.dtype) }),
+        };
+        self.params.push(p);
+        Ok(id)
+    }
+
+    fn execute(&mut self, graph: &Graph, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+        check_supported(self, graph)?;
+        check_inputs(graph, inputs)?;
+        let nodes = graph.nodes();
+        // The last node that reads each value; outputs are kept to the end.
+        let mut last_use: Vec<usize> = (0..nodes.len()).collect();
+        for (i, n) in nodes.iter().enumerate() {
+            for &inp in &n.inputs {
+                last_use[inp.index()] = i;
+            }
+        }
+        for &o in graph.outputs() {
+            last_use[o.index()] = usize::MAX;
+        }
+        let mut values: Vec<Option<Value>> = (0..nodes.len()).map(|_| None).collect();
+        for i in 0..nodes.len() {
+            let v = self.run_node(graph, NodeId(i as u32), &values, inputs)?;
+            values[i] = Some(v);
+            for &inp in &nodes[i].inputs {
+                if last_use[inp.index()] == i {
+                    values[inp.index()] = None;
+                }
+            }
+        }
+        graph
+            .outputs()
+            .iter()
+            .map(|&o| {
+                let node = graph.node(o);
+                match self.value(&values, o) {
+                    Value::U32(v) => HostTensor::from_u32(node.shape.clone(), v),
+                    _ => HostTensor::from_f32(node.shape.clone(), &self.f32_of(&values, graph, o)?),
+                }
+            })
+            .collect()
+    }
+}

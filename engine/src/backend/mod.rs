@@ -1,0 +1,102 @@
+//! Backends execute whole graphs. Model code never names a backend; backends never name a model.
+//!
+//! A backend owns its params (weights uploaded once, state buffers such as a KV cache) for the
+//! life of a session, and says which (op, dtype) pairs it can run so that a graph it cannot run
+//! is refused before anything executes.
+
+pub mod cpu;
+
+use crate::dtype::DType;
+use crate::error::{ForgeError, Result};
+use crate::graph::{Graph, Op};
+use crate::tensor::HostTensor;
+
+/// A param's handle, given out by the backend that holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParamKind {
+    /// Read-only, uploaded once from the model file.
+    Weight,
+    /// Read-write, zero-filled at creation (a KV cache); written by `ScatterRows`.
+    State,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamDesc {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub kind: ParamKind,
+}
+
+impl ParamDesc {
+    pub fn bytes(&self) -> Result<usize> {
+        HostTensor::byte_len(self.dtype, &self.shape)
+    }
+}
+
+pub trait Backend: Send {
+    /// Short name: `cpu`, `wgpu`, `cuda`.
+    fn name(&self) -> &'static str;
+    /// The device as a person would name it (`AMD Ryzen 9 (16 threads)`, `llvmpipe (Vulkan)`).
+    fn device(&self) -> String;
+    /// Whether the backend can run `op` when its weight (or first) input has type `dtype`.
+    fn supports(&self, op: &Op, dtype: DType) -> bool;
+    /// Creates a param. A weight's bytes come in `data` (its stored format); a state is zeroed.
+    fn create_param(&mut self, desc: &ParamDesc, data: Option<&HostTensor>) -> Result<ParamId>;
+    /// Runs the graph with `inputs` bound to its `Input` slots, returning its outputs in order.
+    fn execute(&mut self, graph: &Graph, inputs: &[HostTensor]) -> Result<Vec<HostTensor>>;
+}
+
+/// Refuses a graph containing an (op, dtype) pair the backend does not support.
+pub fn check_supported(backend: &dyn Backend, graph: &Graph) -> Result<()> {
+    for node in graph.nodes() {
+        let dtype = node.inputs.iter().map(|&i| graph.node(i).dtype).find(|d| *d != DType::F32 && *d != DType::U32).unwrap_or(node.dtype);
+        if !matches!(node.op, Op::Input { .. } | Op::Param { .. }) && !backend.supports(&node.op, dtype) {
+            return Err(ForgeError::Unsupported { op: node.op.name(), dtype, backend: backend.name().to_string() });
+        }
+    }
+    Ok(())
+}
+
+/// Validates `inputs` against the graph's `Input` nodes (count, shape, dtype).
+pub fn check_inputs(graph: &Graph, inputs: &[HostTensor]) -> Result<()> {
+    if inputs.len() != graph.n_inputs() {
+        return Err(ForgeError::Graph { what: format!("graph takes {} inputs, got {}", graph.n_inputs(), inputs.len()) });
+    }
+    for node in graph.nodes() {
+        if let Op::Input { slot } = node.op {
+            let t = &inputs[slot];
+            if t.shape != node.shape || t.dtype != node.dtype {
+                return Err(ForgeError::Graph {
+                    what: format!("input {slot}: expected {} {:?}, got {} {:?}", node.dtype, node.shape, t.dtype, t.shape),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The params a session created on its backend, by name.
+#[derive(Clone, Debug, Default)]
+pub struct ParamTable {
+    map: std::collections::HashMap<String, (ParamId, ParamDesc)>,
+}
+
+impl ParamTable {
+    pub fn insert(&mut self, id: ParamId, desc: ParamDesc) {
+        self.map.insert(desc.name.clone(), (id, desc));
+    }
+
+    pub fn get(&self, name: &str) -> Result<&(ParamId, ParamDesc)> {
+        self.map.get(name).ok_or_else(|| ForgeError::MissingTensor { name: name.to_string() })
+    }
+
+    /// Adds a node for the param `name` to `graph`.
+    pub fn node(&self, graph: &mut Graph, name: &str) -> Result<crate::graph::NodeId> {
+        let (id, desc) = self.get(name)?;
+        Ok(graph.param(*id, desc))
+    }
+}

@@ -1,0 +1,263 @@
+//! The model graph: a DAG of [`Op`]s with shapes and dtypes checked as it is built.
+//!
+//! Models build a [`Graph`] with the methods below (`g.matmul(x, w)`, `g.rms_norm(x, w, eps)`…);
+//! backends execute whole graphs. Nodes are stored in creation order, which is a valid execution
+//! order (inputs always exist before the node that reads them).
+
+mod op;
+
+use std::hash::{Hash, Hasher};
+
+pub use op::{AttnMask, Op, RopeLayout};
+
+use crate::backend::{ParamDesc, ParamId};
+use crate::dtype::DType;
+use crate::error::{ForgeError, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub op: Op,
+    pub inputs: Vec<NodeId>,
+    /// Row-major shape of the result.
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    nodes: Vec<Node>,
+    outputs: Vec<NodeId>,
+    n_inputs: usize,
+}
+
+fn err(what: String) -> ForgeError {
+    ForgeError::Graph { what }
+}
+
+/// Rows and columns of a tensor seen as a matrix (everything but the last dim is rows).
+pub fn rows_cols(shape: &[usize]) -> (usize, usize) {
+    let cols = shape.last().copied().unwrap_or(1);
+    let rows = shape[..shape.len().saturating_sub(1)].iter().product();
+    (rows, cols)
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.index()]
+    }
+
+    pub fn outputs(&self) -> &[NodeId] {
+        &self.outputs
+    }
+
+    pub fn n_inputs(&self) -> usize {
+        self.n_inputs
+    }
+
+    /// Marks a node as a result of the graph; results come back in the order they were marked.
+    pub fn output(&mut self, id: NodeId) {
+        self.outputs.push(id);
+    }
+
+    /// A hash of the graph's structure (ops, wiring, shapes). Two graphs with the same
+    /// fingerprint execute the same kernels on the same buffers, so backends can cache a plan.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for n in &self.nodes {
+            format!("{:?}", n.op).hash(&mut h);
+            n.inputs.hash(&mut h);
+            n.shape.hash(&mut h);
+            n.dtype.hash(&mut h);
+        }
+        self.outputs.hash(&mut h);
+        h.finish()
+    }
+
+    fn push(&mut self, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>, dtype: DType) -> NodeId {
+        let id = NodeId(u32::try_from(self.nodes.len()).expect("graph has fewer than 2^32 nodes"));
+        self.nodes.push(Node { op, inputs, shape, dtype });
+        id
+    }
+
+    fn shape(&self, id: NodeId) -> &[usize] {
+        &self.nodes[id.index()].shape
+    }
+
+    fn dtype(&self, id: NodeId) -> DType {
+        self.nodes[id.index()].dtype
+    }
+
+    fn expect_f32(&self, op: &str, id: NodeId) -> Result<()> {
+        match self.dtype(id) {
+            DType::F32 => Ok(()),
+            d => Err(err(format!("{op}: activation input must be f32, got {d}"))),
+        }
+    }
+
+    fn expect_ids(&self, op: &str, id: NodeId, rows: usize) -> Result<()> {
+        let s = self.shape(id);
+        if self.dtype(id) != DType::U32 || s.len() != 1 || s[0] != rows {
+            return Err(err(format!("{op}: expected u32 [{rows}], got {} {s:?}", self.dtype(id))));
+        }
+        Ok(())
+    }
+
+    /// A tensor supplied at execution time, at the next input slot.
+    pub fn input(&mut self, shape: &[usize], dtype: DType) -> NodeId {
+        let slot = self.n_inputs;
+        self.n_inputs += 1;
+        self.push(Op::Input { slot }, vec![], shape.to_vec(), dtype)
+    }
+
+    /// A weight or state tensor resident on the backend.
+    pub fn param(&mut self, id: ParamId, desc: &ParamDesc) -> NodeId {
+        self.push(Op::Param { id }, vec![], desc.shape.clone(), desc.dtype)
+    }
+
+    pub fn get_rows(&mut self, table: NodeId, ids: NodeId) -> Result<NodeId> {
+        let t = self.shape(table).to_vec();
+        if t.len() != 2 {
+            return Err(err(format!("get_rows: table must be 2-D, got {t:?}")));
+        }
+        let n = self.shape(ids).first().copied().unwrap_or(0);
+        self.expect_ids("get_rows", ids, n)?;
+        Ok(self.push(Op::GetRows, vec![table, ids], vec![n, t[1]], DType::F32))
+    }
+
+    pub fn matmul(&mut self, x: NodeId, w: NodeId) -> Result<NodeId> {
+        self.expect_f32("matmul", x)?;
+        let (xs, ws) = (self.shape(x).to_vec(), self.shape(w).to_vec());
+        if ws.len() != 2 || xs.last() != ws.last() {
+            return Err(err(format!("matmul: x {xs:?} · wᵀ with w {ws:?}: inner dimensions differ")));
+        }
+        let mut out = xs.clone();
+        *out.last_mut().expect("x has a last dim") = ws[0];
+        Ok(self.push(Op::MatMul, vec![x, w], out, DType::F32))
+    }
+
+    pub fn add(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.expect_f32("add", a)?;
+        self.expect_f32("add", b)?;
+        let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
+        let bias = sb.len() == 1 && sa.last() == sb.last();
+        if sa != sb && !bias {
+            return Err(err(format!("add: shapes {sa:?} and {sb:?} differ")));
+        }
+        Ok(self.push(Op::Add, vec![a, b], sa, DType::F32))
+    }
+
+    pub fn mul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.same_shape_f32("mul", a, b)?;
+        let s = self.shape(a).to_vec();
+        Ok(self.push(Op::Mul, vec![a, b], s, DType::F32))
+    }
+
+    fn same_shape_f32(&self, op: &str, a: NodeId, b: NodeId) -> Result<()> {
+        self.expect_f32(op, a)?;
+        self.expect_f32(op, b)?;
+        if self.shape(a) != self.shape(b) {
+            return Err(err(format!("{op}: shapes {:?} and {:?} differ", self.shape(a), self.shape(b))));
+        }
+        Ok(())
+    }
+
+    pub fn rms_norm(&mut self, x: NodeId, w: NodeId, eps: f32) -> Result<NodeId> {
+        self.expect_f32("rms_norm", x)?;
+        self.expect_f32("rms_norm", w)?;
+        let s = self.shape(x).to_vec();
+        if self.shape(w) != [*s.last().unwrap_or(&0)] {
+            return Err(err(format!("rms_norm: weight {:?} does not match rows of {s:?}", self.shape(w))));
+        }
+        Ok(self.push(Op::RmsNorm { eps }, vec![x, w], s, DType::F32))
+    }
+
+    pub fn rope(&mut self, x: NodeId, positions: NodeId, layout: RopeLayout, head_dim: usize, n_rot: usize, base: f32) -> Result<NodeId> {
+        self.expect_f32("rope", x)?;
+        let s = self.shape(x).to_vec();
+        let (rows, cols) = rows_cols(&s);
+        if head_dim == 0 || cols % head_dim != 0 || n_rot > head_dim || n_rot % 2 != 0 {
+            return Err(err(format!("rope: row of {cols} with head_dim {head_dim}, n_rot {n_rot}")));
+        }
+        self.expect_ids("rope", positions, rows)?;
+        Ok(self.push(Op::Rope { layout, head_dim, n_rot, base }, vec![x, positions], s, DType::F32))
+    }
+
+    /// Attention; `positions` is required for [`AttnMask::Causal`] and ignored otherwise.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(&mut self, q: NodeId, k: NodeId, v: NodeId, positions: Option<NodeId>, n_head: usize, n_kv_head: usize, head_dim: usize, mask: AttnMask) -> Result<NodeId> {
+        for x in [q, k, v] {
+            self.expect_f32("attention", x)?;
+        }
+        let (t, qc) = rows_cols(self.shape(q));
+        let (s, kc) = rows_cols(self.shape(k));
+        if n_kv_head == 0 || n_head % n_kv_head != 0 || qc != n_head * head_dim || kc != n_kv_head * head_dim || self.shape(k) != self.shape(v) {
+            return Err(err(format!(
+                "attention: q {:?}, k {:?}, v {:?} do not fit {n_head} heads / {n_kv_head} kv heads of {head_dim}",
+                self.shape(q),
+                self.shape(k),
+                self.shape(v)
+            )));
+        }
+        let mut inputs = vec![q, k, v];
+        if mask == AttnMask::Causal {
+            let p = positions.ok_or_else(|| err("attention: causal mask needs positions".into()))?;
+            self.expect_ids("attention", p, t)?;
+            inputs.push(p);
+        }
+        let _ = s;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        Ok(self.push(Op::Attention { n_head, n_kv_head, head_dim, scale, mask }, inputs, vec![t, qc], DType::F32))
+    }
+
+    pub fn scatter_rows(&mut self, dst: NodeId, src: NodeId, positions: NodeId) -> Result<NodeId> {
+        if !matches!(self.node(dst).op, Op::Param { .. } | Op::ScatterRows) {
+            return Err(err("scatter_rows: destination must be a state param".into()));
+        }
+        self.expect_f32("scatter_rows", src)?;
+        let (d, s) = (self.shape(dst).to_vec(), self.shape(src).to_vec());
+        if d.len() != 2 || s.len() != 2 || d[1] != s[1] {
+            return Err(err(format!("scatter_rows: rows of {s:?} do not fit {d:?}")));
+        }
+        self.expect_ids("scatter_rows", positions, s[0])?;
+        let dt = self.dtype(dst);
+        Ok(self.push(Op::ScatterRows, vec![dst, src, positions], d, dt))
+    }
+
+    pub fn silu_mul(&mut self, gate: NodeId, up: NodeId) -> Result<NodeId> {
+        self.same_shape_f32("silu_mul", gate, up)?;
+        let s = self.shape(gate).to_vec();
+        Ok(self.push(Op::SiluMul, vec![gate, up], s, DType::F32))
+    }
+
+    pub fn slice_rows(&mut self, x: NodeId, start: usize, len: usize) -> Result<NodeId> {
+        self.expect_f32("slice_rows", x)?;
+        let s = self.shape(x).to_vec();
+        if s.len() != 2 || start.checked_add(len).is_none_or(|e| e > s[0]) {
+            return Err(err(format!("slice_rows: rows {start}..{start}+{len} of {s:?}")));
+        }
+        Ok(self.push(Op::SliceRows { start, len }, vec![x], vec![len, s[1]], DType::F32))
+    }
+
+    pub fn argmax(&mut self, x: NodeId) -> Result<NodeId> {
+        self.expect_f32("argmax", x)?;
+        let (rows, _) = rows_cols(self.shape(x));
+        Ok(self.push(Op::Argmax, vec![x], vec![rows], DType::U32))
+    }
+}

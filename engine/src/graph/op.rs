@@ -1,0 +1,86 @@
+//! The closed set of operations a model graph is made of.
+//!
+//! Each op has one name everywhere: `Op::RmsNorm` here, `backend/cpu/rms_norm.rs`,
+//! `shaders/rms_norm.wgsl`, `cuda/rms_norm.cu`. Shapes are row-major (last dimension contiguous);
+//! "rows" are everything but the last dimension. Activations are `F32`; ids and positions `U32`;
+//! weights may have any [`DType`](crate::DType), and ops that read them dequantize on the fly.
+//!
+//! Nothing here assumes a token sequence or a KV cache: attention takes whatever keys and values
+//! it is given (a cache is just a `Param` of kind `State` written with `ScatterRows`), and its mask
+//! is a property of the op, so an image transformer's non-causal attention is the same op.
+
+/// How RoPE pairs the elements of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RopeLayout {
+    /// Adjacent pairs `(x[2i], x[2i+1])`: GGUF's llama layout (q/k rows permuted by the converter).
+    Normal,
+    /// Halves `(x[i], x[i + d/2])`: GPT-NeoX, Qwen2, and Hugging Face's unpermuted llama weights.
+    NeoX,
+}
+
+/// Which keys a query may attend to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttnMask {
+    /// Every query sees every key (encoders, diffusion transformers).
+    None,
+    /// Query `i` sees keys `0..=positions[i]` (decoders; keys are stored by position).
+    Causal,
+}
+
+/// One operation. Inputs are listed in the order the node's `inputs` holds them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A tensor supplied with each execution: `inputs[slot]` of [`crate::backend::Backend::execute`].
+    Input { slot: usize },
+    /// A tensor resident on the backend for the life of a session: a weight or a state buffer.
+    Param { id: crate::backend::ParamId },
+    /// `out[i, :] = table[ids[i], :]`. Inputs: `table [R, C]` (any dtype), `ids [T]` (u32) → `[T, C]` f32.
+    GetRows,
+    /// `out = x · wᵀ`. Inputs: `x [T, K]` f32, `w [N, K]` (any dtype) → `[T, N]`.
+    MatMul,
+    /// `a + b`; `b` has `a`'s shape or is one row broadcast over `a`'s rows (a bias).
+    Add,
+    /// `a * b`, elementwise, same shapes.
+    Mul,
+    /// `out[r, :] = x[r, :] / sqrt(mean(x[r, :]²) + eps) * w`. Inputs: `x [T, C]`, `w [C]`.
+    RmsNorm { eps: f32 },
+    /// Rotary position embedding over each head of each row. Inputs: `x [T, heads*head_dim]`,
+    /// `positions [T]` (u32). The first `n_rot` elements of each head rotate by
+    /// `pos * base^(-2i/n_rot)`; the rest pass through.
+    Rope { layout: RopeLayout, head_dim: usize, n_rot: usize, base: f32 },
+    /// Scaled dot-product attention with grouped-query heads and an online softmax.
+    /// Inputs: `q [T, n_head*head_dim]`, `k [S, n_kv_head*head_dim]`, `v [S, n_kv_head*head_dim]`,
+    /// and for `Causal`, `positions [T]` (u32) → `[T, n_head*head_dim]`.
+    Attention { n_head: usize, n_kv_head: usize, head_dim: usize, scale: f32, mask: AttnMask },
+    /// Writes `src` rows into a state param: `dst[positions[i], :] = src[i, :]`. Inputs: `dst` (a
+    /// `State` param), `src [T, C]`, `positions [T]`. The node stands for `dst` after the write, so
+    /// ops that read it afterwards take this node as input.
+    ScatterRows,
+    /// `silu(gate) * up` (SwiGLU's gating). Inputs: `gate`, `up`, same shapes.
+    SiluMul,
+    /// Keeps rows `start..start+len` of `x [T, C]` → `[len, C]`.
+    SliceRows { start: usize, len: usize },
+    /// Index of the largest element of each row (ties → lowest index). `x [T, C]` → `[T]` u32.
+    Argmax,
+}
+
+impl Op {
+    /// The op's name, as used for kernel files and in errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Param { .. } => "param",
+            Op::GetRows => "get_rows",
+            Op::MatMul => "matmul",
+            Op::Add => "add",
+            Op::Mul => "mul",
+            Op::RmsNorm { .. } => "rms_norm",
+            Op::Rope { .. } => "rope",
+            Op::Attention { .. } => "attention",
+            Op::ScatterRows => "scatter_rows",
+            Op::SiluMul => "silu_mul",
+            Op::SliceRows { .. } => "slice_rows",
+            Op::Argmax => "argmax",
+        }
+    }
+}

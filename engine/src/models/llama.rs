@@ -1,0 +1,157 @@
+//! The Llama family as a graph: Llama 2/3 (Touvron et al., 2023), SmolLM2, Mistral, Qwen2.
+//!
+//! Pre-norm decoder (matches llama.cpp's `llm_build_llama` / `llm_build_qwen2`):
+//!
+//! ```text
+//! x = embed(tokens)
+//! for each layer:  x = x + attn(rms_norm(x))      attn: RoPE on q, k; grouped-query; causal
+//!                  x = x + mlp(rms_norm(x))       mlp:  down(silu(gate(x)) * up(x))
+//! logits = output(rms_norm(x))
+//! ```
+//!
+//! Prefill and decode are the same graph with a different token count. The KV cache is not the
+//! model's: the caller passes the state params to write keys and values into (`KvParams`).
+
+use crate::backend::ParamTable;
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::graph::{AttnMask, Graph, NodeId};
+use crate::model::ModelConfig;
+
+/// What a forward pass hands back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Readout {
+    /// The id of the most likely next token after the last input token (greedy decoding).
+    ArgmaxLast,
+    /// Logits of the last token: `[1, n_vocab]`.
+    LogitsLast,
+    /// Logits of every token: `[T, n_vocab]` (perplexity, scoring).
+    LogitsAll,
+}
+
+/// The per-layer state params keys and values are written into, rows indexed by position.
+#[derive(Clone, Debug)]
+pub struct KvParams {
+    pub k: Vec<String>,
+    pub v: Vec<String>,
+}
+
+/// Every weight the graph reads, with its row-major shape.
+pub fn weight_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let (e, f) = (c.n_embd, c.n_ff);
+    let mut w = vec![("token_embd.weight".to_string(), vec![c.n_vocab, e]), ("output_norm.weight".to_string(), vec![e])];
+    if !c.tied_embeddings {
+        w.push(("output.weight".to_string(), vec![c.n_vocab, e]));
+    }
+    for l in 0..c.n_layer {
+        let mut add = |n: &str, s: Vec<usize>| w.push((format!("blk.{l}.{n}"), s));
+        add("attn_norm.weight", vec![e]);
+        add("attn_q.weight", vec![c.q_dim(), e]);
+        add("attn_k.weight", vec![c.kv_dim(), e]);
+        add("attn_v.weight", vec![c.kv_dim(), e]);
+        if c.qkv_bias {
+            add("attn_q.bias", vec![c.q_dim()]);
+            add("attn_k.bias", vec![c.kv_dim()]);
+            add("attn_v.bias", vec![c.kv_dim()]);
+        }
+        add("attn_output.weight", vec![e, c.q_dim()]);
+        add("ffn_norm.weight", vec![e]);
+        add("ffn_gate.weight", vec![f, e]);
+        add("ffn_up.weight", vec![f, e]);
+        add("ffn_down.weight", vec![e, f]);
+    }
+    w
+}
+
+/// The KV-cache params a session must create: one `[ctx, kv_dim]` f32 state per layer for K and V.
+pub fn kv_shapes(c: &ModelConfig, ctx: usize) -> (KvParams, Vec<(String, Vec<usize>, DType)>) {
+    let names = KvParams { k: (0..c.n_layer).map(|l| format!("cache.{l}.k")).collect(), v: (0..c.n_layer).map(|l| format!("cache.{l}.v")).collect() };
+    let shapes = names.k.iter().chain(&names.v).map(|n| (n.clone(), vec![ctx, c.kv_dim()], DType::F32)).collect();
+    (names, shapes)
+}
+
+struct Builder<'a> {
+    g: Graph,
+    c: &'a ModelConfig,
+    p: &'a ParamTable,
+    positions: NodeId,
+}
+
+impl Builder<'_> {
+    fn w(&mut self, name: &str) -> Result<NodeId> {
+        self.p.node(&mut self.g, name)
+    }
+
+    fn norm(&mut self, x: NodeId, weight: &str) -> Result<NodeId> {
+        let w = self.w(weight)?;
+        self.g.rms_norm(x, w, self.c.rms_eps)
+    }
+
+    /// `x · Wᵀ (+ b)`.
+    fn linear(&mut self, x: NodeId, weight: &str, bias: Option<&str>) -> Result<NodeId> {
+        let w = self.w(weight)?;
+        let y = self.g.matmul(x, w)?;
+        match bias {
+            Some(b) => {
+                let b = self.w(b)?;
+                self.g.add(y, b)
+            }
+            None => Ok(y),
+        }
+    }
+
+    fn attn(&mut self, l: usize, x: NodeId, kv: &KvParams) -> Result<NodeId> {
+        let c = self.c;
+        let bias = |n: &str| c.qkv_bias.then(|| format!("blk.{l}.attn_{n}.bias"));
+        let q = self.linear(x, &format!("blk.{l}.attn_q.weight"), bias("q").as_deref())?;
+        let k = self.linear(x, &format!("blk.{l}.attn_k.weight"), bias("k").as_deref())?;
+        let v = self.linear(x, &format!("blk.{l}.attn_v.weight"), bias("v").as_deref())?;
+        let q = self.g.rope(q, self.positions, c.rope_layout, c.head_dim, c.rope_dim, c.rope_base)?;
+        let k = self.g.rope(k, self.positions, c.rope_layout, c.head_dim, c.rope_dim, c.rope_base)?;
+        let k_cache = self.w(&kv.k[l])?;
+        let v_cache = self.w(&kv.v[l])?;
+        let k_all = self.g.scatter_rows(k_cache, k, self.positions)?;
+        let v_all = self.g.scatter_rows(v_cache, v, self.positions)?;
+        let o = self.g.attention(q, k_all, v_all, Some(self.positions), c.n_head, c.n_kv_head, c.head_dim, AttnMask::Causal)?;
+        self.linear(o, &format!("blk.{l}.attn_output.weight"), None)
+    }
+
+    fn mlp(&mut self, l: usize, x: NodeId) -> Result<NodeId> {
+        let gate = self.linear(x, &format!("blk.{l}.ffn_gate.weight"), None)?;
+        let up = self.linear(x, &format!("blk.{l}.ffn_up.weight"), None)?;
+        let h = self.g.silu_mul(gate, up)?;
+        self.linear(h, &format!("blk.{l}.ffn_down.weight"), None)
+    }
+}
+
+/// The forward pass over `n_tokens` tokens. Inputs: slot 0 token ids `[T]`, slot 1 positions `[T]`
+/// (each token's position in its sequence; keys and values are stored at those rows).
+pub fn forward(c: &ModelConfig, params: &ParamTable, kv: &KvParams, n_tokens: usize, readout: Readout) -> Result<Graph> {
+    let mut g = Graph::new();
+    let tokens = g.input(&[n_tokens], DType::U32);
+    let positions = g.input(&[n_tokens], DType::U32);
+    let mut b = Builder { g, c, p: params, positions };
+
+    let embd = b.w("token_embd.weight")?;
+    let mut x = b.g.get_rows(embd, tokens)?;
+    for l in 0..c.n_layer {
+        let h = b.norm(x, &format!("blk.{l}.attn_norm.weight"))?;
+        let h = b.attn(l, h, kv)?;
+        x = b.g.add(x, h)?;
+        let h = b.norm(x, &format!("blk.{l}.ffn_norm.weight"))?;
+        let h = b.mlp(l, h)?;
+        x = b.g.add(x, h)?;
+    }
+    if readout != Readout::LogitsAll {
+        x = b.g.slice_rows(x, n_tokens - 1, 1)?;
+    }
+    let x = b.norm(x, "output_norm.weight")?;
+    let output = if c.tied_embeddings { "token_embd.weight" } else { "output.weight" };
+    let logits = b.linear(x, output, None)?;
+    let out = match readout {
+        Readout::ArgmaxLast => b.g.argmax(logits)?,
+        _ => logits,
+    };
+    b.g.output(out);
+    Ok(b.g)
+}

@@ -1,0 +1,156 @@
+//! Activation formats: what an f32 activation row becomes before it meets a weight row in
+//! `vec_dot` (llama.cpp's `vec_dot_type`). Quantizing the activation once per row lets every
+//! weight block be consumed with integer multiply-adds.
+//!
+//! | weight          | activation | block (bytes)                                          |
+//! |-----------------|------------|--------------------------------------------------------|
+//! | Q4_0, Q8_0      | Q8_0       | `d: f16, qs: [i8; 32]` (34), see `q8_0.rs`              |
+//! | Q4_1            | Q8_1       | `d: f16, s: f16 = d·Σqs, qs: [i8; 32]` (36)             |
+//! | Q4_K, Q5_K, Q6_K| Q8_K       | `d: f32, qs: [i8; 256], bsums: [i16; 16]` (292)         |
+//! | F32, F16, BF16  | f32        | 4 bytes per element, little-endian                      |
+//!
+//! Q8_1 and Q8_K follow ggml's `quantize_row_q8_1_ref` and `quantize_row_q8_K_ref`.
+
+use super::float::put_f16;
+use super::kquant::{QK_K, nearest_int};
+use crate::DType;
+
+pub(super) const Q8_1_BLOCK: usize = 36;
+pub(super) const Q8_K_BLOCK: usize = 292;
+
+/// Bytes of an activation row of `n` elements for weights of type `weight`.
+pub(super) fn act_bytes(weight: DType, n: usize) -> usize {
+    match weight {
+        DType::F32 | DType::F16 | DType::BF16 => n * 4,
+        DType::Q4_0 | DType::Q8_0 => n / 32 * super::q8_0::BLOCK,
+        DType::Q4_1 => n / 32 * Q8_1_BLOCK,
+        DType::Q4K | DType::Q5K | DType::Q6K => n / QK_K * Q8_K_BLOCK,
+        DType::U32 => panic!("u32 is not a weight type"),
+    }
+}
+
+pub(super) fn quantize_act(weight: DType, x: &[f32], dst: &mut [u8]) {
+    match weight {
+        DType::F32 | DType::F16 | DType::BF16 => super::float::quantize(DType::F32, x, dst),
+        DType::Q4_0 | DType::Q8_0 => super::q8_0::quantize(x, dst),
+        DType::Q4_1 => quantize_q8_1(x, dst),
+        DType::Q4K | DType::Q5K | DType::Q6K => quantize_q8_k(x, dst),
+        DType::U32 => panic!("u32 is not a weight type"),
+    }
+}
+
+/// ggml `quantize_row_q8_1_ref`: Q8_0 plus s = f16(d · Σ q).
+fn quantize_q8_1(src: &[f32], dst: &mut [u8]) {
+    for (x, b) in src.chunks_exact(32).zip(dst.chunks_exact_mut(Q8_1_BLOCK)) {
+        let amax = x
+            .iter()
+            .fold(0.0f32, |a, v| if a > v.abs() { a } else { v.abs() });
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in b[4..].iter_mut().zip(x) {
+            let qi = (v * id).round() as i8;
+            sum += qi as i32;
+            *q = qi as u8;
+        }
+        put_f16(b, 0, d);
+        put_f16(b, 2, sum as f32 * d);
+    }
+}
+
+/// ggml `quantize_row_q8_K_ref`: d = max / −127 (f32), q = nearest_int(x / d) ≤ 127, and the
+/// sums of each 16 quants (used by K-quant dots to apply per-sub-block minimums).
+fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
+    for (x, b) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(Q8_K_BLOCK)) {
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            // ggml leaves bsums untouched here; zeros are what they would sum to.
+            b.fill(0);
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in b[4..4 + QK_K].iter_mut().zip(x) {
+            *q = nearest_int(iscale * v).min(127) as i8 as u8;
+        }
+        for j in 0..QK_K / 16 {
+            let sum: i32 = b[4 + 16 * j..4 + 16 * (j + 1)]
+                .iter()
+                .map(|&q| q as i8 as i32)
+                .sum();
+            b[260 + 2 * j..262 + 2 * j].copy_from_slice(&(sum as i16).to_le_bytes());
+        }
+        b[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+    }
+}
+
+/// Reads a Q8_K block: (d, quants, bsums).
+#[inline(always)]
+pub(super) fn q8_k_parts(b: &[u8]) -> (f32, &[u8], &[u8]) {
+    (
+        f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        &b[4..260],
+        &b[260..292],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::float::f16_at;
+
+    #[test]
+    fn q8_1_known_block() {
+        // amax = 1.27 → d = 0.01; x_j = 0.01·(j − 16) → q_j = j − 16, Σq = −16.
+        let x: Vec<f32> = (0..32)
+            .map(|j| {
+                if j == 31 {
+                    -1.27
+                } else {
+                    0.01 * (j as f32 - 16.0)
+                }
+            })
+            .collect();
+        let mut b = vec![0u8; Q8_1_BLOCK];
+        quantize_q8_1(&x, &mut b);
+        let d = f16_at(&b, 0);
+        assert_eq!(d, half::f16::from_f32(0.01).to_f32());
+        let q: Vec<i32> = b[4..].iter().map(|&v| v as i8 as i32).collect();
+        let want: Vec<i32> = (0..32)
+            .map(|j| if j == 31 { -127 } else { j - 16 })
+            .collect();
+        assert_eq!(q, want);
+        let sum: i32 = want.iter().sum();
+        assert_eq!(
+            f16_at(&b, 2),
+            half::f16::from_f32(sum as f32 * 0.01).to_f32()
+        );
+    }
+
+    #[test]
+    fn q8_k_known_block() {
+        // The largest magnitude is negative (−127) → iscale = −127/max = 1 and d = 1, so each
+        // quant is nearest_int(x), which rounds ties to even (unlike roundf in Q8_0).
+        let mut x = vec![0.0f32; QK_K];
+        x[0] = -127.0;
+        x[1] = 25.0;
+        x[16] = 0.5; // → 0
+        x[17] = 1.5; // → 2
+        x[18] = 2.5; // → 2
+        x[19] = -3.5; // → −4
+        let mut b = vec![0u8; Q8_K_BLOCK];
+        quantize_q8_k(&x, &mut b);
+        let (d, qs, bsums) = q8_k_parts(&b);
+        assert_eq!(d, 1.0);
+        let q: Vec<i8> = qs[..20].iter().map(|&v| v as i8).collect();
+        assert_eq!(&q[..2], &[-127, 25]);
+        assert_eq!(&q[16..20], &[0, 2, 2, -4]);
+        assert_eq!(i16::from_le_bytes([bsums[0], bsums[1]]), -102);
+        assert_eq!(i16::from_le_bytes([bsums[2], bsums[3]]), 0);
+    }
+}

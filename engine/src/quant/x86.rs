@@ -1,0 +1,430 @@
+//! AVX2 + FMA + F16C kernels for `vec_dot`, after ggml's x86 code (`ggml_vec_dot_q4_1_q8_1`
+//! etc. in ggml-cpu/arch/x86/quants.c), checked against the scalar references by
+//! `dot_tests::avx2_matches_scalar`.
+//!
+//! Idea shared by the block kernels: widen 32 weights to bytes in one 256-bit register, multiply
+//! with 32 activation bytes by `maddubs` (u8 × i8 → pairs summed to i16, no overflow for these
+//! ranges), sum pairs to i32 with `madd`, then scale by the block's f32 factors with one FMA.
+//! Two accumulators per loop hide the FMA latency. Scales are f16 and are widened with F16C,
+//! several at once. All loads are unaligned, from fixed-size arrays (`as_chunks`), so every
+//! read is in bounds by construction.
+
+use super::kquant::get_scale_min_k4;
+use crate::DType;
+use std::arch::x86_64::*;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// 0 = not yet probed, 1 = no, 2 = AVX2 + FMA + F16C present.
+static LEVEL: AtomicU8 = AtomicU8::new(0);
+
+pub(super) fn available() -> bool {
+    match LEVEL.load(Ordering::Relaxed) {
+        0 => {
+            let ok = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            LEVEL.store(if ok { 2 } else { 1 }, Ordering::Relaxed);
+            ok
+        }
+        l => l == 2,
+    }
+}
+
+/// The AVX2 dot for `weight`, or `None` when the CPU lacks the features. Row lengths were
+/// checked by the caller; the kernels read only whole blocks inside `w` and `act`.
+pub(super) fn vec_dot(weight: DType, w: &[u8], act: &[u8]) -> Option<f32> {
+    if !available() {
+        return None;
+    }
+    // SAFETY: the CPU supports avx2, fma and f16c (checked just above), which is all the
+    // `target_feature` kernels require; they do no unchecked indexing.
+    Some(unsafe {
+        match weight {
+            DType::F32 => dot_f32(w, act),
+            DType::F16 => dot_f16(w, act),
+            DType::BF16 => dot_bf16(w, act),
+            DType::Q4_0 => dot_q4_0(w, act),
+            DType::Q4_1 => dot_q4_1(w, act),
+            DType::Q8_0 => dot_q8_0(w, act),
+            DType::Q4K => dot_q4_k(w, act),
+            DType::Q5K => dot_q5_k(w, act),
+            DType::Q6K => dot_q6_k(w, act),
+            DType::U32 => return None,
+        }
+    })
+}
+
+// ---- helpers -------------------------------------------------------------------------------
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load32(b: &[u8; 32]) -> __m256i {
+    // SAFETY: reads exactly the 32 bytes of `b`; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load16(b: &[u8; 16]) -> __m128i {
+    // SAFETY: reads exactly the 16 bytes of `b`; `loadu` has no alignment requirement.
+    unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+}
+
+#[inline(always)]
+fn arr<const N: usize>(b: &[u8], at: usize) -> &[u8; N] {
+    b[at..at + N].try_into().expect("in-bounds sub-array")
+}
+
+/// Four little-endian f16 (at `a[0..4]` and `b[0..4]`, as two u16 each) widened to f32:
+/// [a0, a1, b0, b1].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16x4(a: &[u8], b: &[u8]) -> __m128 {
+    let lo = u32::from_le_bytes([a[0], a[1], a[2], a[3]]) as u64;
+    let hi = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64;
+    _mm_cvtph_ps(_mm_cvtsi64_si128((lo | (hi << 32)) as i64))
+}
+
+/// d_a · d_b for two blocks that start with an f16 scale, broadcast to 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dd(a: &[u8], b: &[u8]) -> __m256 {
+    let v = f16x4(a, b); // [da, ?, db, ?]
+    _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehl_ps(v, v)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// 16 bytes of nibbles → 32 bytes: low nibbles (elements 0..16) then high (16..32).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn nibbles(b: &[u8; 16]) -> __m256i {
+    let t = load16(b);
+    _mm256_and_si256(
+        _mm256_set_m128i(_mm_srli_epi16(t, 4), t),
+        _mm256_set1_epi8(0xF),
+    )
+}
+
+/// Σ pairs of u8 × i8 as 8 × i32 (ggml `mul_sum_us8_pairs`, before the float conversion).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_us8(ux: __m256i, sy: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_set1_epi16(1), _mm256_maddubs_epi16(ux, sy))
+}
+
+/// Σ pairs of i8 × i8 as 8 × f32 (ggml `mul_sum_i8_pairs_float`): move x's sign onto y.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_i8_f32(x: __m256i, y: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)))
+}
+
+// ---- 32-weight blocks ------------------------------------------------------------------------
+
+/// Runs `body` (which maps `x`, `y`, `acc` to the new `acc`) over block pairs with two
+/// accumulators, then over the odd last block.
+macro_rules! two_acc {
+    ($w:expr, $a:expr, $wb:literal, $ab:literal, |$x:ident, $y:ident, $acc:ident| $body:block) => {{
+        let (wb, _) = $w.as_chunks::<$wb>();
+        let (ab, _) = $a.as_chunks::<$ab>();
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        for (xs, ys) in wb.chunks_exact(2).zip(ab.chunks_exact(2)) {
+            acc0 = {
+                let ($x, $y, $acc) = (&xs[0], &ys[0], acc0);
+                $body
+            };
+            acc1 = {
+                let ($x, $y, $acc) = (&xs[1], &ys[1], acc1);
+                $body
+            };
+        }
+        if wb.len() % 2 == 1 {
+            acc0 = {
+                let ($x, $y, $acc) = (&wb[wb.len() - 1], &ab[ab.len() - 1], acc0);
+                $body
+            };
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
+    }};
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    two_acc!(w, a, 34, 34, |x, y, acc| {
+        let p = dot_i8_f32(load32(arr(x, 2)), load32(arr(y, 2)));
+        _mm256_fmadd_ps(dd(x, y), p, acc)
+    })
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q4_0(w: &[u8], a: &[u8]) -> f32 {
+    two_acc!(w, a, 18, 34, |x, y, acc| {
+        let qx = _mm256_sub_epi8(nibbles(arr(x, 2)), _mm256_set1_epi8(8));
+        let p = dot_i8_f32(qx, load32(arr(y, 2)));
+        _mm256_fmadd_ps(dd(x, y), p, acc)
+    })
+}
+
+/// One Q4_1 block: Σ w·a = d_w·d_a·Σ q_w·q_a + m·s. The d_w·d_a·Σ part goes into `acc`, m·s
+/// into lane 1 of `ms`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_1_block(x: &[u8; 20], y: &[u8; 36], acc: __m256, ms: __m128) -> (__m256, __m128) {
+    let v = f16x4(x, y); // [d_w, m, d_a, s]
+    let hi = _mm_movehl_ps(v, v); // [d_a, s, ..]
+    let p = _mm256_cvtepi32_ps(dot_us8(nibbles(arr(x, 4)), load32(arr(y, 4))));
+    (
+        _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_mul_ss(v, hi)), p, acc),
+        _mm_fmadd_ps(v, hi, ms),
+    )
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q4_1(w: &[u8], a: &[u8]) -> f32 {
+    let (wb, _) = w.as_chunks::<20>();
+    let (ab, _) = a.as_chunks::<36>();
+    // Two independent chains (each with its own m·s sum) so neither FMA latency nor the m·s
+    // additions serialise consecutive blocks.
+    let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut ms0, mut ms1) = (_mm_setzero_ps(), _mm_setzero_ps());
+    for (xs, ys) in wb.chunks_exact(2).zip(ab.chunks_exact(2)) {
+        (acc0, ms0) = q4_1_block(&xs[0], &ys[0], acc0, ms0);
+        (acc1, ms1) = q4_1_block(&xs[1], &ys[1], acc1, ms1);
+    }
+    if wb.len() % 2 == 1 {
+        (acc0, ms0) = q4_1_block(&wb[wb.len() - 1], &ab[ab.len() - 1], acc0, ms0);
+    }
+    let ms = _mm_add_ps(ms0, ms1);
+    hsum(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(ms))
+}
+
+// ---- float rows ------------------------------------------------------------------------------
+
+/// Dots 8-element chunks with four accumulators; `load(chunk)` widens one chunk of weights.
+macro_rules! float_dot {
+    ($w:expr, $a:expr, $wbytes:literal, $load:expr, $scalar:expr) => {{
+        let (wc, wt) = $w.as_chunks::<$wbytes>();
+        let (ac, at) = $a.as_chunks::<32>();
+        let load = $load;
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut quads = wc.chunks_exact(4).zip(ac.chunks_exact(4));
+        for (xs, ys) in &mut quads {
+            for k in 0..4 {
+                // SAFETY: reads exactly the 32 bytes of `ys[k]`.
+                let y = unsafe { _mm256_loadu_ps(ys[k].as_ptr().cast()) };
+                acc[k] = _mm256_fmadd_ps(load(&xs[k]), y, acc[k]);
+            }
+        }
+        let done = wc.len() / 4 * 4;
+        for (x, y) in wc[done..].iter().zip(&ac[done..]) {
+            // SAFETY: reads exactly the 32 bytes of `y`.
+            let yv = unsafe { _mm256_loadu_ps(y.as_ptr().cast()) };
+            acc[0] = _mm256_fmadd_ps(load(x), yv, acc[0]);
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        hsum(v) + super::float::vec_dot($scalar, wt, at)
+    }};
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_f32(w: &[u8], a: &[u8]) -> f32 {
+    // SAFETY: reads exactly the 32 bytes of the chunk.
+    float_dot!(
+        w,
+        a,
+        32,
+        |x: &[u8; 32]| unsafe { _mm256_loadu_ps(x.as_ptr().cast()) },
+        DType::F32
+    )
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_f16(w: &[u8], a: &[u8]) -> f32 {
+    float_dot!(
+        w,
+        a,
+        16,
+        |x: &[u8; 16]| _mm256_cvtph_ps(load16(x)),
+        DType::F16
+    )
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_bf16(w: &[u8], a: &[u8]) -> f32 {
+    float_dot!(
+        w,
+        a,
+        16,
+        |x: &[u8; 16]| _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load16(x)), 16)),
+        DType::BF16
+    )
+}
+
+// ---- K-quants (256-weight super-blocks, Q8_K activations) -----------------------------------
+
+/// d_a (f32) and Σ_j m_j·(bsums[2j] + bsums[2j+1]) for Q4_K/Q5_K, plus the 8 sub-block scales.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_head(x: &[u8], y: &[u8; 292]) -> (f32, i32, [i16; 8]) {
+    let yd = f32::from_le_bytes(*arr(y, 0));
+    let mut sc = [0i16; 8];
+    let mut summ = 0i32;
+    for (j, scj) in sc.iter_mut().enumerate() {
+        let (s, m) = get_scale_min_k4(j, &x[4..16]);
+        *scj = s as i16;
+        let b0 = i16::from_le_bytes(*arr(y, 260 + 4 * j));
+        let b1 = i16::from_le_bytes(*arr(y, 262 + 4 * j));
+        summ += m as i32 * (b0 as i32 + b1 as i32);
+    }
+    (yd, summ, sc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q4_k(w: &[u8], a: &[u8]) -> f32 {
+    let (wb, _) = w.as_chunks::<144>();
+    let (ab, _) = a.as_chunks::<292>();
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0.0f32;
+    let m4 = _mm256_set1_epi8(0xF);
+    for (x, y) in wb.iter().zip(ab) {
+        let (yd, summ, sc) = k4_head(x, y);
+        let mut sumi = _mm256_setzero_si256();
+        for c in 0..4 {
+            let q4 = load32(arr(x, 16 + 32 * c));
+            let lo = _mm256_and_si256(q4, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            let p0 = _mm256_maddubs_epi16(lo, load32(arr(y, 4 + 64 * c)));
+            let p1 = _mm256_maddubs_epi16(hi, load32(arr(y, 36 + 64 * c)));
+            let p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c]));
+            let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        let dv = _mm_cvtph_ps(_mm_cvtsi32_si128(u32::from_le_bytes(*arr(x, 0)) as i32)); // [d, dmin]
+        let d = _mm_cvtss_f32(dv) * yd;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        mins += _mm_cvtss_f32(_mm_movehdup_ps(dv)) * yd * summ as f32;
+    }
+    hsum(acc) - mins
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q5_k(w: &[u8], a: &[u8]) -> f32 {
+    let (wb, _) = w.as_chunks::<176>();
+    let (ab, _) = a.as_chunks::<292>();
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0.0f32;
+    let m4 = _mm256_set1_epi8(0xF);
+    let one = _mm256_set1_epi8(1);
+    for (x, y) in wb.iter().zip(ab) {
+        let (yd, summ, sc) = k4_head(x, y);
+        let qh = load32(arr(x, 16));
+        let mut sumi = _mm256_setzero_si256();
+        // Bit j of qh[l] is the fifth bit of weight l of sub-block j; shifting 16-bit lanes
+        // drags bits of the neighbour byte along, but the `& 1` keeps only bit 0 of each byte.
+        let high = |j: i32| -> __m256i {
+            let b = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j)), one);
+            _mm256_slli_epi16(b, 4)
+        };
+        for c in 0..4 {
+            let q4 = load32(arr(x, 48 + 32 * c));
+            let lo = _mm256_or_si256(_mm256_and_si256(q4, m4), high(2 * c as i32));
+            let hi = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4),
+                high(2 * c as i32 + 1),
+            );
+            let p0 = _mm256_maddubs_epi16(lo, load32(arr(y, 4 + 64 * c)));
+            let p1 = _mm256_maddubs_epi16(hi, load32(arr(y, 36 + 64 * c)));
+            let p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c]));
+            let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        let dv = _mm_cvtph_ps(_mm_cvtsi32_si128(u32::from_le_bytes(*arr(x, 0)) as i32)); // [d, dmin]
+        let d = _mm_cvtss_f32(dv) * yd;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        mins += _mm_cvtss_f32(_mm_movehdup_ps(dv)) * yd * summ as f32;
+    }
+    hsum(acc) - mins
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q6_k(w: &[u8], a: &[u8]) -> f32 {
+    let (wb, _) = w.as_chunks::<210>();
+    let (ab, _) = a.as_chunks::<292>();
+    let mut acc = _mm256_setzero_ps();
+    let m4 = _mm256_set1_epi8(0xF);
+    let m2 = _mm256_set1_epi8(3);
+    let k32 = _mm256_set1_epi8(32);
+    for (x, y) in wb.iter().zip(ab) {
+        let yd = f32::from_le_bytes(*arr(y, 0));
+        let mut sumi = _mm256_setzero_si256();
+        for h in 0..2 {
+            let ql0 = load32(arr(x, 64 * h));
+            let ql1 = load32(arr(x, 64 * h + 32));
+            let qh = load32(arr(x, 128 + 32 * h));
+            // Levels 0..64 of weights 128h + 32g + l (g = 0..4), as in `q6_k::levels`.
+            let q = [
+                _mm256_or_si256(
+                    _mm256_and_si256(ql0, m4),
+                    _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(ql1, m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4),
+                ),
+            ];
+            for (g, &qg) in q.iter().enumerate() {
+                let e = 128 * h + 32 * g;
+                let q8 = load32(arr(y, 4 + e));
+                // Σ (q − 32)·q8 = Σ q·q8 − 32·Σ q8, both within i16 per pair.
+                let p =
+                    _mm256_sub_epi16(_mm256_maddubs_epi16(qg, q8), _mm256_maddubs_epi16(k32, q8));
+                let (s0, s1) = (x[192 + e / 16] as i8 as i16, x[193 + e / 16] as i8 as i16);
+                let scv = _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
+            }
+        }
+        let d = super::float::f16_at(x, 208) * yd;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn sums() -> (f32, f32) {
+        let v = _mm256_setr_ps(1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0);
+        // 0x3C00 = 1.0, 0x4000 = 2.0, 0xC200 = −3.0, 0x3800 = 0.5 → [1, 2, −3, 0.5], d·d = −3.
+        let b = [0x00, 0x3C, 0x00, 0x40, 0x00, 0xC2, 0x00, 0x38];
+        (hsum(v), hsum(dd(&b[0..4], &b[4..8])))
+    }
+
+    #[test]
+    fn horizontal_sum_and_scales() {
+        if !available() {
+            return;
+        }
+        // SAFETY: the features were checked just above.
+        let (s, d) = unsafe { sums() };
+        assert_eq!(s, 36.0);
+        assert_eq!(d, -3.0 * 8.0, "dd broadcasts d_a·d_b to all 8 lanes");
+    }
+}

@@ -1,0 +1,152 @@
+//! `forge run`: load a model, apply its chat template, generate, stream or print JSON.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use forge_engine::tokenizer::ChatMessage;
+use forge_engine::{GenerateOptions, Model, SamplerConfig, Session, generate};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backends::{self, BackendChoice};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// A .gguf file or a Hugging Face model directory. Default: SmolLM2-135M-Instruct Q4_1 from the model cache.
+    #[arg(long, short)]
+    model: Option<PathBuf>,
+    /// The prompt. Read from stdin when absent.
+    #[arg(long, short)]
+    prompt: Option<String>,
+    /// Tokens to generate at most.
+    #[arg(long, short = 'n', default_value_t = 256)]
+    max_tokens: usize,
+    /// Sampling temperature; 0 is greedy (deterministic).
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Keep only the K most likely tokens (0: all).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Drop tokens less likely than this fraction of the most likely one.
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Penalise recently generated tokens (1.0: off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Random seed (default: from the clock). The same seed gives the same text on every backend.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop when this string appears (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Feed the prompt as plain text instead of through the model's chat template.
+    #[arg(long)]
+    raw: bool,
+    /// System message for the chat template (default: the template's own).
+    #[arg(long)]
+    system: Option<String>,
+    /// Context length in tokens (default: the model's, capped at 4096).
+    #[arg(long)]
+    ctx: Option<usize>,
+    /// Which backend runs the model.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto, env = "FORGE_BACKEND")]
+    backend: BackendChoice,
+    /// Print one JSON object at the end instead of streaming text.
+    #[arg(long)]
+    json: bool,
+    /// With --json, also report the K highest logits at each generated position.
+    #[arg(long, default_value_t = 0)]
+    top_logits: usize,
+}
+
+pub fn run(a: RunArgs) -> anyhow::Result<()> {
+    let path = match &a.model {
+        Some(p) => p.clone(),
+        None => crate::cache::default_model()?,
+    };
+    let prompt = match &a.prompt {
+        Some(p) => p.clone(),
+        None => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("reading the prompt from stdin")?;
+            s
+        }
+    };
+
+    let t0 = Instant::now();
+    let model = Model::load(&path).with_context(|| format!("loading {}", path.display()))?;
+    let ctx = a.ctx.unwrap_or(model.config.ctx_train.min(4096));
+    let backend = backends::open(a.backend)?;
+    let bar = ProgressBar::new(model.weight_bytes() as u64).with_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}").expect("valid template").progress_chars("=> "),
+    );
+    bar.set_message(format!("loading onto {}", backend.name()));
+    let mut session = Session::new(&model, backend, ctx, &mut |done, _| bar.set_position(done))?;
+    bar.finish_and_clear();
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+
+    let tok = &model.tokenizer;
+    let text_fed = match (a.raw, tok.chat_template()) {
+        (false, Some(tpl)) => {
+            let mut msgs = Vec::new();
+            if let Some(s) = &a.system {
+                msgs.push(ChatMessage { role: "system".into(), content: s.clone() });
+            }
+            msgs.push(ChatMessage { role: "user".into(), content: prompt.clone() });
+            tpl.render(&msgs, true)?
+        }
+        _ => prompt.clone(),
+    };
+    let prompt_ids = tok.encode(&text_fed, true, true)?;
+    let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
+    let opts = GenerateOptions {
+        max_tokens: a.max_tokens,
+        sampler: SamplerConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, min_p: a.min_p, repeat_penalty: a.repeat_penalty, seed, ..SamplerConfig::default() },
+        stop: a.stop.clone(),
+        top_logits: if a.json { a.top_logits } else { 0 },
+        ..GenerateOptions::default()
+    };
+    let mut stdout = std::io::stdout().lock();
+    let json = a.json;
+    let g = generate(&mut session, tok, &prompt_ids, &opts, &mut |piece| {
+        if !json {
+            // A closed pipe (`forge run | head`) is not an error worth a panic.
+            let _ = stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush());
+        }
+    })?;
+
+    if json {
+        let out = serde_json::json!({
+            "text": g.text,
+            "prompt_ids": prompt_ids,
+            "ids": g.ids,
+            "finish_reason": g.finish,
+            "backend": session.backend_name(),
+            "device": session.device(),
+            "model": path.display().to_string(),
+            "load_ms": load_ms,
+            "prefill_tok_s": g.prefill_tok_s(prompt_ids.len()),
+            "decode_tok_s": g.decode_tok_s(),
+            "top_logits": if a.top_logits > 0 { serde_json::to_value(&g.top_logits)? } else { serde_json::Value::Null },
+        });
+        writeln!(stdout, "{out}")?;
+    } else {
+        writeln!(stdout)?;
+        eprintln!(
+            "[{} on {}: {} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s, {:?}]",
+            session.backend_name(),
+            session.device(),
+            prompt_ids.len(),
+            g.prefill_tok_s(prompt_ids.len()),
+            g.ids.len(),
+            g.decode_tok_s(),
+            g.finish
+        );
+    }
+    Ok(())
+}
