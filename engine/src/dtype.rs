@@ -164,7 +164,7 @@ mod tests {
             assert_eq!(DType::from_ggml_type(d.ggml_type()), Some(d));
             assert_eq!(DType::parse(d.name()), Some(d));
         }
-        assert_eq!(DType::from_ggml_type(6), None, "Q5_1 is not supported and must say so");
+        assert_eq!(DType::from_ggml_type(6), None, "q5_0 (ggml type 6) is not supported and must say so");
     }
 
     #[test]
