@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the code map.
 
 pub mod backend;
+pub mod devices;
 pub mod dtype;
 pub mod error;
 pub mod formats;
@@ -10,6 +11,7 @@ pub mod generate;
 pub mod graph;
 pub mod model;
 pub mod models;
+pub mod perplexity;
 pub mod quant;
 pub mod sampler;
 pub mod session;
