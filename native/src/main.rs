@@ -2,6 +2,8 @@
 
 mod backends;
 mod cache;
+mod devices;
+mod doctor;
 mod pull;
 mod run;
 
@@ -20,6 +22,10 @@ enum Command {
     Run(run::RunArgs),
     /// Download a known model into the model cache, checking its SHA-256.
     Pull(pull::PullArgs),
+    /// List every device (CPU, GPUs through wgpu, CUDA), ranked, with why each unusable one is.
+    Devices(devices::DevicesArgs),
+    /// Check each usable backend against the CPU reference, measure bandwidth, verify a model file.
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +37,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Pull(a) => pull::pull(a),
+        Command::Devices(a) => devices::devices(a),
+        Command::Doctor(a) => doctor::doctor(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

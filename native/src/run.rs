@@ -7,10 +7,12 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use forge_engine::tokenizer::ChatMessage;
+use forge_engine::devices::{self, OpenOptions};
 use forge_engine::{GenerateOptions, Model, SamplerConfig, Session, generate};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backends::{self, BackendChoice};
+use crate::backends;
+use crate::devices::SelectArgs;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -53,9 +55,11 @@ pub struct RunArgs {
     /// Context length in tokens (default: the model's, capped at 4096).
     #[arg(long)]
     ctx: Option<usize>,
-    /// Which backend runs the model.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto, env = "FORGE_BACKEND")]
-    backend: BackendChoice,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Fail when the chosen device cannot run the model instead of falling back to the next one.
+    #[arg(long)]
+    no_fallback: bool,
     /// Print one JSON object at the end instead of streaming text.
     #[arg(long)]
     json: bool,
@@ -81,13 +85,29 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let model = Model::load(&path).with_context(|| format!("loading {}", path.display()))?;
     let ctx = a.ctx.unwrap_or(model.config.ctx_train.min(4096));
-    let backend = backends::open(a.backend)?;
+    let machine = crate::devices::detect(&a.select)?;
+    let order = devices::plan(&machine.candidates, &machine.settings)?;
+    let opts = OpenOptions {
+        ctx,
+        memory_fraction: machine.settings.memory_fraction.value,
+        no_fallback: a.no_fallback,
+        faults: machine.faults.clone(),
+        host_memory: machine.probe.cpu.ram_available.or(machine.probe.cpu.ram_total),
+        warmup: true,
+    };
     let bar = ProgressBar::new(model.weight_bytes() as u64).with_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}").expect("valid template").progress_chars("=> "),
     );
-    bar.set_message(format!("loading onto {}", backend.name()));
-    let mut session = Session::new(&model, backend, ctx, &mut |done, _| bar.set_position(done))?;
+    let opened = devices::open_session(&model, &order, &opts, &mut backends::open, &mut |c, done, _| {
+        bar.set_message(format!("loading onto {}", c.backend.name()));
+        bar.set_position(done);
+    });
     bar.finish_and_clear();
+    let opened = opened?;
+    if !opened.events.is_empty() {
+        eprintln!("forge: {}", devices::fallback_line(&opened.events, &opened.candidate));
+    }
+    let mut session: Session = opened.session;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
 
     let tok = &model.tokenizer;
@@ -128,6 +148,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             "finish_reason": g.finish,
             "backend": session.backend_name(),
             "device": session.device(),
+            "fallbacks": opened.events,
             "model": path.display().to_string(),
             "load_ms": load_ms,
             "prefill_tok_s": g.prefill_tok_s(prompt_ids.len()),

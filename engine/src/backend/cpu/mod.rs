@@ -53,6 +53,12 @@ impl CpuBackend {
         CpuBackend { params: Vec::new(), threads: rayon::current_num_threads() }
     }
 
+    /// [`new`](Self::new), failing where fault injection says so (`FORGE_FAULT=cpu:init`).
+    pub fn try_new() -> Result<Self> {
+        crate::devices::fault::check("cpu", crate::devices::fault::Stage::Init)?;
+        Ok(Self::new())
+    }
+
     fn f32_of<'a>(&'a self, values: &'a [Option<Value>], _graph: &Graph, id: NodeId) -> Result<Cow<'a, [f32]>> {
         Ok(match self.value(values, id) {
             Value::F32(v) => Cow::Borrowed(v),
@@ -204,6 +210,7 @@ impl Backend for CpuBackend {
     }
 
     fn create_param(&mut self, desc: &ParamDesc, data: Option<&HostTensor>) -> Result<ParamId> {
+        crate::devices::fault::check("cpu", crate::devices::fault::Stage::Alloc)?;
         let id = ParamId(self.params.len() as u32);
         let p = match (desc.kind, data) {
             (ParamKind::Weight, Some(t)) => {
@@ -220,6 +227,8 @@ impl Backend for CpuBackend {
     }
 
     fn execute(&mut self, graph: &Graph, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+        // The CPU compiles nothing; its "compile" stage is preparing to run a graph.
+        crate::devices::fault::check("cpu", crate::devices::fault::Stage::Compile)?;
         check_supported(self, graph)?;
         check_inputs(graph, inputs)?;
         let nodes = graph.nodes();

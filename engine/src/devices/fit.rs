@@ -1,0 +1,78 @@
+//! Will the model fit? Estimated before anything is loaded, from the model's shape alone:
+//!
+//! ```text
+//! weights      = bytes as stored (quantized)
+//! kv cache     = n_layer × 2 (K and V) × ctx × kv_dim × 4 bytes (f32)
+//! activations  = 4 bytes × T × (4·n_embd + q_dim + 2·kv_dim + 2·n_ff) + 4 bytes × n_vocab,
+//!                T = min(ctx, 512) tokens in flight, one row of logits
+//! budget       = device memory × memory_fraction
+//! ```
+//!
+//! Devices whose memory is unknown (most wgpu adapters: WebGPU does not report it) are allowed,
+//! unless a single tensor is larger than the largest buffer the device can bind.
+
+use super::rank::{Candidate, DeviceClass};
+use crate::model::ModelConfig;
+
+/// Tokens a forward pass is assumed to carry at most when sizing activations.
+pub const MAX_TOKENS_IN_FLIGHT: usize = 512;
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Estimate {
+    pub weights: u64,
+    pub kv_cache: u64,
+    pub activations: u64,
+    /// The largest single weight tensor, which must fit in one device buffer.
+    pub largest_tensor: u64,
+}
+
+impl Estimate {
+    pub fn total(&self) -> u64 {
+        self.weights + self.kv_cache + self.activations
+    }
+}
+
+pub fn estimate(c: &ModelConfig, weight_bytes: u64, largest_tensor: u64, ctx: usize) -> Estimate {
+    let f32b = 4u64;
+    let kv_cache = c.n_layer as u64 * 2 * ctx as u64 * c.kv_dim() as u64 * f32b;
+    let t = ctx.min(MAX_TOKENS_IN_FLIGHT) as u64;
+    let per_token = 4 * c.n_embd + c.q_dim() + 2 * c.kv_dim() + 2 * c.n_ff;
+    let activations = f32b * t * per_token as u64 + f32b * c.n_vocab as u64;
+    Estimate { weights: weight_bytes, kv_cache, activations, largest_tensor }
+}
+
+pub fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// MiB below 1 GiB, GiB above: for listings.
+pub fn human(bytes: u64) -> String {
+    if bytes < 1 << 30 { format!("{} MiB", bytes >> 20) } else { gib(bytes) }
+}
+
+/// `Ok(())` when `est` fits `candidate` at `memory_fraction`, else why not, with the numbers.
+/// `host_memory` is the machine's RAM, which integrated GPUs and software rasterisers share.
+pub fn check(est: &Estimate, candidate: &Candidate, memory_fraction: f64, host_memory: Option<u64>) -> Result<(), String> {
+    if let Some(max) = candidate.max_buffer
+        && est.largest_tensor > max
+    {
+        return Err(format!("its largest tensor is {} but the device binds at most {} per buffer", gib(est.largest_tensor), gib(max)));
+    }
+    let shared = matches!(candidate.class, DeviceClass::Integrated | DeviceClass::Software);
+    let Some(memory) = candidate.memory.or(if shared { host_memory } else { None }) else {
+        return Ok(());
+    };
+    let budget = (memory as f64 * memory_fraction) as u64;
+    if est.total() > budget {
+        return Err(format!(
+            "needs {} (weights {} + KV cache {} + activations {}) but the budget is {} ({memory_fraction} × {})",
+            gib(est.total()),
+            gib(est.weights),
+            gib(est.kv_cache),
+            gib(est.activations),
+            gib(budget),
+            gib(memory)
+        ));
+    }
+    Ok(())
+}
