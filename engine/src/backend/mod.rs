@@ -5,6 +5,8 @@
 //! is refused before anything executes.
 
 pub mod cpu;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cuda;
 
 use crate::dtype::DType;
 use crate::error::{ForgeError, Result};

@@ -1,0 +1,200 @@
+//! The CUDA backend: the kernels in `cuda/` compiled at first use with NVRTC for the device's
+//! architecture (and cached on disk), launched through cudarc's driver API, the whole forward
+//! pass of a repeated graph captured once as a CUDA graph and replayed.
+//!
+//! Code map: `nvrtc.rs` (NVRTC loaded at run time; compile; disk cache), `kernels.rs` (the
+//! sources and their entry points; loading modules), `plan.rs` (a graph → buffers and a fixed
+//! list of launches, cached by fingerprint; capture and replay), `tests.rs` (every `.cu` file
+//! through NVRTC without a GPU; every op against the CPU where a GPU exists).
+//!
+//! **Architecture Invariant:** nothing here runs, links or panics on a machine without NVIDIA's
+//! driver: the driver library is probed (`devices::probe_cuda`) before cudarc touches it, since
+//! cudarc panics when `libcuda` is missing, and NVRTC is loaded by hand for the same reason.
+//! Weights and the KV cache stay on the device from `create_param` on; a forward pass uploads
+//! only its inputs and downloads only its outputs.
+
+mod kernels;
+pub mod nvrtc;
+mod plan;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DriverError};
+
+use super::{Backend, ParamDesc, ParamId, ParamKind, check_inputs, check_supported};
+use crate::devices::probe_cuda::{self, CudaProbe};
+use crate::dtype::DType;
+use crate::error::{ForgeError, Result};
+use crate::graph::{Graph, Op};
+use crate::tensor::HostTensor;
+use kernels::Kernels;
+use plan::Plan;
+
+pub use kernels::SOURCES;
+
+/// Plans kept at once: decode plus a few prefill lengths; the least recently used goes first.
+const MAX_PLANS: usize = 6;
+
+fn err(what: impl Into<String>) -> ForgeError {
+    ForgeError::Backend { backend: "cuda".into(), what: what.into() }
+}
+
+pub(crate) fn driver_err(what: &str, e: DriverError) -> ForgeError {
+    err(format!("{what}: {e:?}"))
+}
+
+pub(crate) struct Param {
+    buf: CudaSlice<u8>,
+}
+
+pub struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    kernels: Kernels,
+    name: String,
+    params: Vec<Param>,
+    /// One u32 the kernels set bits in (bad ids, bad positions); zeroed before every run.
+    err_word: CudaSlice<u8>,
+    plans: HashMap<u64, (u64, Plan)>,
+    runs: u64,
+    /// Capture repeated plans as CUDA graphs (`FORGE_CUDA_GRAPH=0` turns it off).
+    use_graphs: bool,
+    /// Tests: fill every activation buffer with NaN when a plan is built.
+    pub(crate) poison_activations: bool,
+}
+
+impl CudaBackend {
+    /// Opens CUDA device `device_index` (the driver's ordinal). Fails, without panicking, when
+    /// there is no NVIDIA driver, no such device, or no NVRTC to compile the kernels with.
+    pub fn new(device_index: usize) -> Result<CudaBackend> {
+        crate::devices::fault::check("cuda", crate::devices::fault::Stage::Init)?;
+        let (driver_version, device) = match probe_cuda::probe() {
+            CudaProbe::Absent { .. } => return Err(err(format!("{} not found: no NVIDIA driver", probe_cuda::LIBRARY_NAMES[0]))),
+            CudaProbe::Failed { library, reason } => return Err(err(format!("{library}: {reason}"))),
+            CudaProbe::Present { driver_version, devices, .. } => {
+                let n = devices.len();
+                let d = devices.into_iter().find(|d| d.ordinal as usize == device_index).ok_or_else(|| err(format!("no CUDA device {device_index} (the driver reports {n})")))?;
+                (driver_version, d)
+            }
+        };
+        let ctx = CudaContext::new(device_index).map_err(|e| driver_err("creating a context", e))?;
+        // One stream, and every buffer used only on it: cudarc's per-buffer events would only
+        // add work, and events recorded outside a stream capture cannot be waited on inside one.
+        // SAFETY: no buffer exists yet, and this backend uses a single stream throughout.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(|e| driver_err("creating a stream", e))?;
+        let cc = (device.compute_capability.0 as i32, device.compute_capability.1 as i32);
+        let dv = driver_version.map(|(a, b)| (a * 1000 + b * 10) as i32).unwrap_or(0);
+        crate::devices::fault::check("cuda", crate::devices::fault::Stage::Compile)?;
+        let kernels = Kernels::load(&ctx, cc, dv)?;
+        let err_word = stream.alloc_zeros::<u8>(4).map_err(|e| driver_err("allocating", e))?;
+        let use_graphs = std::env::var("FORGE_CUDA_GRAPH").map(|v| v != "0").unwrap_or(true);
+        Ok(CudaBackend {
+            ctx,
+            stream,
+            kernels,
+            name: format!("{} (sm_{}{}, CUDA)", device.name, cc.0, cc.1),
+            params: Vec::new(),
+            err_word,
+            plans: HashMap::new(),
+            runs: 0,
+            use_graphs,
+            poison_activations: false,
+        })
+    }
+
+    /// Kernel launches one run of `graph` takes, building its plan if needed.
+    pub fn launches(&mut self, graph: &Graph) -> Result<usize> {
+        check_supported(self, graph)?;
+        let fp = self.plan_for(graph)?;
+        Ok(self.plans[&fp].1.launches())
+    }
+
+    fn plan_for(&mut self, graph: &Graph) -> Result<u64> {
+        let fp = graph.fingerprint();
+        self.runs += 1;
+        if let Some(entry) = self.plans.get_mut(&fp) {
+            entry.0 = self.runs;
+            return Ok(fp);
+        }
+        if self.plans.len() >= MAX_PLANS
+            && let Some(&old) = self.plans.iter().min_by_key(|(_, (used, _))| *used).map(|(k, _)| k)
+        {
+            self.plans.remove(&old);
+        }
+        let plan = Plan::build(graph, &self.stream, &self.kernels, &self.params, &self.err_word, self.poison_activations)?;
+        self.plans.insert(fp, (self.runs, plan));
+        Ok(fp)
+    }
+}
+
+impl Backend for CudaBackend {
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn device(&self) -> String {
+        self.name.clone()
+    }
+
+    fn supports(&self, op: &Op, dtype: DType) -> bool {
+        match op {
+            Op::GetRows | Op::MatMul => DType::WEIGHT_TYPES.contains(&dtype),
+            Op::Attention { head_dim, .. } => *head_dim <= plan::MAX_HEAD_DIM && dtype == DType::F32,
+            _ => matches!(dtype, DType::F32 | DType::U32),
+        }
+    }
+
+    fn create_param(&mut self, desc: &ParamDesc, data: Option<&HostTensor>) -> Result<ParamId> {
+        crate::devices::fault::check("cuda", crate::devices::fault::Stage::Alloc)?;
+        let bytes = desc.bytes()?;
+        let buf = match (desc.kind, data) {
+            (ParamKind::Weight, Some(t)) => {
+                if t.dtype != desc.dtype || t.shape != desc.shape {
+                    return Err(ForgeError::TensorShape { name: desc.name.clone(), expected: desc.shape.clone(), found: t.shape.clone() });
+                }
+                // At least 4 bytes: a zero-size allocation has no address to hand a kernel.
+                let mut buf = self.stream.alloc_zeros::<u8>(bytes.max(4)).map_err(|e| self.alloc_err(bytes, e))?;
+                if bytes > 0 {
+                    let mut view = buf.slice_mut(0..bytes);
+                    self.stream.memcpy_htod(t.as_bytes(), &mut view).map_err(|e| driver_err("uploading a weight", e))?;
+                }
+                buf
+            }
+            (ParamKind::State, None) if desc.dtype == DType::F32 => self.stream.alloc_zeros::<u8>(bytes.max(4)).map_err(|e| self.alloc_err(bytes, e))?,
+            _ => return Err(err(format!("cannot create param {} ({:?}, {})", desc.name, desc.kind, desc.dtype))),
+        };
+        self.stream.synchronize().map_err(|e| driver_err("uploading a param", e))?;
+        self.params.push(Param { buf });
+        Ok(ParamId(self.params.len() as u32 - 1))
+    }
+
+    fn execute(&mut self, graph: &Graph, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+        check_supported(self, graph)?;
+        check_inputs(graph, inputs)?;
+        self.ctx.bind_to_thread().map_err(|e| driver_err("binding the context", e))?;
+        let fp = self.plan_for(graph)?;
+        let plan = &mut self.plans.get_mut(&fp).expect("plan_for inserted it").1;
+        plan.upload_inputs(&self.stream, inputs)?;
+        self.stream.memset_zeros(&mut self.err_word).map_err(|e| driver_err("clearing the error word", e))?;
+        plan.run(&self.stream, &self.kernels, self.use_graphs)?;
+        let outputs = plan.download_outputs(&self.stream, graph, &self.params)?;
+        let word = self.stream.clone_dtoh(&self.err_word).map_err(|e| driver_err("reading the error word", e))?;
+        self.stream.synchronize().map_err(|e| driver_err("running the graph", e))?;
+        let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        plan::check_error_word(word)?;
+        Ok(outputs)
+    }
+}
+
+impl CudaBackend {
+    fn alloc_err(&self, need: usize, e: DriverError) -> ForgeError {
+        match self.ctx.mem_get_info() {
+            Ok((free, _)) if (free as u64) < need as u64 => ForgeError::OutOfMemory { backend: "cuda".into(), need: need as u64, have: free as u64 },
+            _ => driver_err(&format!("allocating {need} bytes"), e),
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! A graph turned into buffers and a fixed list of kernel launches, built once per graph
+//! structure (fingerprint) and reused for every run of it.
+//!
+//! Buffers: params are the backend's; each `Input` slot has its own buffer; every other node's
+//! result gets a pooled buffer, taken when the node runs and given back after its last reader
+//! (outputs are kept), so a 30-layer model needs a handful of buffers, not hundreds. All device
+//! addresses are fixed when the plan is built, which is what lets the launch list be captured:
+//! from a plan's second run on, its launches are recorded once as a CUDA graph (stream capture)
+//! and replayed with one `cuGraphLaunch` per forward. Inputs (token ids, positions) are copied
+//! into their fixed buffers before each replay, and kernels read positions from the device, so
+//! one captured decode graph serves every decode step.
+
+use std::sync::Arc;
+
+use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+use cudarc::driver::{CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+
+use super::kernels::{Kernels, dtype_suffix};
+use super::{Param, driver_err, err};
+use crate::backend::ParamId;
+use crate::dtype::DType;
+use crate::error::{ForgeError, Result};
+use crate::graph::{AttnMask, Graph, Op, RopeLayout, rows_cols};
+use crate::tensor::HostTensor;
+
+/// The largest head the attention kernels take (attention_decode.cu's MAXD).
+pub const MAX_HEAD_DIM: usize = 256;
+/// The largest head attention_prefill.cu takes; larger heads use attention_decode for prefill.
+const PREFILL_MAX_HEAD_DIM: usize = 128;
+/// Up to this many activation rows a matmul runs as matvec (one warp per weight row).
+const MATVEC_MAX_ROWS: usize = 8;
+/// Grid y and z limit.
+const MAX_GRID_YZ: usize = 65535;
+
+/// Error bits, as common.cuh defines them.
+const ERR_GET_ROWS_ID: u32 = 1;
+const ERR_SCATTER_POS: u32 = 2;
+
+pub fn check_error_word(word: u32) -> Result<()> {
+    if word & ERR_GET_ROWS_ID != 0 {
+        return Err(ForgeError::InvalidArgument { what: "get_rows: an id is outside the table".into() });
+    }
+    if word & ERR_SCATTER_POS != 0 {
+        return Err(ForgeError::InvalidArgument { what: "scatter_rows: a position is outside the destination rows".into() });
+    }
+    Ok(())
+}
+
+/// Where a node's value lives.
+#[derive(Clone, Copy, Debug)]
+enum Loc {
+    Param(ParamId),
+    Input(usize),
+    Pool(usize),
+}
+
+/// One kernel argument, by value.
+#[derive(Clone, Copy, Debug)]
+enum Arg {
+    Ptr(u64),
+    I32(i32),
+    U64(u64),
+    F32(f32),
+}
+
+struct Launch {
+    kernel: &'static str,
+    cfg: LaunchConfig,
+    args: Vec<Arg>,
+}
+
+/// A captured launch list. cudarc's graph handle is not `Send` because it holds raw driver
+/// handles; the plan that owns it is only ever used through `&mut CudaBackend`, one thread at
+/// a time, and CUDA graph execs may be launched from any thread.
+struct Captured(CudaGraph);
+// SAFETY: see above; the handle is never shared, only moved with its owner.
+unsafe impl Send for Captured {}
+
+pub struct Plan {
+    inputs: Vec<CudaSlice<u8>>,
+    pool: Vec<CudaSlice<u8>>,
+    locs: Vec<Option<Loc>>,
+    launches: Vec<Launch>,
+    runs: u64,
+    graph: Option<Captured>,
+    capture_failed: bool,
+}
+
+fn ptr_of(buf: &CudaSlice<u8>, stream: &CudaStream) -> u64 {
+    // With event tracking off (mod.rs) the guard returned here does nothing.
+    let (p, _guard) = buf.device_ptr(stream);
+    p
+}
+
+fn i32_of(v: usize, what: &str) -> Result<i32> {
+    i32::try_from(v).map_err(|_| err(format!("{what} = {v} does not fit a 32-bit kernel argument")))
+}
+
+fn elementwise_cfg(n: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (n.div_ceil(256).clamp(1, 65535) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+fn cfg(grid: (usize, usize, usize), block: u32) -> Result<LaunchConfig> {
+    if grid.1 > MAX_GRID_YZ || grid.2 > MAX_GRID_YZ || grid.0 > i32::MAX as usize {
+        return Err(err(format!("grid {grid:?} exceeds the device's limits")));
+    }
+    Ok(LaunchConfig { grid_dim: (grid.0 as u32, grid.1 as u32, grid.2 as u32), block_dim: (block, 1, 1), shared_mem_bytes: 0 })
+}
+
+/// Buffers handed out while a plan is built: free ones are reused best-fit.
+struct Pool<'a> {
+    stream: &'a Arc<CudaStream>,
+    bufs: Vec<CudaSlice<u8>>,
+    free: Vec<usize>,
+    poison: bool,
+}
+
+impl Pool<'_> {
+    fn take(&mut self, bytes: usize) -> Result<usize> {
+        let bytes = bytes.max(4);
+        let best = self.free.iter().enumerate().filter(|(_, b)| self.bufs[**b].len() >= bytes).min_by_key(|(_, b)| self.bufs[**b].len()).map(|(i, _)| i);
+        if let Some(i) = best {
+            return Ok(self.free.swap_remove(i));
+        }
+        let mut buf = self.stream.alloc_zeros::<u8>(bytes).map_err(|e| driver_err(&format!("allocating {bytes} bytes"), e))?;
+        if self.poison {
+            // 0xFF bytes are f32 NaNs: an element no kernel writes shows up in a comparison.
+            let n = buf.len();
+            let (p, _guard) = cudarc::driver::DevicePtrMut::device_ptr_mut(&mut buf, self.stream);
+            // SAFETY: `p` is the start of a live allocation of `n` bytes on this stream's context.
+            unsafe { cudarc::driver::result::memset_d8_async(p, 0xFF, n, self.stream.cu_stream()) }.map_err(|e| driver_err("poisoning", e))?;
+        }
+        self.bufs.push(buf);
+        Ok(self.bufs.len() - 1)
+    }
+
+    fn give_back(&mut self, i: usize) {
+        self.free.push(i);
+    }
+}
+
+impl Plan {
+    pub fn launches(&self) -> usize {
+        self.launches.len()
+    }
+
+    pub fn build(graph: &Graph, stream: &Arc<CudaStream>, kernels: &Kernels, params: &[Param], err_word: &CudaSlice<u8>, poison: bool) -> Result<Plan> {
+        let nodes = graph.nodes();
+        let mut last_use: Vec<usize> = (0..nodes.len()).collect();
+        for (i, n) in nodes.iter().enumerate() {
+            for &inp in &n.inputs {
+                last_use[inp.index()] = i;
+            }
+        }
+        for &o in graph.outputs() {
+            last_use[o.index()] = usize::MAX;
+        }
+
+        let mut inputs = Vec::new();
+        for n in nodes {
+            if let Op::Input { slot } = n.op {
+                let bytes = HostTensor::byte_len(n.dtype, &n.shape)?;
+                if inputs.len() <= slot {
+                    inputs.resize_with(slot + 1, || None);
+                }
+                inputs[slot] = Some(stream.alloc_zeros::<u8>(bytes.max(4)).map_err(|e| driver_err("allocating an input", e))?);
+            }
+        }
+        let inputs: Vec<CudaSlice<u8>> = inputs.into_iter().enumerate().map(|(i, b)| b.ok_or_else(|| err(format!("graph has no input slot {i}")))).collect::<Result<_>>()?;
+
+        let mut pool = Pool { stream, bufs: Vec::new(), free: Vec::new(), poison };
+        let mut locs: Vec<Option<Loc>> = vec![None; nodes.len()];
+        let mut launches = Vec::new();
+        let err_ptr = ptr_of(err_word, stream);
+
+        for (i, node) in nodes.iter().enumerate() {
+            let loc = match &node.op {
+                Op::Input { slot } => Loc::Input(*slot),
+                Op::Param { id } => {
+                    if id.0 as usize >= params.len() {
+                        return Err(err(format!("param {} does not exist on this backend", id.0)));
+                    }
+                    Loc::Param(*id)
+                }
+                Op::ScatterRows => locs[node.inputs[0].index()].expect("inputs come first"),
+                _ => Loc::Pool(pool.take(HostTensor::byte_len(node.dtype, &node.shape)?)?),
+            };
+            locs[i] = Some(loc);
+            if !matches!(node.op, Op::Input { .. } | Op::Param { .. }) {
+                let ptr = |l: Option<Loc>| -> u64 {
+                    match l.expect("inputs come first") {
+                        Loc::Param(p) => ptr_of(&params[p.0 as usize].buf, stream),
+                        Loc::Input(s) => ptr_of(&inputs[s], stream),
+                        Loc::Pool(b) => ptr_of(&pool.bufs[b], stream),
+                    }
+                };
+                let input_ptrs: Vec<u64> = node.inputs.iter().map(|&id| ptr(locs[id.index()])).collect();
+                let out = ptr(Some(loc));
+                let mut ctx = NodeCtx { graph, node_index: i, input_ptrs, out, err_ptr, launches: &mut launches };
+                let scratch = ctx.emit(&mut pool)?;
+                if let Some(s) = scratch {
+                    pool.give_back(s);
+                }
+            }
+            // Each pooled input read for the last time goes back once (`mul(x, x)` reads x twice).
+            let mut done = Vec::new();
+            for &inp in &node.inputs {
+                if last_use[inp.index()] == i
+                    && !done.contains(&inp)
+                    && let Some(Loc::Pool(b)) = locs[inp.index()]
+                {
+                    done.push(inp);
+                    pool.give_back(b);
+                }
+            }
+        }
+        for l in &launches {
+            kernels.get(l.kernel)?;
+        }
+        stream.synchronize().map_err(|e| driver_err("preparing buffers", e))?;
+        Ok(Plan { inputs, pool: pool.bufs, locs, launches, runs: 0, graph: None, capture_failed: false })
+    }
+
+    pub fn upload_inputs(&mut self, stream: &Arc<CudaStream>, inputs: &[HostTensor]) -> Result<()> {
+        for (buf, t) in self.inputs.iter_mut().zip(inputs) {
+            let bytes = t.as_bytes();
+            if bytes.is_empty() {
+                continue;
+            }
+            let mut view = buf.slice_mut(0..bytes.len());
+            stream.memcpy_htod(bytes, &mut view).map_err(|e| driver_err("uploading inputs", e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the launch list: eagerly on the first run (so a failure names its kernel), then
+    /// captured as a CUDA graph and replayed.
+    pub fn run(&mut self, stream: &Arc<CudaStream>, kernels: &Kernels, use_graphs: bool) -> Result<()> {
+        self.runs += 1;
+        if let Some(g) = &self.graph {
+            return g.0.launch().map_err(|e| driver_err("replaying the CUDA graph", e));
+        }
+        if use_graphs && self.runs >= 2 && !self.capture_failed {
+            match self.capture(stream, kernels) {
+                Ok(g) => {
+                    g.launch().map_err(|e| driver_err("launching the CUDA graph", e))?;
+                    self.graph = Some(Captured(g));
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!("cuda: stream capture failed, launching kernels one by one: {e}");
+                    self.capture_failed = true;
+                }
+            }
+        }
+        self.launch_all(stream, kernels)
+    }
+
+    fn capture(&self, stream: &Arc<CudaStream>, kernels: &Kernels) -> Result<CudaGraph> {
+        stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).map_err(|e| driver_err("beginning stream capture", e))?;
+        let launched = self.launch_all(stream, kernels);
+        // Capture must be ended whatever happened, or the stream stays in capture mode.
+        let graph = stream.end_capture(CUgraphInstantiate_flags(0)).map_err(|e| driver_err("ending stream capture", e));
+        launched?;
+        graph?.ok_or_else(|| err("stream capture produced no graph"))
+    }
+
+    fn launch_all(&self, stream: &Arc<CudaStream>, kernels: &Kernels) -> Result<()> {
+        for l in &self.launches {
+            let f = kernels.get(l.kernel)?;
+            let mut b = stream.launch_builder(f);
+            for a in &l.args {
+                match a {
+                    Arg::Ptr(p) | Arg::U64(p) => b.arg(p),
+                    Arg::I32(v) => b.arg(v),
+                    Arg::F32(v) => b.arg(v),
+                };
+            }
+            // SAFETY: every argument list matches its kernel's C signature (built in `emit`
+            // next to the launch geometry the kernel's header documents), and every pointer is a
+            // live buffer of the size the kernel reads or writes, kept by this plan or the
+            // backend for as long as the plan exists.
+            unsafe { b.launch(l.cfg) }.map_err(|e| driver_err(&format!("launching {}", l.kernel), e))?;
+        }
+        Ok(())
+    }
+
+    pub fn download_outputs(&self, stream: &Arc<CudaStream>, graph: &Graph, params: &[Param]) -> Result<Vec<HostTensor>> {
+        graph
+            .outputs()
+            .iter()
+            .map(|&o| {
+                let node = graph.node(o);
+                let bytes = HostTensor::byte_len(node.dtype, &node.shape)?;
+                let buf = match self.locs[o.index()].expect("every node has a location") {
+                    Loc::Param(p) => &params[p.0 as usize].buf,
+                    Loc::Input(s) => &self.inputs[s],
+                    Loc::Pool(b) => &self.pool[b],
+                };
+                let mut host = vec![0u8; bytes];
+                if bytes > 0 {
+                    stream.memcpy_dtoh(&buf.slice(0..bytes), &mut host).map_err(|e| driver_err("downloading outputs", e))?;
+                }
+                HostTensor::from_bytes(node.dtype, node.shape.clone(), host)
+            })
+            .collect()
+    }
+}
+
+/// What one node's launches need to know.
+struct NodeCtx<'a> {
+    graph: &'a Graph,
+    node_index: usize,
+    input_ptrs: Vec<u64>,
+    out: u64,
+    err_ptr: u64,
+    launches: &'a mut Vec<Launch>,
+}
+
+impl NodeCtx<'_> {
+    fn push(&mut self, kernel: &'static str, cfg: LaunchConfig, args: Vec<Arg>) {
+        // A grid with no blocks is an error to the driver; such a launch has nothing to do.
+        if cfg.grid_dim.0 > 0 && cfg.grid_dim.1 > 0 && cfg.grid_dim.2 > 0 {
+            self.launches.push(Launch { kernel, cfg, args });
+        }
+    }
+
+    fn shape(&self, input: usize) -> &[usize] {
+        let node = &self.graph.nodes()[self.node_index];
+        &self.graph.node(node.inputs[input]).shape
+    }
+
+    fn dtype(&self, input: usize) -> DType {
+        let node = &self.graph.nodes()[self.node_index];
+        self.graph.node(node.inputs[input]).dtype
+    }
+
+    /// Appends the node's launches; returns a scratch buffer to give back once they are queued.
+    fn emit(&mut self, pool: &mut Pool) -> Result<Option<usize>> {
+        let node = &self.graph.nodes()[self.node_index];
+        let p = self.input_ptrs.clone();
+        let out = self.out;
+        let n_out: usize = node.shape.iter().product();
+        use Arg::*;
+        match &node.op {
+            Op::Input { .. } | Op::Param { .. } => {}
+            Op::GetRows => {
+                let d = self.dtype(0);
+                let (rows, cols) = rows_cols(self.shape(0));
+                let t = self.shape(1)[0];
+                let kernel = weight_kernel("get_rows", d)?;
+                let args = vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), I32(i32_of(rows, "table rows")?), I32(i32_of(cols, "columns")?), U64(d.row_bytes(cols)? as u64), Ptr(self.err_ptr)];
+                self.push(kernel, cfg((t, 1, 1), 128)?, args);
+            }
+            Op::MatMul => {
+                let d = self.dtype(1);
+                let (t, k) = rows_cols(self.shape(0));
+                let n = self.shape(1)[0];
+                let args = vec![Ptr(p[1]), Ptr(p[0]), Ptr(out), I32(i32_of(k, "k")?), I32(i32_of(n, "n")?), I32(i32_of(t, "t")?), U64(d.row_bytes(k)? as u64)];
+                if t <= MATVEC_MAX_ROWS {
+                    self.push(weight_kernel("matvec", d)?, cfg((n.div_ceil(4), t, 1), 128)?, args);
+                } else {
+                    self.push(weight_kernel("matmul", d)?, cfg((n.div_ceil(64), t.div_ceil(64), 1), 256)?, args);
+                }
+            }
+            Op::Add => {
+                let nb: usize = self.shape(1).iter().product();
+                self.push("add", elementwise_cfg(n_out), vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), U64(n_out as u64), U64(nb.max(1) as u64)]);
+            }
+            Op::Mul => self.push("mul", elementwise_cfg(n_out), vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), U64(n_out as u64)]),
+            Op::SiluMul => self.push("silu_mul", elementwise_cfg(n_out), vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), U64(n_out as u64)]),
+            Op::RmsNorm { eps } => {
+                let (rows, cols) = rows_cols(self.shape(0));
+                self.push("rms_norm", cfg((rows, 1, 1), 256)?, vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), I32(i32_of(rows, "rows")?), I32(i32_of(cols, "cols")?), F32(*eps)]);
+            }
+            Op::Rope { layout, head_dim, n_rot, base } => {
+                let (rows, cols) = rows_cols(self.shape(0));
+                // The CPU's expression (backend/cpu/rope.rs), so θ's factor is the same f32.
+                let theta_scale = base.powf(-2.0 / *n_rot as f32);
+                let neox = i32::from(*layout == RopeLayout::NeoX);
+                let args = vec![
+                    Ptr(p[0]),
+                    Ptr(p[1]),
+                    Ptr(out),
+                    I32(i32_of(rows, "rows")?),
+                    I32(i32_of(cols, "cols")?),
+                    I32(i32_of(*head_dim, "head_dim")?),
+                    I32(i32_of(*n_rot, "n_rot")?),
+                    F32(theta_scale),
+                    I32(neox),
+                ];
+                // n_rot = 0 rotates nothing: the kernel copies (its `e >= n_rot` branch).
+                self.push("rope", cfg((rows, 1, 1), 128)?, args);
+            }
+            Op::Attention { n_head, n_kv_head, head_dim, scale, mask } => return self.attention(pool, *n_head, *n_kv_head, *head_dim, *scale, *mask),
+            Op::ScatterRows => {
+                let (dst_rows, cols) = rows_cols(self.shape(0));
+                let (t, _) = rows_cols(self.shape(1));
+                let args = vec![Ptr(p[0]), Ptr(p[1]), Ptr(p[2]), I32(i32_of(t, "rows")?), I32(i32_of(cols, "cols")?), I32(i32_of(dst_rows, "rows")?), Ptr(self.err_ptr)];
+                self.push("scatter_rows", cfg((cols.div_ceil(256), t, 1), 256)?, args);
+            }
+            Op::SliceRows { start, len } => {
+                let cols = self.shape(0)[1];
+                let src = p[0] + (start * cols * 4) as u64;
+                self.push("slice_rows", elementwise_cfg(len * cols), vec![Ptr(src), Ptr(out), U64((len * cols) as u64)]);
+            }
+            Op::Argmax => {
+                let (rows, cols) = rows_cols(self.shape(0));
+                self.push("argmax", cfg((rows, 1, 1), 256)?, vec![Ptr(p[0]), Ptr(out), I32(i32_of(rows, "rows")?), I32(i32_of(cols, "cols")?)]);
+            }
+        }
+        Ok(None)
+    }
+
+    fn attention(&mut self, pool: &mut Pool, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask) -> Result<Option<usize>> {
+        if d > MAX_HEAD_DIM {
+            return Err(err(format!("attention with head_dim {d} (at most {MAX_HEAD_DIM})")));
+        }
+        let p = self.input_ptrs.clone();
+        let (t, _) = rows_cols(self.shape(0));
+        let (s, _) = rows_cols(self.shape(1));
+        let causal = mask == AttnMask::Causal;
+        // Without a mask the positions are never read; any valid address will do.
+        let positions = if causal { p[3] } else { p[0] };
+        let common = |a: &mut Vec<Arg>| -> Result<()> {
+            a.extend([
+                Arg::I32(i32_of(t, "t")?),
+                Arg::I32(i32_of(s, "s")?),
+                Arg::I32(i32_of(n_head, "n_head")?),
+                Arg::I32(i32_of(n_kv_head, "n_kv_head")?),
+                Arg::I32(i32_of(d, "head_dim")?),
+                Arg::F32(scale),
+                Arg::I32(i32::from(causal)),
+            ]);
+            Ok(())
+        };
+        if t > 1 && d <= PREFILL_MAX_HEAD_DIM {
+            let mut args = vec![Arg::Ptr(p[0]), Arg::Ptr(p[1]), Arg::Ptr(p[2]), Arg::Ptr(positions), Arg::Ptr(self.out)];
+            common(&mut args)?;
+            self.push("attention_prefill", cfg((t.div_ceil(16), n_head, 1), 128)?, args);
+            return Ok(None);
+        }
+        // Decode: split the keys so that a few heads still fill the GPU (at least 256 keys and
+        // at most 64 splits per head); a long prefill with wide heads takes one split.
+        let keys_per_split = if t == 1 { s.div_ceil(64).max(256) } else { s.max(1) };
+        let n_split = s.div_ceil(keys_per_split).max(1);
+        let scratch = pool.take(t * n_head * n_split * (d + 2) * 4)?;
+        let part = ptr_of(&pool.bufs[scratch], pool.stream);
+        let mut args = vec![Arg::Ptr(p[0]), Arg::Ptr(p[1]), Arg::Ptr(p[2]), Arg::Ptr(positions), Arg::Ptr(part)];
+        common(&mut args)?;
+        args.push(Arg::I32(i32_of(keys_per_split, "keys per split")?));
+        self.push("attention_decode", cfg((n_head, t, n_split), 128)?, args);
+        let args = vec![Arg::Ptr(part), Arg::Ptr(self.out), Arg::I32(i32_of(t, "t")?), Arg::I32(i32_of(n_head, "n_head")?), Arg::I32(i32_of(d, "head_dim")?), Arg::I32(i32_of(n_split, "splits")?)];
+        self.push("attention_decode_combine", cfg((n_head, t, 1), 128)?, args);
+        Ok(Some(scratch))
+    }
+}
+
+/// `{op}_{dtype}`, e.g. `matvec_q4_k`, as a static name (the kernels table's key).
+fn weight_kernel(op: &str, d: DType) -> Result<&'static str> {
+    let sfx = dtype_suffix(d).ok_or_else(|| ForgeError::Unsupported { op: "matmul", dtype: d, backend: "cuda".into() })?;
+    let name = format!("{op}_{sfx}");
+    super::kernels::SOURCES
+        .iter()
+        .flat_map(|s| s.entries.iter().copied())
+        .find(|e| *e == name)
+        .ok_or_else(|| err(format!("no kernel {name}")))
+}

@@ -1,0 +1,343 @@
+//! CUDA tests. Without a GPU (CI): every `cuda/*.cu` file compiles with NVRTC for sm_80 and sm_90
+//! with an empty log (no warning), defines the entry points `kernels.rs` lists, and its PTX
+//! assembles with `ptxas` when one is found. With a GPU: every op on awkward sizes against the
+//! CPU backend (one body over all weight types), and a repeated graph replayed as a CUDA graph.
+//!
+//! Skips: the NVRTC test without libnvrtc unless `FORGE_REQUIRE_NVRTC=1`; the GPU tests without
+//! a CUDA device unless `FORGE_REQUIRE_CUDA=1`.
+
+use super::kernels::{COMMON, SOURCES, cache_key, target_arch};
+use super::nvrtc::{self, Nvrtc};
+use super::CudaBackend;
+use crate::backend::cpu::CpuBackend;
+use crate::backend::{Backend, ParamDesc, ParamId, ParamKind};
+use crate::dtype::DType;
+use crate::graph::{AttnMask, Graph, RopeLayout};
+use crate::quant;
+use crate::tensor::HostTensor;
+
+fn required(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "1")
+}
+
+// ---- without a GPU ----
+
+fn ptxas() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("FORGE_PTXAS") {
+        return Some(p.into());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join("ptxas")).find(|p| p.is_file())
+}
+
+#[test]
+fn every_kernel_compiles_with_nvrtc_without_warnings() {
+    let nvrtc = match Nvrtc::load() {
+        Ok(n) => n,
+        Err(e) if required("FORGE_REQUIRE_NVRTC") => panic!("FORGE_REQUIRE_NVRTC=1 but {e}"),
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            return;
+        }
+    };
+    eprintln!("NVRTC {:?} from {}", nvrtc.version().unwrap(), nvrtc.location);
+    let ptxas = ptxas();
+    let tmp = std::env::temp_dir().join(format!("forge-cuda-test-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut failures = Vec::new();
+    for src in SOURCES {
+        for arch in ["sm_80", "sm_90", "compute_80", "compute_90"] {
+            let out = match nvrtc.compile(src.file, src.text, &[COMMON], arch, &[]) {
+                Ok(out) => out,
+                Err(e) => {
+                    failures.push(format!("{arch}: {e}"));
+                    continue;
+                }
+            };
+            if !out.log.is_empty() {
+                failures.push(format!("cuda/{} for {arch}: NVRTC says:\n{}", src.file, out.log));
+            }
+            if out.is_cubin {
+                continue;
+            }
+            let ptx = String::from_utf8(out.image).expect("PTX is text");
+            for e in src.entries {
+                if !ptx.contains(&format!(".entry {e}(")) {
+                    failures.push(format!("cuda/{} for {arch}: no entry point {e}", src.file));
+                }
+            }
+            if let Some(ptxas) = &ptxas {
+                let path = tmp.join(format!("{}.{arch}.ptx", src.file));
+                std::fs::write(&path, &ptx).unwrap();
+                let sm = arch.replace("compute_", "sm_");
+                let res = std::process::Command::new(ptxas).arg(format!("-arch={sm}")).arg(&path).arg("-o").arg("/dev/null").output().expect("ptxas runs");
+                let stderr = String::from_utf8_lossy(&res.stderr);
+                if !res.status.success() || stderr.to_lowercase().contains("warning") {
+                    failures.push(format!("ptxas -arch={sm} cuda/{}: {stderr}", src.file));
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    if ptxas.is_none() {
+        eprintln!("note: no ptxas (FORGE_PTXAS or PATH): PTX was not assembled");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn target_is_the_device_arch_or_the_newest_older_ptx() {
+    assert_eq!(target_arch((8, 6), &[75, 80, 86, 89, 90]), "sm_86");
+    assert_eq!(target_arch((12, 0), &[75, 80, 86, 89, 90]), "compute_90");
+    assert_eq!(target_arch((9, 0), &[]), "sm_90");
+}
+
+#[test]
+fn cache_keys_change_with_arch_and_driver_and_a_cached_image_needs_no_nvrtc() {
+    let src = &SOURCES[0];
+    let a = cache_key(src, "sm_80", 12020);
+    assert_eq!(a, cache_key(src, "sm_80", 12020));
+    assert_ne!(a, cache_key(src, "sm_90", 12020));
+    assert_ne!(a, cache_key(src, "sm_80", 12040));
+    let dir = std::env::temp_dir().join(format!("forge-cuda-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{a}.cubin")), b"image").unwrap();
+    let missing = crate::ForgeError::Backend { backend: "cuda".into(), what: "libnvrtc.so.12 not found".into() };
+    let got = nvrtc::compile_cached(Err(&missing), Some(&dir), &a, src.file, src.text, &[COMMON], "sm_80").expect("served from the cache");
+    assert_eq!(got.image, b"image");
+    let e = nvrtc::compile_cached(Err(&missing), Some(&dir), "other", src.file, src.text, &[COMMON], "sm_80").err().expect("needs NVRTC");
+    assert!(e.to_string().contains("libnvrtc.so.12 not found"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_driver_is_an_error_not_a_panic() {
+    if let crate::devices::probe_cuda::CudaProbe::Absent { .. } = crate::devices::probe_cuda::probe() {
+        let e = CudaBackend::new(0).err().expect("no driver, no backend");
+        assert!(e.to_string().contains("libcuda.so.1 not found: no NVIDIA driver"), "{e}");
+    }
+}
+
+// ---- with a GPU ----
+
+/// Deterministic values in [-1, 1) (xorshift), fresh for every seed.
+fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The CUDA backend (activations poisoned with NaN) next to the CPU reference, same params.
+struct Pair {
+    cuda: CudaBackend,
+    cpu: CpuBackend,
+}
+
+impl Pair {
+    fn new() -> Option<Pair> {
+        match CudaBackend::new(0) {
+            Ok(mut cuda) => {
+                cuda.poison_activations = true;
+                Some(Pair { cuda, cpu: CpuBackend::new() })
+            }
+            Err(e) if required("FORGE_REQUIRE_CUDA") => panic!("FORGE_REQUIRE_CUDA=1 but {e}"),
+            Err(e) => {
+                eprintln!("skipping: {e}");
+                None
+            }
+        }
+    }
+
+    fn param(&mut self, desc: &ParamDesc, data: Option<&HostTensor>) -> ParamId {
+        let a = self.cuda.create_param(desc, data).expect("cuda param");
+        let b = self.cpu.create_param(desc, data).expect("cpu param");
+        assert_eq!(a, b, "both backends number params in creation order");
+        a
+    }
+
+    /// Runs `g` on both and compares: u32 exactly, f32 within `tol` × the reference's largest
+    /// magnitude.
+    fn check(&mut self, what: &str, g: &Graph, inputs: &[HostTensor], tol: f32) {
+        let want = self.cpu.execute(g, inputs).expect("cpu runs");
+        let got = self.cuda.execute(g, inputs).unwrap_or_else(|e| panic!("{what}: cuda: {e}"));
+        compare(what, &got, &want, tol);
+    }
+}
+
+fn compare(what: &str, got: &[HostTensor], want: &[HostTensor], tol: f32) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!((g.dtype, &g.shape), (w.dtype, &w.shape), "{what}");
+        if w.dtype == DType::U32 {
+            assert_eq!(g.to_u32_vec(), w.to_u32_vec(), "{what}");
+            continue;
+        }
+        let (g, w) = (g.to_f32_vec(), w.to_f32_vec());
+        let scale = w.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+        for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+            assert!((a - b).abs() <= tol * scale, "{what}: element {i}: cuda {a}, cpu {b} (tolerance {tol} × {scale})");
+        }
+    }
+}
+
+fn f32_input(shape: &[usize], seed: u64) -> HostTensor {
+    HostTensor::from_f32(shape.to_vec(), &rand_vec(shape.iter().product(), seed)).unwrap()
+}
+
+/// Row lengths that are not multiples of a warp's share where the format allows.
+fn k_for(dtype: DType) -> usize {
+    match dtype.block_len() {
+        1 => 333,
+        32 => 32 * 11,
+        _ => 256 * 3,
+    }
+}
+
+#[test]
+fn matmul_and_get_rows_match_cpu_on_every_weight_type() {
+    let Some(mut p) = Pair::new() else { return };
+    for (i, dtype) in DType::WEIGHT_TYPES.into_iter().enumerate() {
+        let (n, k) = (67, k_for(dtype));
+        let rb = dtype.row_bytes(k).unwrap();
+        let mut bytes = vec![0u8; n * rb];
+        for (src, dst) in rand_vec(n * k, 100 + i as u64).chunks(k).zip(bytes.chunks_mut(rb)) {
+            quant::quantize_row(dtype, src, dst);
+        }
+        let desc = ParamDesc { name: format!("w{i}"), shape: vec![n, k], dtype, kind: ParamKind::Weight };
+        let id = p.param(&desc, Some(&HostTensor::from_bytes(dtype, vec![n, k], bytes).unwrap()));
+        // The CPU rounds activations to 8 bits before quantized dots; float weights it does not.
+        let tol = if dtype.is_quantized() { 2e-2 } else { 1e-4 };
+        // 1 and 3: matvec; 9 and 70: the tiled kernel (70 leaves a partial 64-token tile).
+        for t in [1usize, 3, 9, 70] {
+            let mut g = Graph::new();
+            let x = g.input(&[t, k], DType::F32);
+            let w = g.param(id, &desc);
+            let o = g.matmul(x, w).unwrap();
+            g.output(o);
+            p.check(&format!("matmul {dtype} t={t}"), &g, &[f32_input(&[t, k], 7 + t as u64)], tol);
+        }
+        let mut g = Graph::new();
+        let ids = g.input(&[5], DType::U32);
+        let w = g.param(id, &desc);
+        let o = g.get_rows(w, ids).unwrap();
+        g.output(o);
+        let ids_t = HostTensor::from_u32(vec![5], &[3, 0, 66, 3, 17]).unwrap();
+        // Bit-exact: both dequantize the same blocks to the same f32 values.
+        p.check(&format!("get_rows {dtype}"), &g, &[ids_t], 0.0);
+        let bad = HostTensor::from_u32(vec![5], &[3, 0, 67, 3, 17]).unwrap();
+        let e = p.cuda.execute(&g, &[bad]).expect_err("id 67 of 67 rows is an error");
+        assert!(e.to_string().contains("get_rows"), "{e}");
+    }
+}
+
+#[test]
+fn elementwise_norm_rope_argmax_slice_match_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let (t, c) = (5, 1000);
+    let mut g = Graph::new();
+    let a = g.input(&[t, c], DType::F32);
+    let b = g.input(&[t, c], DType::F32);
+    let bias = g.input(&[c], DType::F32);
+    let w = g.input(&[c], DType::F32);
+    let added = g.add(a, b).unwrap();
+    let biased = g.add(a, bias).unwrap();
+    let m = g.mul(a, b).unwrap();
+    let s = g.silu_mul(a, b).unwrap();
+    let n = g.rms_norm(a, w, 1e-5).unwrap();
+    let sl = g.slice_rows(a, 2, 2).unwrap();
+    let am = g.argmax(a).unwrap();
+    for o in [added, biased, m, s, n, sl, am] {
+        g.output(o);
+    }
+    let inputs = [f32_input(&[t, c], 1), f32_input(&[t, c], 2), f32_input(&[c], 3), f32_input(&[c], 4)];
+    p.check("elementwise", &g, &inputs, 1e-6);
+
+    // Ties go to the lowest index; a row starting with NaN gives 0.
+    let mut g = Graph::new();
+    let x = g.input(&[3, 300], DType::F32);
+    let am = g.argmax(x).unwrap();
+    g.output(am);
+    let mut v = vec![0.0f32; 900];
+    v[250] = 5.0;
+    v[290] = 5.0;
+    v[300 + 7] = -1.0;
+    v[600] = f32::NAN;
+    v[899] = 1.0;
+    p.check("argmax ties", &g, &[HostTensor::from_f32(vec![3, 300], &v).unwrap()], 0.0);
+
+    for layout in [RopeLayout::Normal, RopeLayout::NeoX] {
+        for (head_dim, n_rot) in [(64, 64), (80, 32)] {
+            let (rows, heads) = (7, 3);
+            let mut g = Graph::new();
+            let x = g.input(&[rows, heads * head_dim], DType::F32);
+            let pos = g.input(&[rows], DType::U32);
+            let r = g.rope(x, pos, layout, head_dim, n_rot, 10000.0).unwrap();
+            g.output(r);
+            let positions = HostTensor::from_u32(vec![rows], &[0, 1, 2, 17, 500, 4095, 8191]).unwrap();
+            // sin/cos of large angles differ from the host's libm by an ulp or two of θ.
+            p.check(&format!("rope {layout:?} {head_dim}/{n_rot}"), &g, &[f32_input(&[rows, heads * head_dim], 9), positions], 2e-4);
+        }
+    }
+}
+
+#[test]
+fn attention_matches_cpu_decode_and_prefill() {
+    let Some(mut p) = Pair::new() else { return };
+    let (n_head, n_kv) = (6, 2);
+    // head_dim 64 and 80 (not a multiple of 32) take attention_prefill for t > 1; 256 the decode
+    // kernel for every t. s = 600 gives a decode three key splits.
+    for head_dim in [64, 80, 256] {
+        for (t, s) in [(1usize, 600usize), (1, 40), (5, 40), (37, 300)] {
+            for mask in [AttnMask::Causal, AttnMask::None] {
+                let mut g = Graph::new();
+                let q = g.input(&[t, n_head * head_dim], DType::F32);
+                let k = g.input(&[s, n_kv * head_dim], DType::F32);
+                let v = g.input(&[s, n_kv * head_dim], DType::F32);
+                let pos = g.input(&[t], DType::U32);
+                let o = g.attention(q, k, v, Some(pos), n_head, n_kv, head_dim, mask).unwrap();
+                g.output(o);
+                // Positions up to s - 1, and one past the end (the CPU clamps to s keys).
+                let positions: Vec<u32> = (0..t).map(|i| ((i * 13 + 3) % (s + 1)) as u32).collect();
+                let inputs = [
+                    f32_input(&[t, n_head * head_dim], 11),
+                    f32_input(&[s, n_kv * head_dim], 12),
+                    f32_input(&[s, n_kv * head_dim], 13),
+                    HostTensor::from_u32(vec![t], &positions).unwrap(),
+                ];
+                p.check(&format!("attention d={head_dim} t={t} s={s} {mask:?}"), &g, &inputs, 1e-4);
+            }
+        }
+    }
+}
+
+/// A decode-shaped graph (scatter into a state, attend over it) run several times with new
+/// inputs: the first run is eager, the later ones replay a captured CUDA graph, and every run
+/// must see its own inputs and the state the previous runs wrote.
+#[test]
+fn repeated_graph_replays_with_new_inputs_and_state() {
+    let Some(mut p) = Pair::new() else { return };
+    let (ctx, d) = (16, 64);
+    let kdesc = ParamDesc { name: "k".into(), shape: vec![ctx, d], dtype: DType::F32, kind: ParamKind::State };
+    let kid = p.param(&kdesc, None);
+    let mut g = Graph::new();
+    let x = g.input(&[1, d], DType::F32);
+    let pos = g.input(&[1], DType::U32);
+    let kc = g.param(kid, &kdesc);
+    let k_all = g.scatter_rows(kc, x, pos).unwrap();
+    let o = g.attention(x, k_all, k_all, Some(pos), 1, 1, d, AttnMask::Causal).unwrap();
+    let am = g.argmax(o).unwrap();
+    g.output(o);
+    g.output(am);
+    for step in 0..5u32 {
+        let inputs = [f32_input(&[1, d], 50 + step as u64), HostTensor::from_u32(vec![1], &[step]).unwrap()];
+        p.check(&format!("decode step {step}"), &g, &inputs, 1e-5);
+    }
+    let bad = [f32_input(&[1, d], 1), HostTensor::from_u32(vec![1], &[ctx as u32]).unwrap()];
+    let e = p.cuda.execute(&g, &bad).expect_err("position past the cache is an error");
+    assert!(e.to_string().contains("scatter_rows"), "{e}");
+}
