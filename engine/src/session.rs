@@ -59,6 +59,10 @@ impl Session {
         Ok(Session { backend, config: model.config.clone(), params, kv, ctx, n_past: 0, graphs: HashMap::new() })
     }
 
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
     }

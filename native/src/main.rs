@@ -1,9 +1,11 @@
 //! `forge`: run language models on whatever this machine has.
 
 mod backends;
+mod bench;
 mod cache;
 mod devices;
 mod doctor;
+mod perplexity;
 mod pull;
 mod run;
 
@@ -26,6 +28,10 @@ enum Command {
     Devices(devices::DevicesArgs),
     /// Check each usable backend against the CPU reference, measure bandwidth, verify a model file.
     Doctor(doctor::DoctorArgs),
+    /// Measure load time, prefill and decode speed on each backend, optionally against llama.cpp.
+    Bench(bench::BenchArgs),
+    /// Perplexity of a model over a text file (llama.cpp's convention: score the second half of each chunk).
+    Perplexity(perplexity::PerplexityArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +45,8 @@ fn main() -> std::process::ExitCode {
         Command::Pull(a) => pull::pull(a),
         Command::Devices(a) => devices::devices(a),
         Command::Doctor(a) => doctor::doctor(a),
+        Command::Bench(a) => bench::bench(a),
+        Command::Perplexity(a) => perplexity::perplexity(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

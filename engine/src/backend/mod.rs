@@ -50,6 +50,14 @@ pub trait Backend: Send {
     fn create_param(&mut self, desc: &ParamDesc, data: Option<&HostTensor>) -> Result<ParamId>;
     /// Runs the graph with `inputs` bound to its `Input` slots, returning its outputs in order.
     fn execute(&mut self, graph: &Graph, inputs: &[HostTensor]) -> Result<Vec<HostTensor>>;
+    /// Kernel launches (dispatches) of the last `execute`, where the backend counts them.
+    fn last_launches(&self) -> Option<usize> {
+        None
+    }
+    /// Bytes of device memory this backend holds (weights, caches, plans), where it knows.
+    fn memory_used(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Refuses a graph containing an (op, dtype) pair the backend does not support.

@@ -1,0 +1,291 @@
+//! `forge bench`: load time, prefill and decode tokens/s on every selected backend × device, with
+//! bytes read per decode token against the device's own copy bandwidth, and llama.cpp's
+//! `llama-bench` on the same model in the same run when asked. Writes a table to stdout and,
+//! on request, JSON, Markdown and an SVG plot.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use forge_engine::devices::{self, BackendKind, Candidate, OpenOptions};
+use forge_engine::models::llama::Readout;
+use forge_engine::session::Forward;
+use forge_engine::{Model, Session};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::backends;
+use crate::devices::SelectArgs;
+
+#[path = "bench_report.rs"]
+mod report;
+#[path = "bench_peer.rs"]
+mod peer;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Model to benchmark (default: SmolLM2-135M-Instruct Q4_1 from the cache).
+    #[arg(long, short)]
+    pub model: Option<PathBuf>,
+    /// Backends to measure: `all` or a comma list of cpu, wgpu, cuda.
+    #[arg(long, default_value = "all")]
+    pub backends: String,
+    /// Prompt tokens for the prefill test (pp).
+    #[arg(short = 'p', long, default_value_t = 512)]
+    pub prompt: usize,
+    /// Generated tokens for the decode test (tg).
+    #[arg(short = 'n', long = "gen", default_value_t = 128)]
+    pub n_gen: usize,
+    /// Repetitions after one warm-up; median, min and max are reported.
+    #[arg(short = 'r', long, default_value_t = 3)]
+    pub reps: usize,
+    /// Write the full results as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a Markdown table.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Write an SVG bar chart of tokens/s.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// A `llama-bench` binary to run on the same model and sizes, for ratios.
+    #[arg(long)]
+    pub compare_llama_cpp: Option<PathBuf>,
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stat {
+    fn of(mut v: Vec<f64>) -> Stat {
+        v.sort_by(f64::total_cmp);
+        Stat { median: v[v.len() / 2], min: v[0], max: v[v.len() - 1] }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// `forge` or `llama.cpp`.
+    pub engine: String,
+    pub backend: String,
+    pub device: String,
+    pub load_ms: f64,
+    pub pp_tok_s: Stat,
+    pub tg_tok_s: Stat,
+    pub peak_memory_bytes: Option<u64>,
+    pub launches_per_token: Option<usize>,
+    pub bytes_per_token: Option<u64>,
+    pub effective_gb_s: Option<f64>,
+    pub copy_gb_s: Option<f64>,
+    /// Decode bandwidth as a fraction of the measured copy bandwidth.
+    pub bandwidth_fraction: Option<f64>,
+    /// This row's decode and prefill speed over llama.cpp's on the same kind of device.
+    pub vs_llama_cpp: Option<(f64, f64)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub forge_version: &'static str,
+    pub model: String,
+    pub model_sha256: Option<String>,
+    pub machine: serde_json::Value,
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+    pub reps: usize,
+    pub rows: Vec<Row>,
+}
+
+/// Bytes a decode step reads: every weight a matmul touches (the tied embedding is the output
+/// projection, read whole), one embedding row, and the keys and values up to `pos`.
+fn bytes_per_token(model: &Model, pos: usize) -> u64 {
+    let c = &model.config;
+    let mut bytes: u64 = model.weights.iter().filter(|(n, _)| n.as_str() != "token_embd.weight" || c.tied_embeddings).map(|(_, t)| t.as_bytes().len() as u64).sum();
+    bytes += (c.n_layer * 2 * pos * c.kv_dim() * 4) as u64;
+    bytes
+}
+
+fn copy_bandwidth(c: &Candidate) -> Option<f64> {
+    match c.backend {
+        BackendKind::Cpu => Some(devices::bench::cpu_copy_gbps(256 << 20, 5)),
+        BackendKind::Wgpu => c.adapter.as_ref().and_then(|a| devices::bench::wgpu_copy_gbps(a, 64 << 20, 5).ok()),
+        BackendKind::Cuda => None,
+    }
+}
+
+/// Deterministic pseudo-random token ids (what llama-bench feeds, too).
+fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % vocab as u64) as u32
+        })
+        .collect()
+}
+
+fn prefill(s: &mut Session, toks: &[u32]) -> anyhow::Result<u32> {
+    s.reset();
+    let mut last = 0;
+    for chunk in toks.chunks(512) {
+        if let Forward::Token(t) = s.forward(chunk, Readout::ArgmaxLast)? {
+            last = t;
+        }
+    }
+    Ok(last)
+}
+
+fn decode(s: &mut Session, first: u32, n: usize) -> anyhow::Result<usize> {
+    let mut t = first;
+    let mut launches = 0;
+    for _ in 0..n {
+        if let Forward::Token(next) = s.forward(&[t], Readout::ArgmaxLast)? {
+            t = next;
+        }
+        launches = s.backend().last_launches().unwrap_or(0);
+    }
+    Ok(launches)
+}
+
+fn measure(model: &Model, c: &Candidate, a: &BenchArgs, bar: &ProgressBar) -> anyhow::Result<Row> {
+    let opts = OpenOptions { ctx: a.prompt + a.n_gen + 8, memory_fraction: 0.9, no_fallback: true, faults: Default::default(), host_memory: None, warmup: true };
+    let t0 = Instant::now();
+    let opened = devices::open_session(model, std::slice::from_ref(c), &opts, &mut backends::open, &mut |_, _, _| {})
+        .with_context(|| format!("opening {} ({})", c.backend.name(), c.label))?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let mut s = opened.session;
+    let vocab = model.config.n_vocab;
+    // Warm-up: compile and first-touch everything the timed runs use.
+    let w = prefill(&mut s, &tokens(a.prompt.min(64), vocab, 1))?;
+    decode(&mut s, w, 2)?;
+    let (mut pp, mut tg) = (Vec::new(), Vec::new());
+    let mut launches = None;
+    for r in 0..a.reps.max(1) {
+        let toks = tokens(a.prompt, vocab, 2 + r as u64);
+        let t = Instant::now();
+        let first = prefill(&mut s, &toks)?;
+        pp.push(a.prompt as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let l = decode(&mut s, first, a.n_gen)?;
+        tg.push(a.n_gen as f64 / t.elapsed().as_secs_f64());
+        launches = s.backend().last_launches().or(if l > 0 { Some(l) } else { None });
+        bar.inc(1);
+    }
+    let tg = Stat::of(tg);
+    let bpt = bytes_per_token(model, a.prompt + a.n_gen / 2);
+    let eff = bpt as f64 * tg.median / 1e9;
+    let copy = copy_bandwidth(c);
+    let peak = s.backend().memory_used().or_else(peak_rss);
+    Ok(Row {
+        engine: "forge".into(),
+        backend: c.backend.name().into(),
+        device: c.label.clone(),
+        load_ms,
+        pp_tok_s: Stat::of(pp),
+        tg_tok_s: tg,
+        peak_memory_bytes: peak,
+        launches_per_token: launches,
+        bytes_per_token: Some(bpt),
+        effective_gb_s: Some(eff),
+        copy_gb_s: copy,
+        bandwidth_fraction: copy.map(|c| eff / c),
+        vs_llama_cpp: None,
+    })
+}
+
+/// The process's peak resident memory (Linux), a stand-in for the CPU backend's footprint.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    let path = match &a.model {
+        Some(p) => p.clone(),
+        None => crate::cache::default_model()?,
+    };
+    let model = Model::load(&path).with_context(|| format!("loading {}", path.display()))?;
+    let machine = crate::devices::detect(&a.select)?;
+    let wanted: Vec<BackendKind> = if a.backends == "all" {
+        vec![BackendKind::Cpu, BackendKind::Wgpu, BackendKind::Cuda]
+    } else {
+        a.backends
+            .split(',')
+            .map(|s| match s.trim() {
+                "cpu" => Ok(BackendKind::Cpu),
+                "wgpu" => Ok(BackendKind::Wgpu),
+                "cuda" => Ok(BackendKind::Cuda),
+                other => bail!("--backends: unknown backend `{other}`; expected all or a comma list of cpu, wgpu, cuda"),
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let chosen: Vec<&Candidate> = machine.candidates.iter().filter(|c| c.usable && wanted.contains(&c.backend)).collect();
+    for c in machine.candidates.iter().filter(|c| !c.usable && wanted.contains(&c.backend)) {
+        eprintln!("skipping {} ({}): {}", c.backend.name(), c.label, c.reason.as_deref().unwrap_or("not usable"));
+    }
+    if chosen.is_empty() {
+        bail!("no usable device for --backends {}; see `forge devices`", a.backends);
+    }
+    let bar = ProgressBar::new((chosen.len() * a.reps.max(1)) as u64)
+        .with_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} runs").expect("valid template").progress_chars("=> "));
+    let mut rows = Vec::new();
+    for c in &chosen {
+        bar.set_message(format!("bench {} ({})", c.backend.name(), c.label));
+        match measure(&model, c, &a, &bar) {
+            Ok(r) => rows.push(r),
+            Err(e) => eprintln!("{} ({}) failed: {e:#}", c.backend.name(), c.label),
+        }
+    }
+    if let Some(bin) = &a.compare_llama_cpp {
+        bar.set_message("llama.cpp");
+        let threads = machine.probe.cpu.threads;
+        match peer::llama_bench(bin, &path, a.prompt, a.n_gen, a.reps, threads) {
+            Ok(peers) => {
+                for row in rows.iter_mut() {
+                    if let Some(p) = peers.iter().find(|p| peer::same_kind(&p.backend, &row.backend)) {
+                        row.vs_llama_cpp = Some((row.tg_tok_s.median / p.tg_tok_s.median, row.pp_tok_s.median / p.pp_tok_s.median));
+                    }
+                }
+                rows.extend(peers);
+            }
+            Err(e) => eprintln!("llama-bench failed: {e:#}"),
+        }
+    }
+    bar.finish_and_clear();
+    let report = Report {
+        forge_version: env!("CARGO_PKG_VERSION"),
+        model: path.display().to_string(),
+        model_sha256: crate::pull::sha256_file(&path).ok(),
+        machine: serde_json::json!({
+            "os": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+            "cpu": machine.probe.cpu,
+            "adapters": machine.probe.wgpu,
+        }),
+        prompt_tokens: a.prompt,
+        gen_tokens: a.n_gen,
+        reps: a.reps,
+        rows,
+    };
+    let table = report::markdown(&report);
+    println!("{table}");
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &a.markdown {
+        std::fs::write(p, &table).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &a.plot {
+        report::plot(&report, p)?;
+    }
+    Ok(())
+}
