@@ -1,7 +1,10 @@
 //! The generation loop: prefill the prompt (in chunks), then decode one token at a time until
 //! an end-of-generation token, a stop string, or the token limit.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// std's Instant panics on wasm32-unknown-unknown; web-time is std's on native.
+use web_time::Instant;
 
 use crate::error::{ForgeError, Result};
 use crate::models::llama::Readout;
@@ -64,7 +67,13 @@ impl Generation {
 
 /// Generates a continuation of `prompt` (token ids) from position 0 of `session`, calling
 /// `on_text` with each new piece of text as soon as it is complete.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn generate(session: &mut Session, tok: &Tokenizer, prompt: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(&str)) -> Result<Generation> {
+    pollster::block_on(generate_async(session, tok, prompt, opts, on_text))
+}
+
+/// [`generate`] without blocking: the one implementation, awaited directly in the browser.
+pub async fn generate_async(session: &mut Session, tok: &Tokenizer, prompt: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(&str)) -> Result<Generation> {
     if prompt.is_empty() {
         return Err(ForgeError::InvalidArgument { what: "the prompt is empty".into() });
     }
@@ -87,7 +96,7 @@ pub fn generate(session: &mut Session, tok: &Tokenizer, prompt: &[u32], opts: &G
     for (i, part) in prompt.chunks(chunk).enumerate() {
         let last = (i + 1) * chunk >= prompt.len();
         // Earlier chunks only fill the cache; their readout is the cheapest one.
-        result = Some(session.forward(part, if last { readout } else { Readout::ArgmaxLast })?);
+        result = Some(session.forward_async(part, if last { readout } else { Readout::ArgmaxLast }).await?);
     }
     g.prefill = start.elapsed();
     let mut result = result.expect("prompt is not empty");
@@ -117,7 +126,7 @@ pub fn generate(session: &mut Session, tok: &Tokenizer, prompt: &[u32], opts: &G
         if g.ids.len() == opts.max_tokens {
             break;
         }
-        result = session.forward(&[id], readout)?;
+        result = session.forward_async(&[id], readout).await?;
     }
     g.decode = decode_start.elapsed();
     if g.finish != FinishReason::Stop {

@@ -20,7 +20,9 @@ pub mod tokenizer;
 
 pub use dtype::DType;
 pub use error::{ForgeError, Result};
-pub use generate::{FinishReason, GenerateOptions, Generation, generate};
+#[cfg(not(target_arch = "wasm32"))]
+pub use generate::generate;
+pub use generate::{FinishReason, GenerateOptions, Generation, generate_async};
 pub use model::{Model, ModelConfig};
 pub use sampler::SamplerConfig;
 pub use session::Session;

@@ -92,6 +92,20 @@ impl Session {
 
     /// Runs `tokens` at positions `n_past..n_past + len` and advances.
     pub fn forward(&mut self, tokens: &[u32], readout: Readout) -> Result<Forward> {
+        let inputs = self.prepare(tokens, readout)?;
+        let out = self.backend.execute(&self.graphs[&(tokens.len(), readout)], &inputs)?;
+        self.finish(tokens.len(), readout, out)
+    }
+
+    /// [`Session::forward`] without blocking (for the browser).
+    pub async fn forward_async(&mut self, tokens: &[u32], readout: Readout) -> Result<Forward> {
+        let inputs = self.prepare(tokens, readout)?;
+        let out = self.backend.execute_async(&self.graphs[&(tokens.len(), readout)], &inputs).await?;
+        self.finish(tokens.len(), readout, out)
+    }
+
+    /// Checks the request, builds (once) the graph for this shape, and makes the inputs.
+    fn prepare(&mut self, tokens: &[u32], readout: Readout) -> Result<[HostTensor; 2]> {
         let t = tokens.len();
         if t == 0 {
             return Err(ForgeError::InvalidArgument { what: "forward needs at least one token".into() });
@@ -106,10 +120,11 @@ impl Session {
             let g = llama::forward(&self.config, &self.params, &self.kv, t, readout)?;
             self.graphs.insert((t, readout), g);
         }
-        let graph = &self.graphs[&(t, readout)];
         let positions: Vec<u32> = (self.n_past..self.n_past + t).map(|p| p as u32).collect();
-        let inputs = [HostTensor::from_u32(vec![t], tokens)?, HostTensor::from_u32(vec![t], &positions)?];
-        let out = self.backend.execute(graph, &inputs)?;
+        Ok([HostTensor::from_u32(vec![t], tokens)?, HostTensor::from_u32(vec![t], &positions)?])
+    }
+
+    fn finish(&mut self, t: usize, readout: Readout, out: Vec<HostTensor>) -> Result<Forward> {
         self.n_past += t;
         let out = out.into_iter().next().ok_or_else(|| ForgeError::Graph { what: "forward graph returned nothing".into() })?;
         Ok(match readout {

@@ -13,6 +13,9 @@ use crate::error::{ForgeError, Result};
 use crate::graph::{Graph, Op};
 use crate::tensor::HostTensor;
 
+/// A boxed future, not `Send`: on wasm GPU futures are tied to the page's one thread.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+
 /// A param's handle, given out by the backend that holds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ParamId(pub u32);
@@ -50,6 +53,12 @@ pub trait Backend: Send {
     fn create_param(&mut self, desc: &ParamDesc, data: Option<&HostTensor>) -> Result<ParamId>;
     /// Runs the graph with `inputs` bound to its `Input` slots, returning its outputs in order.
     fn execute(&mut self, graph: &Graph, inputs: &[HostTensor]) -> Result<Vec<HostTensor>>;
+    /// `execute` for callers that must not block (the browser, where a GPU readback completes
+    /// only when the event loop runs). Backends whose results arrive asynchronously (wgpu's
+    /// `map_async`) implement it directly; for the others it is `execute`.
+    fn execute_async<'a>(&'a mut self, graph: &'a Graph, inputs: &'a [HostTensor]) -> BoxFuture<'a, Result<Vec<HostTensor>>> {
+        Box::pin(std::future::ready(self.execute(graph, inputs)))
+    }
     /// Kernel launches (dispatches) of the last `execute`, where the backend counts them.
     fn last_launches(&self) -> Option<usize> {
         None
