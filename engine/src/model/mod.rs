@@ -3,7 +3,7 @@
 //! here, so there is one constructor for the graph whichever format the weights came in.
 
 mod config;
-mod hf_names;
+pub mod hf_names;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,19 @@ pub struct ModelSource {
     pub format: &'static str,
     /// The file's name for the model (`general.name`), if any.
     pub name: Option<String>,
+}
+
+/// Where downloaded models live: `FORGE_MODEL_DIR`, else `$XDG_CACHE_HOME/forge/models`, else
+/// `~/.cache/forge/models`. `env` reads a variable (the binary passes the process environment).
+pub fn model_dir(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
+    if let Some(d) = env("FORGE_MODEL_DIR") {
+        return PathBuf::from(d);
+    }
+    let cache = env("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("forge").join("models")
 }
 
 #[derive(Debug)]

@@ -232,16 +232,7 @@ impl Backend for CpuBackend {
         check_supported(self, graph)?;
         check_inputs(graph, inputs)?;
         let nodes = graph.nodes();
-        // The last node that reads each value; outputs are kept to the end.
-        let mut last_use: Vec<usize> = (0..nodes.len()).collect();
-        for (i, n) in nodes.iter().enumerate() {
-            for &inp in &n.inputs {
-                last_use[inp.index()] = i;
-            }
-        }
-        for &o in graph.outputs() {
-            last_use[o.index()] = usize::MAX;
-        }
+        let last_use = graph.last_uses();
         let mut values: Vec<Option<Value>> = (0..nodes.len()).map(|_| None).collect();
         for i in 0..nodes.len() {
             let v = self.run_node(graph, NodeId(i as u32), &values, inputs)?;
