@@ -33,7 +33,6 @@ use crate::tensor::HostTensor;
 use kernels::Kernels;
 use plan::Plan;
 
-pub use kernels::SOURCES;
 
 /// Plans kept at once: decode plus a few prefill lengths; the least recently used goes first.
 const MAX_PLANS: usize = 6;
