@@ -59,6 +59,8 @@ pub struct CudaBackend {
     err_word: CudaSlice<u8>,
     plans: HashMap<u64, (u64, Plan)>,
     runs: u64,
+    /// Launches of the last `execute` (a replayed CUDA graph counts its kernels).
+    last_launches: Option<usize>,
     /// Capture repeated plans as CUDA graphs (`FORGE_CUDA_GRAPH=0` turns it off).
     use_graphs: bool,
     /// Tests: fill every activation buffer with NaN when a plan is built.
@@ -100,6 +102,7 @@ impl CudaBackend {
             err_word,
             plans: HashMap::new(),
             runs: 0,
+            last_launches: None,
             use_graphs,
             poison_activations: false,
         })
@@ -180,12 +183,22 @@ impl Backend for CudaBackend {
         plan.upload_inputs(&self.stream, inputs)?;
         self.stream.memset_zeros(&mut self.err_word).map_err(|e| driver_err("clearing the error word", e))?;
         plan.run(&self.stream, &self.kernels, self.use_graphs)?;
+        self.last_launches = Some(plan.launches());
         let outputs = plan.download_outputs(&self.stream, graph, &self.params)?;
         let word = self.stream.clone_dtoh(&self.err_word).map_err(|e| driver_err("reading the error word", e))?;
         self.stream.synchronize().map_err(|e| driver_err("running the graph", e))?;
         let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
         plan::check_error_word(word)?;
         Ok(outputs)
+    }
+
+    fn last_launches(&self) -> Option<usize> {
+        self.last_launches
+    }
+
+    fn memory_used(&self) -> Option<u64> {
+        let params: u64 = self.params.iter().map(|p| p.buf.len() as u64).sum();
+        Some(params + self.plans.values().map(|(_, p)| p.bytes()).sum::<u64>())
     }
 }
 

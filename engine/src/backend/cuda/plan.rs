@@ -144,17 +144,14 @@ impl Plan {
         self.launches.len()
     }
 
+    /// Device bytes the plan's own buffers hold (inputs and the activation pool).
+    pub fn bytes(&self) -> u64 {
+        self.inputs.iter().chain(&self.pool).map(|b| b.len() as u64).sum()
+    }
+
     pub fn build(graph: &Graph, stream: &Arc<CudaStream>, kernels: &Kernels, params: &[Param], err_word: &CudaSlice<u8>, poison: bool) -> Result<Plan> {
         let nodes = graph.nodes();
-        let mut last_use: Vec<usize> = (0..nodes.len()).collect();
-        for (i, n) in nodes.iter().enumerate() {
-            for &inp in &n.inputs {
-                last_use[inp.index()] = i;
-            }
-        }
-        for &o in graph.outputs() {
-            last_use[o.index()] = usize::MAX;
-        }
+        let last_use = graph.last_uses();
 
         let mut inputs = Vec::new();
         for n in nodes {
@@ -212,6 +209,12 @@ impl Plan {
                     done.push(inp);
                     pool.give_back(b);
                 }
+            }
+            // A result nothing reads (and no output) is dead at once.
+            if last_use[i] == i
+                && let Some(Loc::Pool(b)) = locs[i]
+            {
+                pool.give_back(b);
             }
         }
         for l in &launches {
