@@ -3,12 +3,26 @@
 //!
 //! q: [T, n_head*D]; k, v: [S, n_kv_head*D]; positions: [T] for the causal mask, under which
 //! query t sees keys 0..=positions[t] (keys are stored by position). out: [T, n_head*D].
-//! The softmax is computed in one pass with a running maximum (online softmax), the way the GPU
-//! kernels do it, so no [T, S] score matrix is kept.
+//! Each (query, head) pair is one task: its row of scores (at most S floats, never the whole
+//! [T, S] matrix), a softmax over it, then the weighted sum of value rows.
 
 use rayon::prelude::*;
 
 use crate::graph::AttnMask;
+
+/// Dot product with eight independent partial sums, so the compiler can vectorise it (a single
+/// running f32 sum must be added in order).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
 
 #[allow(clippy::too_many_arguments)]
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask, out: &mut [f32]) {
@@ -22,27 +36,23 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, n_h
             (AttnMask::Causal, Some(p)) => (p[t] as usize + 1).min(s_len),
             _ => s_len,
         };
-        let mut max = f32::NEG_INFINITY;
-        let mut sum = 0.0f32;
+        let at = |j: usize| (j * n_kv_head + kvh) * d;
+        let mut scores: Vec<f32> = (0..n_keys).map(|j| dot(qh, &k[at(j)..][..d]) * scale).collect();
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
         o.fill(0.0);
-        for j in 0..n_keys {
-            let kj = &k[(j * n_kv_head + kvh) * d..][..d];
-            let s = qh.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
-            // Rescale what was accumulated under the old maximum.
-            let m = max.max(s);
-            let correction = (max - m).exp();
-            let p = (s - m).exp();
-            sum = sum * correction + p;
-            let vj = &v[(j * n_kv_head + kvh) * d..][..d];
-            for (oi, &vi) in o.iter_mut().zip(vj) {
-                *oi = *oi * correction + p * vi;
+        for (j, &p) in scores.iter().enumerate() {
+            for (oi, &vi) in o.iter_mut().zip(&v[at(j)..][..d]) {
+                *oi += p * vi;
             }
-            max = m;
         }
         if sum > 0.0 {
-            for oi in o.iter_mut() {
-                *oi /= sum;
-            }
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|x| *x *= inv);
         }
     });
 }
