@@ -7,6 +7,7 @@
 pub mod cpu;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cuda;
+pub mod wgpu;
 
 use crate::dtype::DType;
 use crate::error::{ForgeError, Result};

@@ -1,0 +1,105 @@
+//! `Op::Add`, `Op::Mul`, `Op::SiluMul`, `Op::ScatterRows`, `Op::SliceRows`, `Op::Argmax`: one
+//! invocation per element (256 per workgroup, 2-D grid), except argmax, one workgroup per row.
+//! Shaders: add.wgsl, mul.wgsl, silu_mul.wgsl, scatter_rows.wgsl, slice_rows.wgsl, argmax.wgsl.
+
+use super::{Buf, Cx, KernelKey, Step, grid};
+use crate::graph::{Graph, Node, Op, rows_cols};
+
+const WG: usize = 256;
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Steps for one of this module's ops; `ins` are the node's inputs' buffers in order.
+pub(in super::super) fn build(cx: &Cx, g: &Graph, node: &Node, ins: &[Buf], out: Buf) -> Vec<Step> {
+    let n = numel(&node.shape);
+    let per_element = |shader: &'static str, uniforms: Vec<u32>, binds: Vec<(u32, Buf)>, n: usize| Step {
+        kernel: KernelKey::new(shader, "main", &[("WG", WG as u32)]),
+        uniforms,
+        binds,
+        groups: grid(n.div_ceil(WG), cx.max_groups),
+    };
+    match node.op {
+        Op::Add => {
+            let b_len = numel(&g.node(node.inputs[1]).shape);
+            vec![per_element("add", vec![n as u32, b_len as u32], vec![(1, ins[0]), (2, ins[1]), (3, out)], n)]
+        }
+        Op::Mul => vec![per_element("mul", vec![n as u32], vec![(1, ins[0]), (2, ins[1]), (3, out)], n)],
+        Op::SiluMul => vec![per_element("silu_mul", vec![n as u32], vec![(1, ins[0]), (2, ins[1]), (3, out)], n)],
+        Op::ScatterRows => {
+            let (rows, cols) = rows_cols(&node.shape);
+            let src_n = numel(&g.node(node.inputs[1]).shape);
+            // The node's buffer is the state itself (`out` == ins[0]): the write is in place.
+            vec![per_element("scatter_rows", vec![src_n as u32, cols as u32, rows as u32], vec![(1, ins[1]), (2, ins[2]), (3, out)], src_n)]
+        }
+        Op::SliceRows { start, .. } => {
+            let cols = node.shape[1];
+            vec![per_element("slice_rows", vec![n as u32, (start * cols) as u32], vec![(1, ins[0]), (2, out)], n)]
+        }
+        Op::Argmax => {
+            let (rows, cols) = rows_cols(&g.node(node.inputs[0]).shape);
+            vec![Step {
+                kernel: KernelKey::new("argmax", "main", &[("WG", WG as u32)]),
+                uniforms: vec![rows as u32, cols as u32],
+                binds: vec![(1, ins[0]), (2, out)],
+                groups: grid(rows, cx.max_groups),
+            }]
+        }
+        _ => unreachable!("elementwise::build called for {}", node.op.name()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Gpu1, rand_vec};
+    use crate::dtype::DType;
+    use crate::graph::Graph;
+    use crate::tensor::HostTensor;
+
+    // Adds, products and copies are exact in f32, and exp differs between implementations by an
+    // ulp or two: 1e-6 relative covers silu; argmax must agree exactly.
+    #[test]
+    fn wgpu_elementwise_match_cpu() {
+        let Some(mut gpu) = Gpu1::new() else { return };
+        for &(t, c) in &[(1usize, 1000usize), (7, 333), (3, 70001)] {
+            let a = rand_vec(t * c, 1);
+            let b = rand_vec(t * c, 2);
+            let bias = rand_vec(c, 3);
+            for which in ["add", "add_bias", "mul", "silu_mul", "slice", "argmax"] {
+                let mut g = Graph::new();
+                let x = g.input(&[t, c], DType::F32);
+                let y_shape = if which == "add_bias" { vec![c] } else { vec![t, c] };
+                let y = g.input(&y_shape, DType::F32);
+                let o = match which {
+                    "add" | "add_bias" => g.add(x, y),
+                    "mul" => g.mul(x, y),
+                    "silu_mul" => g.silu_mul(x, y),
+                    "slice" => g.slice_rows(x, t / 2, t - t / 2),
+                    _ => g.argmax(x),
+                }
+                .unwrap();
+                g.output(o);
+                let second = if which == "add_bias" { HostTensor::from_f32(vec![c], &bias) } else { HostTensor::from_f32(vec![t, c], &b) };
+                let inputs = vec![HostTensor::from_f32(vec![t, c], &a).unwrap(), second.unwrap()];
+                gpu.check(&format!("{which} [{t}, {c}]"), &g, &inputs, 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn wgpu_scatter_rows_matches_cpu() {
+        let Some(mut gpu) = Gpu1::new() else { return };
+        let (rows, c, t) = (37usize, 70usize, 5usize);
+        let state = crate::backend::ParamDesc { name: "cache".into(), shape: vec![rows, c], dtype: DType::F32, kind: crate::backend::ParamKind::State };
+        let ids = gpu.create_param(&state, None);
+        let mut g = Graph::new();
+        let src = g.input(&[t, c], DType::F32);
+        let pos = g.input(&[t], DType::U32);
+        let dst = g.param(ids, &state);
+        let o = g.scatter_rows(dst, src, pos).unwrap();
+        g.output(o);
+        let inputs = vec![HostTensor::from_f32(vec![t, c], &rand_vec(t * c, 4)).unwrap(), HostTensor::from_u32(vec![t], &[3, 36, 0, 17, 18]).unwrap()];
+        gpu.check("scatter_rows", &g, &inputs, 0.0);
+    }
+}

@@ -1,0 +1,81 @@
+//! `Op::MatMul` and `Op::GetRows`, the ops that read weights in their stored GGUF format.
+//!
+//! MatMul with one activation row (decode) runs `matvec`: 4 rows per workgroup of 64, 16
+//! invocations per row striding over 8-weight units, a shared-memory tree to finish. With more
+//! rows (prefill) it runs `matmul`, 32 × 32 output tiles with both operands staged in shared
+//! memory, so each weight is dequantized once per 32 tokens. GetRows runs `get_rows`, one
+//! invocation per 8 output elements. A weight split into pages (larger than one storage binding)
+//! takes one dispatch per page, each writing its own range of output columns (MatMul) or the
+//! rows whose ids fall in its range (GetRows).
+//! Shaders: matmul_float.wgsl (F32/F16/BF16), matmul_q32.wgsl (Q4_0/Q4_1/Q8_0),
+//! matmul_kquant.wgsl (Q4_K/Q5_K/Q6_K), the format picked by the `FORMAT` override.
+
+use super::{Buf, Cx, KernelKey, Matrix, Step, grid};
+use crate::dtype::DType;
+
+/// Rows per matvec workgroup and invocations per workgroup (a power of two per row).
+const MV_ROWS: u32 = 4;
+const MV_WG: u32 = 64;
+const TILE: usize = 32;
+
+/// The shader file and `FORMAT` value for a weight type.
+fn shader(dtype: DType) -> (&'static str, u32) {
+    match dtype {
+        DType::F32 => ("matmul_float", 0),
+        DType::F16 => ("matmul_float", 1),
+        DType::BF16 => ("matmul_float", 2),
+        DType::Q4_0 => ("matmul_q32", 0),
+        DType::Q4_1 => ("matmul_q32", 1),
+        DType::Q8_0 => ("matmul_q32", 2),
+        DType::Q4K => ("matmul_kquant", 0),
+        DType::Q5K => ("matmul_kquant", 1),
+        DType::Q6K => ("matmul_kquant", 2),
+        DType::U32 => unreachable!("u32 is not a weight type"),
+    }
+}
+
+/// `out [t, n] = x [t, k] · wᵀ`.
+pub(in super::super) fn matmul(cx: &Cx, w: &Matrix, t: usize, x: Buf, out: Buf) -> Vec<Step> {
+    let (file, format) = shader(w.dtype);
+    let n_total: usize = w.pages.iter().map(|p| p.2).sum();
+    w.pages
+        .iter()
+        .map(|&(buf, row0, rows)| {
+            let uniforms = vec![w.cols as u32, rows as u32, t as u32, w.row_bytes as u32, n_total as u32, row0 as u32];
+            let binds = vec![(1, buf), (2, x), (3, out)];
+            if t == 1 {
+                let kernel = KernelKey::new(file, "matvec", &[("FORMAT", format), ("WG", MV_WG), ("ROWS", MV_ROWS)]);
+                Step { kernel, uniforms, binds, groups: grid(rows.div_ceil(MV_ROWS as usize), cx.max_groups) }
+            } else {
+                let kernel = KernelKey::new(file, "matmul", &[("FORMAT", format)]);
+                let [x, z, _] = grid(rows.div_ceil(TILE), cx.max_groups);
+                Step { kernel, uniforms, binds, groups: [x, t.div_ceil(TILE) as u32, z] }
+            }
+        })
+        .collect()
+}
+
+/// `out [t, cols] = table[ids]`.
+pub(in super::super) fn get_rows(cx: &Cx, w: &Matrix, t: usize, ids: Buf, out: Buf) -> Vec<Step> {
+    let (file, format) = shader(w.dtype);
+    let units = t * w.cols.div_ceil(8);
+    w.pages
+        .iter()
+        .map(|&(buf, row0, rows)| Step {
+            kernel: KernelKey::new(file, "get_rows", &[("FORMAT", format), ("WG", 64)]),
+            uniforms: vec![w.cols as u32, rows as u32, t as u32, w.row_bytes as u32, w.cols as u32, row0 as u32],
+            binds: vec![(1, buf), (4, ids), (3, out)],
+            groups: grid(units.div_ceil(64), cx.max_groups),
+        })
+        .collect()
+}
+
+/// Whether the shaders can read rows of `cols` elements of `dtype` (quantized rows are whole
+/// blocks already; vec4 activation loads need K % 8 for the block formats, which blocks ensure).
+pub(in super::super) fn supported(dtype: DType) -> bool {
+    DType::WEIGHT_TYPES.contains(&dtype)
+}
+
+#[cfg(test)]
+#[path = "matmul_tests.rs"]
+mod tests;

@@ -1,0 +1,94 @@
+//! MatMul and GetRows on every weight type, against the dequantization reference (exact weights,
+//! f64 dot) tightly and against the CPU backend (which rounds activations to 8 bits) loosely.
+
+use super::super::testing::{Gpu1, compare, rand_vec};
+use crate::backend::{Backend, ParamDesc, ParamKind};
+use crate::dtype::DType;
+use crate::graph::Graph;
+use crate::quant;
+use crate::tensor::HostTensor;
+
+/// Row lengths that are not multiples of the workgroup or of 256 where the format allows.
+fn k_for(dtype: DType) -> usize {
+    match dtype.block_len() {
+        1 => 333,
+        32 => 96 + 32 * 5 + 32 * 3,
+        _ => 256 * 3,
+    }
+}
+
+fn weight(gpu: &mut Gpu1, dtype: DType, n: usize, k: usize, seed: u64) -> (ParamDesc, crate::backend::ParamId, Vec<f32>) {
+    let values = rand_vec(n * k, seed);
+    let rb = dtype.row_bytes(k).unwrap();
+    let mut bytes = vec![0u8; n * rb];
+    for (src, dst) in values.chunks(k).zip(bytes.chunks_mut(rb)) {
+        quant::quantize_row(dtype, src, dst);
+    }
+    let mut deq = vec![0f32; n * k];
+    for (src, dst) in bytes.chunks(rb).zip(deq.chunks_mut(k)) {
+        quant::dequantize_row(dtype, src, dst);
+    }
+    let desc = ParamDesc { name: format!("w{seed}"), shape: vec![n, k], dtype, kind: ParamKind::Weight };
+    let t = HostTensor::from_bytes(dtype, vec![n, k], bytes).unwrap();
+    let id = gpu.create_param(&desc, Some(&t));
+    (desc, id, deq)
+}
+
+// Tolerances: the shader's weights are bit-identical to `dequantize_row`, so against the f64 dot
+// only the f32 accumulation differs (K ≤ 768 terms: ~1e-6 relative, 2e-5 leaves margin). The CPU
+// backend rounds each activation block to 8 bits first (~0.4% per element, partly averaging
+// out), hence 2e-2 of the largest output there.
+fn run(gpu: &mut Gpu1, page_bytes: Option<u64>) {
+    for (i, dtype) in DType::WEIGHT_TYPES.into_iter().enumerate() {
+        let (n, k) = (67, k_for(dtype));
+        if let Some(p) = page_bytes {
+            // About a fifth of the rows per page: five dispatches, the last one short.
+            gpu.wgpu.page_bytes = p.min((dtype.row_bytes(k).unwrap() * 14 + 4) as u64);
+        }
+        let (desc, id, deq) = weight(gpu, dtype, n, k, 100 + i as u64);
+        if page_bytes.is_some() {
+            assert!(gpu.wgpu.param_pages(id) > 1, "{dtype}: the weight was not split");
+        }
+        for t in [1usize, 19, 40] {
+            let x = rand_vec(t * k, 7 + t as u64);
+            let mut g = Graph::new();
+            let xi = g.input(&[t, k], DType::F32);
+            let w = g.param(id, &desc);
+            let o = g.matmul(xi, w).unwrap();
+            g.output(o);
+            let inputs = [HostTensor::from_f32(vec![t, k], &x).unwrap()];
+            let got = gpu.wgpu.execute(&g, &inputs).unwrap_or_else(|e| panic!("{dtype} t {t}: {e}"));
+            let exact: Vec<f32> = (0..t * n)
+                .map(|e| {
+                    let (r, c) = (e / n, e % n);
+                    x[r * k..(r + 1) * k].iter().zip(&deq[c * k..(c + 1) * k]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() as f32
+                })
+                .collect();
+            let exact = [HostTensor::from_f32(vec![t, n], &exact).unwrap()];
+            compare(&format!("matmul {dtype} [{t}, {k}] x [{n}, {k}] vs dequantized"), &got, &exact, 2e-5);
+            let cpu = gpu.cpu.execute(&g, &inputs).unwrap();
+            compare(&format!("matmul {dtype} [{t}, {k}] x [{n}, {k}] vs cpu"), &got, &cpu, 2e-2);
+        }
+        // Embedding lookup: exact (the same dequantized values), ids in every page, repeated.
+        let ids: Vec<u32> = vec![0, 66, 13, 13, 40, 27, 54];
+        let mut g = Graph::new();
+        let w = g.param(id, &desc);
+        let ii = g.input(&[ids.len()], DType::U32);
+        let o = g.get_rows(w, ii).unwrap();
+        g.output(o);
+        gpu.check(&format!("get_rows {dtype}"), &g, &[HostTensor::from_u32(vec![ids.len()], &ids).unwrap()], 0.0);
+    }
+}
+
+#[test]
+fn wgpu_matmul_and_get_rows_match_reference_every_dtype() {
+    let Some(mut gpu) = Gpu1::new() else { return };
+    run(&mut gpu, None);
+}
+
+/// Weights split into pages of a few rows: several dispatches per matmul / lookup.
+#[test]
+fn wgpu_matmul_and_get_rows_on_split_weights() {
+    let Some(mut gpu) = Gpu1::new() else { return };
+    run(&mut gpu, Some(u64::MAX));
+}

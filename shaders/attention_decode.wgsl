@@ -1,0 +1,113 @@
+// attention_decode.wgsl: `Op::Attention`, softmax(q·kᵀ · scale + mask) · v for one query row of
+// one head per workgroup, with grouped-query heads (query head h reads kv head h / (n_head /
+// n_kv_head)) and an online softmax (running maximum), so no [T, S] score matrix exists anywhere.
+// Matches backend/cpu/attention.rs; under the causal mask query t sees keys 0..=positions[t],
+// read here from the positions buffer on the device, so one plan serves every decode step.
+//
+// Shapes: q, out: [t, n_head*head_dim]; k, v: [s, n_kv_head*head_dim]; positions: [t] u32.
+// Bindings: 0 uniform Params, 1 q, 2 k, 3 v, 4 positions (a dummy for no mask), 5 out.
+// Dispatch: one workgroup of WG invocations per (query row, head): index = y * num_workgroups.x + x
+// = row * n_head + head. Keys are taken WG at a time: invocation j scores key c0 + j into shared
+// memory, every invocation then reads the chunk's maximum and probabilities from there, and
+// invocation d accumulates output dimensions d, d + WG, ... (head_dim ≤ 4 * WG).
+
+override WG: u32 = 64u;
+const MAX_WG: u32 = 256u;
+const NEG_BIG: f32 = -3.0e38;
+
+struct Params {
+    t: u32,
+    s: u32,
+    n_head: u32,
+    n_kv_head: u32,
+    head_dim: u32,
+    causal: u32,
+    scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read> positions: array<u32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+var<workgroup> probs: array<f32, MAX_WG>;
+var<workgroup> n_keys_shared: u32;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let idx = wid.y * nwg.x + wid.x;
+    let live = idx < p.t * p.n_head;
+    let row = min(idx / p.n_head, p.t - 1u);
+    let h = idx % p.n_head;
+    let d = p.head_dim;
+    let kvh = h / (p.n_head / p.n_kv_head);
+    let q_base = (row * p.n_head + h) * d;
+    let kv_stride = p.n_kv_head * d;
+    if (lid == 0u) {
+        var n = p.s;
+        if (p.causal == 1u) {
+            n = min(positions[row] + 1u, p.s);
+        }
+        n_keys_shared = select(0u, n, live);
+    }
+    // The key count comes from device memory; loading it through workgroupUniformLoad makes the
+    // loop bound (and so the barriers inside it) uniform across the workgroup.
+    let n_keys = workgroupUniformLoad(&n_keys_shared);
+
+    var m = NEG_BIG;
+    var l = 0.0;
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    for (var c0 = 0u; c0 < n_keys; c0 += WG) {
+        let j = c0 + lid;
+        var sc = NEG_BIG;
+        if (j < n_keys) {
+            let k_base = j * kv_stride + kvh * d;
+            var dot = 0.0;
+            for (var i = 0u; i < d; i++) {
+                dot += q[q_base + i] * k[k_base + i];
+            }
+            sc = dot * p.scale;
+        }
+        probs[lid] = sc;
+        workgroupBarrier();
+        var cmax = NEG_BIG;
+        for (var jj = 0u; jj < WG; jj++) {
+            cmax = max(cmax, probs[jj]);
+        }
+        let m_new = max(m, cmax);
+        let correction = exp(m - m_new);
+        workgroupBarrier();
+        probs[lid] = select(0.0, exp(sc - m_new), j < n_keys);
+        workgroupBarrier();
+        let n_here = min(WG, n_keys - c0);
+        var psum = 0.0;
+        for (var jj = 0u; jj < n_here; jj++) {
+            psum += probs[jj];
+        }
+        l = l * correction + psum;
+        for (var r = 0u; r < 4u; r++) {
+            let dd = lid + r * WG;
+            if (dd < d) {
+                var a = acc[r] * correction;
+                for (var jj = 0u; jj < n_here; jj++) {
+                    a += probs[jj] * v[(c0 + jj) * kv_stride + kvh * d + dd];
+                }
+                acc[r] = a;
+            }
+        }
+        m = m_new;
+        workgroupBarrier();
+    }
+    if (!live) {
+        return;
+    }
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    for (var r = 0u; r < 4u; r++) {
+        let dd = lid + r * WG;
+        if (dd < d) {
+            out[q_base + dd] = acc[r] * inv;
+        }
+    }
+}

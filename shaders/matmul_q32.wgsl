@@ -1,0 +1,208 @@
+// matmul_q32.wgsl: the three ops that read a weight matrix, for the 32-weight block formats
+// (FORMAT 0 = Q4_0, 1 = Q4_1, 2 = Q8_0), reading GGUF blocks straight from `array<u32>` storage
+// and dequantizing in registers. WGSL has no #include, so the ops that share a dequantizer share
+// its file; matmul_float.wgsl and matmul_kquant.wgsl are the same three entry points for the
+// other formats.
+//
+// Block layouts (dtype.rs, ggml-common.h): Q4_0 = f16 d, 16 B nibbles (18 B; w = d·(q − 8));
+// Q4_1 = f16 d, f16 m, 16 B nibbles (20 B; w = d·q + m); Q8_0 = f16 d, 32 × i8 (34 B; w = d·q).
+// In a block, element j < 16 is the low nibble of byte j and j + 16 the high one. Q4_0 and Q8_0
+// blocks are not 4-byte aligned, so bytes and halves are extracted at any byte offset (`u32_at`).
+// Matches quant/{q4_0,q4_1,q8_0}.rs `dequantize` exactly: every weight is the same f32 value.
+//
+// Entry points (all with weight page `w`: `n` rows of `row_bytes` bytes, k elements each; a weight
+// larger than one storage binding is split into pages of rows, one dispatch per page, the page's
+// first row being output column `col0`):
+// - `matvec`: y[col0 + r] = Σ_k x[k]·w[r, k] for one activation row (decode, T = 1).
+//   Bindings: 0 Params, 1 w, 2 x (vec4), 3 y. Dispatch: ceil(n / ROWS) workgroups (2-D grid,
+//   index = y * num_workgroups.x + x); WG / ROWS invocations per row stride over its 8-weight
+//   units, then a shared-memory tree sums them (no subgroup operations).
+// - `matmul`: y[t, col0 + r] = Σ_k x[t, k]·w[r, k] for T > 1 (prefill), tiled: a workgroup of 64
+//   computes a 32 (tokens) × 32 (weight rows) tile, each invocation a 4 × 4 block of it, staging
+//   32-wide slices of K of both operands in shared memory (weights dequantized once per tile).
+//   Bindings: 0 Params, 1 w, 2 x (vec4), 3 y. Dispatch: (row tiles folded on x and z, token tiles on y).
+// - `get_rows`: y[t, :] = w[ids[t] − col0, :] for the ids that fall in this page (embedding lookup).
+//   Bindings: 0 Params, 1 w, 4 ids, 3 y. Dispatch: one invocation per 8 output elements, 2-D grid.
+
+override FORMAT: u32 = 1u;
+override WG: u32 = 64u;
+override ROWS: u32 = 4u;
+const MAX_WG: u32 = 256u;
+
+struct Params {
+    k: u32,          // elements per row
+    n: u32,          // rows in this page
+    t: u32,          // activation rows (tokens)
+    row_bytes: u32,
+    out_stride: u32, // elements per output row (all pages' rows together, or cols for get_rows)
+    col0: u32,       // output column (matmul) or table row (get_rows) of the page's first row
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> ids: array<u32>;
+
+// The 32-bit little-endian word at any byte offset (the buffer is padded by one word).
+fn u32_at(off: u32) -> u32 {
+    let i = off >> 2u;
+    let s = (off & 3u) * 8u;
+    if (s == 0u) {
+        return w[i];
+    }
+    return (w[i] >> s) | (w[i + 1u] << (32u - s));
+}
+
+// An f16 at an even byte offset (never straddles a word).
+fn f16_at(off: u32) -> f32 {
+    return unpack2x16float(w[off >> 2u] >> ((off & 2u) * 8u)).x;
+}
+
+fn nibbles(u: u32, shift: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(u) >> vec4<u32>(shift, shift + 8u, shift + 16u, shift + 24u)) & vec4<u32>(15u));
+}
+
+fn sbytes(u: u32) -> vec4<f32> {
+    let s = bitcast<i32>(u);
+    return vec4<f32>(f32(extractBits(s, 0u, 8u)), f32(extractBits(s, 8u, 8u)), f32(extractBits(s, 16u, 8u)), f32(extractBits(s, 24u, 8u)));
+}
+
+struct V8 {
+    a: vec4<f32>,
+    b: vec4<f32>,
+}
+
+// Weights k..k+8 (k a multiple of 8) of the row starting at byte `row`.
+fn dequant8(row: u32, k: u32) -> V8 {
+    let blk = k / 32u;
+    let q = (k % 32u) / 8u;
+    if (FORMAT == 2u) {
+        let off = row + blk * 34u;
+        let d = f16_at(off);
+        let qo = off + 2u + q * 8u;
+        return V8(sbytes(u32_at(qo)) * d, sbytes(u32_at(qo + 4u)) * d);
+    }
+    let bb = select(18u, 20u, FORMAT == 1u);
+    let off = row + blk * bb;
+    let d = f16_at(off);
+    let qo = off + bb - 16u + (q & 1u) * 8u;
+    let sh = (q >> 1u) * 4u;
+    let lo = nibbles(u32_at(qo), sh);
+    let hi = nibbles(u32_at(qo + 4u), sh);
+    if (FORMAT == 1u) {
+        let m = f16_at(off + 2u);
+        return V8(lo * d + m, hi * d + m);
+    }
+    return V8((lo - 8.0) * d, (hi - 8.0) * d);
+}
+
+var<workgroup> partial: array<f32, MAX_WG>;
+
+@compute @workgroup_size(WG)
+fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let tpr = WG / ROWS;
+    let lane = lid % tpr;
+    let r = (wid.y * nwg.x + wid.x) * ROWS + lid / tpr;
+    var acc = 0.0;
+    if (r < p.n) {
+        let row = r * p.row_bytes;
+        let units = p.k / 8u;
+        for (var u = lane; u < units; u += tpr) {
+            let v = dequant8(row, u * 8u);
+            acc += dot(v.a, x[2u * u]) + dot(v.b, x[2u * u + 1u]);
+        }
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var s = tpr / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            partial[lid] += partial[lid + s];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u && r < p.n) {
+        y[p.col0 + r] = partial[lid];
+    }
+}
+
+const TILE: u32 = 32u;
+var<workgroup> ws: array<vec4<f32>, 256>; // [32 weight rows][8 vec4]
+var<workgroup> xs: array<vec4<f32>, 256>; // [32 tokens][8 vec4]
+
+@compute @workgroup_size(64)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let n0 = (wid.z * nwg.x + wid.x) * TILE;
+    let t0 = wid.y * TILE;
+    let tx = lid % 8u; // weight rows tx, tx + 8, tx + 16, tx + 24
+    let ty = lid / 8u; // tokens ty, ty + 8, ...
+    var acc: array<vec4<f32>, 4>;
+    let k4 = p.k / 4u;
+    for (var kc = 0u; kc < p.k; kc += TILE) {
+        for (var i = 0u; i < 2u; i++) {
+            let u = lid + i * 64u;
+            let r = u / 4u;
+            let sub = u % 4u;
+            var v = V8(vec4<f32>(0.0), vec4<f32>(0.0));
+            if (n0 + r < p.n) {
+                v = dequant8((n0 + r) * p.row_bytes, kc + sub * 8u);
+            }
+            ws[r * 8u + sub * 2u] = v.a;
+            ws[r * 8u + sub * 2u + 1u] = v.b;
+        }
+        for (var i = 0u; i < 4u; i++) {
+            let u = lid + i * 64u;
+            let tt = u / 8u;
+            let c = u % 8u;
+            var xv = vec4<f32>(0.0);
+            if (t0 + tt < p.t) {
+                xv = x[(t0 + tt) * k4 + kc / 4u + c];
+            }
+            xs[u] = xv;
+        }
+        workgroupBarrier();
+        for (var c = 0u; c < 8u; c++) {
+            let w0 = ws[tx * 8u + c];
+            let w1 = ws[(tx + 8u) * 8u + c];
+            let w2 = ws[(tx + 16u) * 8u + c];
+            let w3 = ws[(tx + 24u) * 8u + c];
+            for (var j = 0u; j < 4u; j++) {
+                let xv = xs[(ty + 8u * j) * 8u + c];
+                acc[j] += vec4<f32>(dot(xv, w0), dot(xv, w1), dot(xv, w2), dot(xv, w3));
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let t = t0 + ty + 8u * j;
+        if (t < p.t) {
+            for (var i = 0u; i < 4u; i++) {
+                let r = n0 + tx + 8u * i;
+                if (r < p.n) {
+                    y[t * p.out_stride + p.col0 + r] = acc[j][i];
+                }
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn get_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let units = p.k / 8u;
+    let i = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (i >= p.t * units) {
+        return;
+    }
+    let t = i / units;
+    let u = i % units;
+    let id = ids[t];
+    if (id < p.col0 || id >= p.col0 + p.n) {
+        return;
+    }
+    let v = dequant8((id - p.col0) * p.row_bytes, u * 8u);
+    let o = t * p.k + u * 8u;
+    for (var j = 0u; j < 4u; j++) {
+        y[o + j] = v.a[j];
+        y[o + 4u + j] = v.b[j];
+    }
+}

@@ -1,0 +1,65 @@
+// rope.wgsl: `Op::Rope`, rotary position embedding (Su et al., 2021) over every head of every row.
+// Matches backend/cpu/rope.rs: for pair i < n_rot/2 of a head, θ = pos · theta_scale^i, computed
+// by repeated multiplication in f32 as ggml does (theta_scale = base^(-2/n_rot), computed on the
+// host exactly as the reference does), and the pair (a, b) becomes (a cosθ − b sinθ, a sinθ + b cosθ).
+// `neox` 0 (Normal) pairs elements (2i, 2i+1); 1 (NeoX) pairs (i, i + n_rot/2). Elements at or
+// past n_rot pass through. Out of place: x is not modified.
+//
+// Shapes: x, out: [rows, cols] f32 with cols = heads * head_dim; positions: [rows] u32.
+// Bindings: 0 uniform Params, 1 x, 2 positions, 3 out.
+// Dispatch: one invocation per element on a 2-D grid of WG-wide workgroups (see add.wgsl); each
+// reads its partner element too, so the two halves of a pair are written by two invocations.
+
+override WG: u32 = 256u;
+
+struct Params {
+    n: u32,          // rows * cols
+    cols: u32,
+    head_dim: u32,
+    n_rot: u32,
+    neox: u32,       // 0 = Normal (adjacent pairs), 1 = NeoX (halves)
+    theta_scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> positions: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let e = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (e >= p.n) {
+        return;
+    }
+    let row = e / p.cols;
+    let j = (e % p.cols) % p.head_dim;
+    if (j >= p.n_rot) {
+        out[e] = x[e];
+        return;
+    }
+    let half = p.n_rot / 2u;
+    var i: u32;
+    var first: bool;
+    var partner: u32;
+    if (p.neox == 0u) {
+        i = j / 2u;
+        first = (j & 1u) == 0u;
+        partner = select(e - 1u, e + 1u, first);
+    } else {
+        first = j < half;
+        i = select(j - half, j, first);
+        partner = select(e - half, e + half, first);
+    }
+    var theta = f32(positions[row]);
+    for (var k = 0u; k < i; k++) {
+        theta *= p.theta_scale;
+    }
+    let c = cos(theta);
+    let s = sin(theta);
+    if (first) {
+        out[e] = x[e] * c - x[partner] * s;
+    } else {
+        out[e] = x[partner] * s + x[e] * c;
+    }
+}
