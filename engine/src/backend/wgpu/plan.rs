@@ -92,11 +92,14 @@ impl Plan {
         for &o in graph.outputs() {
             last_use[o.index()] = usize::MAX;
         }
-        let cx = Cx { max_groups: gpu.max_groups() };
+        let cx = Cx { max_groups: gpu.max_groups(), matvec_rows: if gpu.info.device_type == wgpu::DeviceType::Cpu { 64 } else { 4 } };
         let mut pool = Pool::default();
         let mut inputs: Vec<Option<wgpu::Buffer>> = (0..graph.n_inputs()).map(|_| None).collect();
         let mut bufs: Vec<Buf> = Vec::with_capacity(nodes.len());
         let mut steps: Vec<Step> = Vec::new();
+        // Activations rounded for quantized matmuls, by (source node, kind): q, k and v (gate
+        // and up) read one copy. Released with their source.
+        let mut rounded: HashMap<(NodeId, u32), usize> = HashMap::new();
         for (i, node) in nodes.iter().enumerate() {
             let ins: Vec<Buf> = node.inputs.iter().map(|n| bufs[n.index()]).collect();
             let buf = match node.op {
@@ -133,6 +136,22 @@ impl Plan {
                 }
             };
             let t = rows_cols(&node.shape).0;
+            let mut ins = ins;
+            let act_kind = if node.op == Op::MatMul { kernels::matmul::act_kind(matrix(node.inputs[1]).dtype) } else { None };
+            if let Some(kind) = act_kind {
+                let src = node.inputs[0];
+                let k = match rounded.get(&(src, kind.0)) {
+                    Some(&k) => k,
+                    None => {
+                        let n = graph.node(src).shape.iter().product::<usize>();
+                        let k = pool.take(gpu, n * 4)?;
+                        steps.push(kernels::matmul::quantize_act(&cx, kind, n, ins[0], Buf::Pool(k)));
+                        rounded.insert((src, kind.0), k);
+                        k
+                    }
+                };
+                ins[0] = Buf::Pool(k);
+            }
             steps.extend(match node.op {
                 Op::Input { .. } | Op::Param { .. } => vec![],
                 Op::MatMul => kernels::matmul::matmul(&cx, &matrix(node.inputs[1]), t, ins[0], buf),
@@ -146,6 +165,11 @@ impl Plan {
                 if last_use[inp.index()] == i {
                     if let Buf::Pool(k) = bufs[inp.index()] {
                         pool.give_back(k);
+                    }
+                    for kind in [0, 1] {
+                        if let Some(k) = rounded.remove(&(inp, kind)) {
+                            pool.give_back(k);
+                        }
                     }
                 }
             }

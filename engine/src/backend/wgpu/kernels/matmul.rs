@@ -1,7 +1,8 @@
 //! `Op::MatMul` and `Op::GetRows`, the ops that read weights in their stored GGUF format.
 //!
-//! MatMul with one activation row (decode) runs `matvec`: 4 rows per workgroup of 64, 16
-//! invocations per row striding over 8-weight units, a shared-memory tree to finish. With more
+//! MatMul with one activation row (decode) runs `matvec`: on GPUs 4 rows per workgroup of 64,
+//! 16 invocations per row striding over 8-weight units, a shared-memory tree to finish; on CPU
+//! adapters one row per invocation (see `Cx::matvec_rows`). With more
 //! rows (prefill) it runs `matmul`, 32 × 32 output tiles with both operands staged in shared
 //! memory, so each weight is dequantized once per 32 tokens. GetRows runs `get_rows`, one
 //! invocation per 8 output elements. A weight split into pages (larger than one storage binding)
@@ -13,8 +14,7 @@
 use super::{Buf, Cx, KernelKey, Matrix, Step, grid};
 use crate::dtype::DType;
 
-/// Rows per matvec workgroup and invocations per workgroup (a power of two per row).
-const MV_ROWS: u32 = 4;
+/// Invocations per matvec workgroup (rows per workgroup: `Cx::matvec_rows`, a power of two).
 const MV_WG: u32 = 64;
 const TILE: usize = 32;
 
@@ -44,8 +44,8 @@ pub(in super::super) fn matmul(cx: &Cx, w: &Matrix, t: usize, x: Buf, out: Buf) 
             let uniforms = vec![w.cols as u32, rows as u32, t as u32, w.row_bytes as u32, n_total as u32, row0 as u32];
             let binds = vec![(1, buf), (2, x), (3, out)];
             if t == 1 {
-                let kernel = KernelKey::new(file, "matvec", &[("FORMAT", format), ("WG", MV_WG), ("ROWS", MV_ROWS)]);
-                Step { kernel, uniforms, binds, groups: grid(rows.div_ceil(MV_ROWS as usize), cx.max_groups) }
+                let kernel = KernelKey::new(file, "matvec", &[("FORMAT", format), ("WG", MV_WG), ("ROWS", cx.matvec_rows)]);
+                Step { kernel, uniforms, binds, groups: grid(rows.div_ceil(cx.matvec_rows as usize), cx.max_groups) }
             } else {
                 let kernel = KernelKey::new(file, "matmul", &[("FORMAT", format)]);
                 let [x, z, _] = grid(rows.div_ceil(TILE), cx.max_groups);
@@ -53,6 +53,27 @@ pub(in super::super) fn matmul(cx: &Cx, w: &Matrix, t: usize, x: Buf, out: Buf) 
             }
         })
         .collect()
+}
+
+/// The activation rounding llama.cpp applies before a matmul with `dtype` weights, as the
+/// `quantize_act.wgsl` KIND and block length; `None` for float weights (activations stay f32).
+pub(in super::super) fn act_kind(dtype: DType) -> Option<(u32, usize)> {
+    match dtype {
+        DType::Q4_0 | DType::Q4_1 | DType::Q8_0 => Some((0, 32)),
+        DType::Q4K | DType::Q5K | DType::Q6K => Some((1, 256)),
+        _ => None,
+    }
+}
+
+/// `out [t, k] = x` rounded to llama.cpp's 8-bit activation blocks (`act_kind`).
+pub(in super::super) fn quantize_act(cx: &Cx, kind: (u32, usize), n: usize, x: Buf, out: Buf) -> Step {
+    let blocks = n / kind.1;
+    Step {
+        kernel: KernelKey::new("quantize_act", "main", &[("KIND", kind.0), ("WG", 64)]),
+        uniforms: vec![blocks as u32],
+        binds: vec![(1, x), (2, out)],
+        groups: grid(blocks.div_ceil(64), cx.max_groups),
+    }
 }
 
 /// `out [t, cols] = table[ids]`.

@@ -24,6 +24,7 @@ pub(super) const SHADERS: &[(&str, &str)] = &[
     ("matmul_kquant", include_str!("../../../../../shaders/matmul_kquant.wgsl")),
     ("matmul_q32", include_str!("../../../../../shaders/matmul_q32.wgsl")),
     ("mul", include_str!("../../../../../shaders/mul.wgsl")),
+    ("quantize_act", include_str!("../../../../../shaders/quantize_act.wgsl")),
     ("rms_norm", include_str!("../../../../../shaders/rms_norm.wgsl")),
     ("rope", include_str!("../../../../../shaders/rope.wgsl")),
     ("scatter_rows", include_str!("../../../../../shaders/scatter_rows.wgsl")),
@@ -93,6 +94,10 @@ pub(super) struct Matrix {
 /// Per-node context the plan hands to the kernel modules.
 pub(super) struct Cx {
     pub max_groups: u32,
+    /// Rows per 64-wide matvec workgroup: 4 on GPUs (16 invocations share a row's dot product,
+    /// reading it coalesced); 64 on CPU adapters such as lavapipe (one row per invocation, no
+    /// shared-memory reduction: there a barrier costs far more than uncoalesced reads).
+    pub matvec_rows: u32,
 }
 
 #[cfg(test)]
