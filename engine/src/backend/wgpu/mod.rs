@@ -16,6 +16,7 @@ mod kernels;
 mod plan;
 mod readback;
 
+use crate::devices::fault::{self, Stage};
 use std::collections::HashMap;
 
 use buffers::Param;
@@ -64,6 +65,7 @@ impl WgpuBackend {
     }
 
     pub async fn with_adapter_async(adapter: wgpu::Adapter) -> Result<Self> {
+        fault::check("wgpu", Stage::Init)?;
         Ok(Self::from_gpu(Gpu::open(adapter).await?))
     }
 
@@ -127,6 +129,7 @@ impl Backend for WgpuBackend {
     }
 
     fn create_param(&mut self, desc: &ParamDesc, data: Option<&HostTensor>) -> Result<ParamId> {
+        fault::check("wgpu", Stage::Alloc)?;
         let p = buffers::create_param(&self.gpu, desc, data, self.page_bytes)?;
         self.params.push(p);
         Ok(ParamId(self.params.len() as u32 - 1))
