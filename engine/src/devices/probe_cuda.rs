@@ -59,6 +59,9 @@ mod driver {
 
     use super::CudaDevice;
 
+    /// The driver's CUDA version as (major, minor), when it reports one.
+    type DriverVersion = Option<(u32, u32)>;
+
     type CuResult = c_int;
     const CU_DEVICE_ATTRIBUTE_PCI_BUS_ID: c_int = 33;
     const CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID: c_int = 34;
@@ -102,8 +105,8 @@ mod driver {
             Err(format!("{call} failed with CUresult {r}{}", msg.map(|m| format!(" ({m})")).unwrap_or_default()))
         }
 
-        /// `cuInit`, the driver version, and every device.
-        pub fn devices(&self) -> Result<(Option<(u32, u32)>, Vec<CudaDevice>), String> {
+        /// `cuInit`, the driver version (major, minor) if it reports one, and every device.
+        pub fn devices(&self) -> Result<(DriverVersion, Vec<CudaDevice>), String> {
             // SAFETY (all blocks below): each signature is the documented CUDA driver API one
             // (CUdevice is an int), and every pointer passed is a valid out-pointer.
             unsafe {
@@ -111,7 +114,7 @@ mod driver {
                 self.check("cuInit", init(0))?;
                 let version = self.symbol::<unsafe extern "C" fn(*mut c_int) -> CuResult>("cuDriverGetVersion").ok().and_then(|f| {
                     let mut v = 0;
-                    (f(&mut v) == 0).then(|| ((v / 1000) as u32, ((v % 1000) / 10) as u32))
+                    (f(&mut v) == 0).then_some(((v / 1000) as u32, ((v % 1000) / 10) as u32))
                 });
                 let count: unsafe extern "C" fn(*mut c_int) -> CuResult = self.symbol("cuDeviceGetCount")?;
                 let get: unsafe extern "C" fn(*mut c_int, c_int) -> CuResult = self.symbol("cuDeviceGet")?;

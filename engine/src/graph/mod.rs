@@ -208,7 +208,7 @@ impl Graph {
         self.expect_f32("rope", x)?;
         let s = self.shape(x).to_vec();
         let (rows, cols) = rows_cols(&s);
-        if head_dim == 0 || cols % head_dim != 0 || n_rot > head_dim || n_rot % 2 != 0 {
+        if head_dim == 0 || !cols.is_multiple_of(head_dim) || n_rot > head_dim || !n_rot.is_multiple_of(2) {
             return Err(err(format!("rope: row of {cols} with head_dim {head_dim}, n_rot {n_rot}")));
         }
         self.expect_ids("rope", positions, rows)?;
@@ -223,7 +223,7 @@ impl Graph {
         }
         let (t, qc) = rows_cols(self.shape(q));
         let (s, kc) = rows_cols(self.shape(k));
-        if n_kv_head == 0 || n_head % n_kv_head != 0 || qc != n_head * head_dim || kc != n_kv_head * head_dim || self.shape(k) != self.shape(v) {
+        if n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) || qc != n_head * head_dim || kc != n_kv_head * head_dim || self.shape(k) != self.shape(v) {
             return Err(err(format!(
                 "attention: q {:?}, k {:?}, v {:?} do not fit {n_head} heads / {n_kv_head} kv heads of {head_dim}",
                 self.shape(q),

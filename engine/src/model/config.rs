@@ -154,10 +154,10 @@ impl ModelConfig {
 
     fn validate(self) -> Result<Self> {
         let bad = |what: String| Err(ForgeError::Malformed { format: "model", what });
-        if self.n_head % self.n_kv_head != 0 {
+        if !self.n_head.is_multiple_of(self.n_kv_head) {
             return bad(format!("{} attention heads are not a multiple of {} kv heads", self.n_head, self.n_kv_head));
         }
-        if self.rope_dim > self.head_dim || self.rope_dim % 2 != 0 {
+        if self.rope_dim > self.head_dim || !self.rope_dim.is_multiple_of(2) {
             return bad(format!("rope dimension {} does not fit head dimension {}", self.rope_dim, self.head_dim));
         }
         if !(self.rms_eps.is_finite() && self.rms_eps >= 0.0 && self.rope_base.is_finite() && self.rope_base > 0.0) {
