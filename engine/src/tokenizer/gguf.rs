@@ -57,7 +57,7 @@ pub(super) fn build(meta: &Metadata) -> Result<Tokenizer> {
     let (bpe, prep, pieces, default_add_bos, strip_first_space) = match model {
         "gpt2" => {
             let pre = PreTokenizer::by_name(meta.opt_str(K_PRE)?.unwrap_or("default"))?;
-            let merges = parse_merges(&meta.str_array(K_MERGES)?, &vocab);
+            let merges = parse_merges(&meta.str_array(K_MERGES)?, &vocab)?;
             let bpe = BPE::builder()
                 .vocab_and_merges(vocab, merges)
                 .ignore_merges(pre.ignore_merges)
@@ -118,8 +118,14 @@ pub(super) fn build(meta: &Metadata) -> Result<Tokenizer> {
         }
     };
 
+    // An id outside the vocabulary is ignored with a warning, as llama.cpp does ("bad special
+    // token"): real files carry such ids (a pad id equal to the vocabulary size) and still work.
     let id = |key: &str| -> Result<Option<u32>> {
-        Ok(meta.opt_u64(key)?.filter(|&v| (v as usize) < n).map(|v| v as u32))
+        let v = meta.opt_u64(key)?;
+        if let Some(bad) = v.filter(|&v| v as usize >= n) {
+            tracing::warn!("{key} = {bad} is outside the vocabulary of {n}; ignored");
+        }
+        Ok(v.filter(|&v| (v as usize) < n).map(|v| v as u32))
     };
     let bos = id(K_BOS)?;
     let eos = id(K_EOS)?;
@@ -163,23 +169,27 @@ fn vocab_map(tokens: &[String]) -> Result<Vocab> {
     Ok(vocab)
 }
 
-/// `"Ġ t"` → `("Ġ", "t")`, split at the first space after the first char (llama.cpp). Merges whose
-/// parts or result are not in the vocabulary, and repeats, are dropped (llama.cpp ignores them too).
-fn parse_merges(merges: &[&str], vocab: &Vocab) -> Vec<(String, String)> {
+/// `"Ġ t"` → `("Ġ", "t")`, split at the first space after the first char (llama.cpp). A merge whose
+/// parts are not tokens means the merges belong to another vocabulary: an error. Merges whose
+/// result is not a token, and repeats, can never fire and are dropped (llama.cpp tolerates them).
+fn parse_merges(merges: &[&str], vocab: &Vocab) -> Result<Vec<(String, String)>> {
     let mut seen = std::collections::HashSet::with_capacity(merges.len());
     let mut out = Vec::with_capacity(merges.len());
-    for m in merges {
+    for (i, m) in merges.iter().enumerate() {
         let Some(first_len) = m.chars().next().map(char::len_utf8) else { continue };
         let Some(pos) = m[first_len..].find(' ').map(|p| p + first_len) else { continue };
         let (a, b) = (&m[..pos], &m[pos + 1..]);
-        if !vocab.contains_key(a) || !vocab.contains_key(b) || !vocab.contains_key(&format!("{a}{b}")) {
+        if !vocab.contains_key(a) || !vocab.contains_key(b) {
+            return Err(tok_err(format!("merge {i} ({m:?}) joins pieces that are not in the vocabulary: the merges and tokens disagree")));
+        }
+        if !vocab.contains_key(&format!("{a}{b}")) {
             continue;
         }
         if seen.insert((a, b)) {
             out.push((a.to_string(), b.to_string()));
         }
     }
-    out
+    Ok(out)
 }
 
 /// Merges for a SentencePiece vocabulary: each split of a normal entry into two entries, ranked by

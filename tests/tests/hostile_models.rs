@@ -1,0 +1,152 @@
+//! Model files that parse as GGUF but lie about the model: every one must be refused with a
+//! typed error before anything large is allocated, never a panic.
+
+use forge_engine::formats::gguf::{GgufFile, MetaValue};
+use forge_engine::formats::gguf_write::GgufWriter;
+use forge_engine::{DType, ForgeError, Model};
+use forge_tests::tiny::{TinyArch, TinyModel, TinySpec, temp_dir};
+
+/// A copy of `src` with metadata values replaced (`None` from `meta` drops the key) and
+/// tensors rewritten (`None` from `tensor` drops the tensor).
+fn rewrite(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    meta: impl Fn(&str, &MetaValue) -> Option<MetaValue>,
+    add: &[(&str, MetaValue)],
+    tensor: impl Fn(&str, DType, &[usize], &[u8]) -> Option<(DType, Vec<usize>, Vec<u8>)>,
+) {
+    let f = GgufFile::open(src).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in f.metadata.iter() {
+        if let Some(v) = meta(k, v) {
+            w.metadata(k, v);
+        }
+    }
+    for (k, v) in add {
+        w.metadata(*k, v.clone());
+    }
+    for t in &f.tensors {
+        if let Some((dtype, shape, bytes)) = tensor(&t.name, t.dtype, &t.shape, f.tensor_bytes(t)) {
+            w.tensor(t.name.clone(), dtype, &shape, bytes).unwrap();
+        }
+    }
+    w.write(dst).unwrap();
+}
+
+fn keep(_: &str, v: &MetaValue) -> Option<MetaValue> {
+    Some(v.clone())
+}
+
+fn same(_: &str, d: DType, s: &[usize], b: &[u8]) -> Option<(DType, Vec<usize>, Vec<u8>)> {
+    Some((d, s.to_vec(), b.to_vec()))
+}
+
+fn load_err(
+    name: &str,
+    meta: impl Fn(&str, &MetaValue) -> Option<MetaValue>,
+    add: &[(&str, MetaValue)],
+    tensor: impl Fn(&str, DType, &[usize], &[u8]) -> Option<(DType, Vec<usize>, Vec<u8>)>,
+) -> ForgeError {
+    let dir = temp_dir(&format!("hostile-{name}"));
+    let tiny = TinyModel::write(&TinySpec::new(TinyArch::Llama, DType::Q8_0), &dir);
+    let bad = dir.join("bad.gguf");
+    rewrite(&tiny.gguf, &bad, meta, add, tensor);
+    let err = Model::load(&bad).expect_err(&format!("{name}: a lying model file must be refused"));
+    let _ = std::fs::remove_dir_all(&dir);
+    err
+}
+
+fn set(key: &'static str, value: MetaValue) -> impl Fn(&str, &MetaValue) -> Option<MetaValue> {
+    move |k, v| Some(if k == key { value.clone() } else { v.clone() })
+}
+
+#[test]
+fn the_unmodified_tiny_model_loads() {
+    // The cases below are only meaningful if the file they start from is good.
+    let dir = temp_dir("hostile-control");
+    let tiny = TinyModel::write(&TinySpec::new(TinyArch::Llama, DType::Q8_0), &dir);
+    let copy = dir.join("copy.gguf");
+    rewrite(&tiny.gguf, &copy, keep, &[], same);
+    Model::load(&copy).expect("an unchanged rewrite loads");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn more_layers_than_tensors() {
+    let e = load_err("layers", set("llama.block_count", MetaValue::U32(3)), &[], same);
+    assert!(matches!(e, ForgeError::MissingTensor { ref name } if name.starts_with("blk.2.")), "{e}");
+}
+
+#[test]
+fn absurd_layer_count_fails_before_allocating() {
+    let e = load_err("layers-huge", set("llama.block_count", MetaValue::U64(1 << 40)), &[], same);
+    assert!(matches!(e, ForgeError::TooLarge { .. }), "{e}");
+}
+
+#[test]
+fn tensor_shape_disagrees_with_hyperparameters() {
+    let e = load_err("shape", set("llama.feed_forward_length", MetaValue::U32(768)), &[], same);
+    assert!(matches!(e, ForgeError::TensorShape { .. }), "{e}");
+}
+
+#[test]
+fn embedding_rows_disagree_with_vocabulary() {
+    // Drop the last vocabulary entry: 255 tokens, 256 embedding rows.
+    let e = load_err(
+        "vocab",
+        |k, v| match (k, v) {
+            ("tokenizer.ggml.tokens" | "tokenizer.ggml.token_type", MetaValue::Array(a)) => Some(MetaValue::Array(a[..a.len() - 1].to_vec())),
+            _ => Some(v.clone()),
+        },
+        &[],
+        same,
+    );
+    assert!(matches!(e, ForgeError::TensorShape { .. }), "{e}");
+}
+
+#[test]
+fn merges_naming_tokens_outside_the_vocabulary() {
+    let e = load_err("merges", set("tokenizer.ggml.merges", MetaValue::Array(vec![MetaValue::Str("zz qq".into())])), &[], same);
+    assert!(matches!(e, ForgeError::Tokenizer { .. }), "{e}");
+}
+
+#[test]
+fn special_token_id_outside_the_vocabulary_is_ignored_not_trusted() {
+    // llama.cpp warns and ignores such ids (real files have a pad id equal to the vocabulary
+    // size); what matters is that the id is never used to index the vocabulary.
+    let dir = temp_dir("hostile-bos");
+    let tiny = TinyModel::write(&TinySpec::new(TinyArch::Llama, DType::Q8_0), &dir);
+    let bad = dir.join("bad.gguf");
+    rewrite(&tiny.gguf, &bad, keep, &[("tokenizer.ggml.bos_token_id", MetaValue::U32(1 << 20)), ("tokenizer.ggml.add_bos_token", MetaValue::Bool(true))], same);
+    let m = Model::load(&bad).expect("loads, ignoring the bad id");
+    assert_eq!(m.tokenizer.bos_id(), None);
+    assert_eq!(m.tokenizer.encode("hi", true, true).unwrap().len(), 2, "no BOS is added from an ignored id");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn heads_that_do_not_divide() {
+    let e = load_err("heads", set("llama.attention.head_count_kv", MetaValue::U32(3)), &[], same);
+    assert!(matches!(e, ForgeError::Malformed { .. } | ForgeError::TensorShape { .. }), "{e}");
+    let e = load_err("heads0", set("llama.attention.head_count", MetaValue::U32(0)), &[], same);
+    assert!(matches!(e, ForgeError::TooLarge { .. }), "{e}");
+}
+
+#[test]
+fn unknown_architecture_names_the_supported_ones() {
+    let e = load_err("arch", set("general.architecture", MetaValue::Str("mamba".into())), &[], same);
+    assert!(matches!(e, ForgeError::UnknownArchitecture { .. }), "{e}");
+    assert!(e.to_string().contains("llama"), "{e}");
+}
+
+#[test]
+fn missing_tensor() {
+    let e = load_err("missing", keep, &[], |n, d, s, b| (n != "blk.1.ffn_up.weight").then(|| (d, s.to_vec(), b.to_vec())));
+    assert!(matches!(e, ForgeError::MissingTensor { ref name } if name == "blk.1.ffn_up.weight"), "{e}");
+}
+
+#[test]
+fn metadata_of_the_wrong_type() {
+    let e = load_err("type", set("llama.embedding_length", MetaValue::Str("wide".into())), &[], same);
+    assert!(matches!(e, ForgeError::MetadataType { .. }), "{e}");
+}
