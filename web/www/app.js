@@ -1,0 +1,301 @@
+// The demo page: adapter info, model loading (file, drop, or same-origin URL; kept in the Cache
+// API), and a chat that streams tokens from forge-web (../src/bindings.rs) as they are generated.
+// `?model=models/<file>.gguf` loads that model on start (the browser test uses it).
+
+import init, { adapterInfo, Forge } from "./pkg/forge_web.js";
+
+const $ = (id) => document.getElementById(id);
+const CACHE = "forge-models-v1";
+// wasm32 addresses 4 GiB; the file is copied into wasm memory before the weights go to the GPU.
+const MAX_MODEL_BYTES = 2 ** 31;
+
+let forge = null;
+let messages = [];
+let generating = false;
+let adapterName = "";
+
+function status(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+function fmtBytes(n) {
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`;
+}
+
+function setBusy(busy) {
+  generating = busy;
+  document.body.dataset.state = busy ? "generating" : forge ? "ready" : "idle";
+  $("send").disabled = busy || !forge;
+  $("prompt").disabled = !forge;
+  $("stop").disabled = !busy;
+  $("unload").disabled = !forge;
+}
+
+// ---- GPU ---------------------------------------------------------------------------------
+
+async function showAdapter() {
+  if (!("gpu" in navigator)) {
+    throw new Error("WebGPU is not available in this browser (navigator.gpu is missing). Use Chrome or Edge 113+, Safari 26+, or Firefox with WebGPU enabled; on Linux Chromium may need --enable-unsafe-webgpu.");
+  }
+  const info = JSON.parse(await adapterInfo());
+  // wgpu reports little about a browser adapter; the browser's own GPUAdapterInfo says more.
+  const web = (await navigator.gpu.requestAdapter())?.info;
+  const name = info.name || [web?.vendor, web?.architecture, web?.description].filter(Boolean).join(" ") || "unnamed adapter";
+  adapterName = name;
+  $("adapter").textContent = `${name} (${info.backend}, ${info.device_type}${info.driver ? ", " + info.driver : ""}); shader-f16: ${info.features.includes("shader_f16") ? "yes" : "no"}`;
+  $("limits").innerHTML = "";
+  for (const [k, v] of Object.entries(info.limits)) {
+    const row = $("limits").insertRow();
+    row.insertCell().textContent = k;
+    row.insertCell().textContent = k.endsWith("size") ? `${v} (${fmtBytes(v)})` : v;
+  }
+  return info;
+}
+
+// ---- Model bytes: files, URLs, the cache --------------------------------------------------
+
+function progress(done, total, what) {
+  $("progress").hidden = false;
+  $("progress").value = total ? done / total : 0;
+  status(`${what}: ${fmtBytes(done)}${total ? " of " + fmtBytes(total) : ""}`);
+}
+
+// Reads a Response body in chunks so progress can be shown.
+async function readBody(response, what) {
+  const total = Number(response.headers.get("Content-Length")) || 0;
+  if (total > MAX_MODEL_BYTES) throw new Error(`the model is ${fmtBytes(total)}; the browser build holds it in WebAssembly memory, which allows at most ${fmtBytes(MAX_MODEL_BYTES)}. Pick a smaller model or quantization.`);
+  const reader = response.body.getReader();
+  const chunks = [];
+  let done = 0;
+  for (;;) {
+    const { done: end, value } = await reader.read();
+    if (end) break;
+    chunks.push(value);
+    done += value.length;
+    progress(done, total, what);
+  }
+  const bytes = new Uint8Array(done);
+  let at = 0;
+  for (const c of chunks) { bytes.set(c, at); at += c.length; }
+  return bytes;
+}
+
+function cacheKey(source) {
+  return new URL(source, location.href).href;
+}
+
+async function cached(key) {
+  if (!("caches" in self)) return null;
+  const cache = await caches.open(CACHE);
+  return cache.match(key);
+}
+
+async function remember(key, bytes) {
+  if (!("caches" in self)) return;
+  try {
+    const cache = await caches.open(CACHE);
+    await cache.put(key, new Response(bytes, { headers: { "Content-Type": "application/octet-stream", "Content-Length": String(bytes.length) } }));
+  } catch (e) {
+    status(`loaded, but not cached (${e.message})`);
+  }
+  await listCached();
+}
+
+async function listCached() {
+  const box = $("cached");
+  box.innerHTML = "";
+  if (!("caches" in self)) return;
+  const keys = await (await caches.open(CACHE)).keys();
+  if (!keys.length) return;
+  box.append("Cached in this browser: ");
+  for (const req of keys) {
+    const name = decodeURIComponent(new URL(req.url).pathname.split("/").pop());
+    const load = document.createElement("button");
+    load.textContent = name;
+    load.title = req.url;
+    load.onclick = () => loadFrom(req.url, name);
+    const del = document.createElement("button");
+    del.textContent = "×";
+    del.title = `remove ${name} from the cache`;
+    del.onclick = async () => { await (await caches.open(CACHE)).delete(req); listCached(); };
+    box.append(load, del, " ");
+  }
+}
+
+async function fetchModel(url) {
+  const key = cacheKey(url);
+  const hit = await cached(key);
+  if (hit) return { bytes: await readBody(hit, "reading from the browser cache"), fromCache: true };
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`cannot fetch ${url}: HTTP ${response.status} ${response.statusText}`);
+  const bytes = await readBody(response, `downloading ${url}`);
+  await remember(key, bytes);
+  return { bytes, fromCache: false };
+}
+
+async function fileModel(file) {
+  if (file.size > MAX_MODEL_BYTES) throw new Error(`${file.name} is ${fmtBytes(file.size)}; the browser build holds the model in WebAssembly memory, which allows at most ${fmtBytes(MAX_MODEL_BYTES)}. Pick a smaller model or quantization.`);
+  const bytes = await readBody(new Response(file, { headers: { "Content-Length": String(file.size) } }), `reading ${file.name}`);
+  // Local files are cached under a same-origin key, so a reload can offer them again.
+  await remember(cacheKey(`local/${encodeURIComponent(file.name)}`), bytes);
+  return bytes;
+}
+
+// ---- Loading --------------------------------------------------------------------------------
+
+async function load(bytes, name) {
+  const magic = String.fromCharCode(...bytes.subarray(0, 4));
+  if (magic !== "GGUF") throw new Error(`${name} is not a GGUF file (it starts with ${JSON.stringify(magic)}, not "GGUF"). Forge's browser build loads .gguf models (f32/f16/bf16/q4_0/q4_1/q8_0/q4_K/q5_K/q6_K).`);
+  unload();
+  const ctx = Number(new FormData($("sampler")).get("ctx")) || 1024;
+  status(`uploading ${name} to the GPU…`);
+  const t0 = performance.now();
+  forge = await Forge.load(bytes, name, ctx, (done, total) => progress(done, total, "uploading weights to the GPU"));
+  const info = JSON.parse(forge.info());
+  $("model-info").textContent = `${info.name}: ${info.arch}, ${info.n_layer} layers, ${info.n_embd} wide, vocabulary ${info.n_vocab}, ${info.dtypes.join(", ")}; ${fmtBytes(info.weight_bytes)} of weights, ${fmtBytes(info.gpu_bytes || 0)} on ${info.device.replace(/^ \(/, `${adapterName} (`)}; context ${info.ctx}`;
+  $("mode").value = info.chat_template ? "chat" : "raw";
+  $("progress").hidden = true;
+  setBusy(false);
+  status(`ready: ${name} loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+async function guarded(task) {
+  try {
+    await task();
+  } catch (e) {
+    $("progress").hidden = true;
+    setBusy(false);
+    status(e.message || String(e), true);
+    document.body.dataset.error = e.message || String(e);
+  }
+}
+
+function loadFrom(url, name) {
+  return guarded(async () => {
+    const { bytes, fromCache } = await fetchModel(url);
+    await load(bytes, name);
+    if (fromCache) status($("status").textContent + " (from the browser cache)");
+  });
+}
+
+function loadFile(file) {
+  return guarded(async () => load(await fileModel(file), file.name));
+}
+
+function unload() {
+  if (forge) {
+    forge.unload();
+    forge.free();
+    forge = null;
+    $("model-info").textContent = "";
+  }
+  setBusy(false);
+}
+
+// ---- Chat -----------------------------------------------------------------------------------
+
+function samplerOptions() {
+  const f = new FormData($("sampler"));
+  const num = (k) => Number(f.get(k));
+  return { max_tokens: num("max_tokens"), temperature: num("temperature"), top_k: num("top_k"), top_p: num("top_p"), min_p: num("min_p"), repeat_penalty: num("repeat_penalty"), seed: num("seed") };
+}
+
+function bubble(cls, text = "") {
+  const div = document.createElement("div");
+  div.className = `msg ${cls}`;
+  div.textContent = text;
+  $("log").append(div);
+  return div;
+}
+
+async function send(text) {
+  if (!forge || generating || !text.trim()) return;
+  const mode = $("mode").value;
+  let prompt;
+  let out;
+  if (mode === "chat") {
+    messages.push({ role: "user", content: text });
+    bubble("user", text);
+    prompt = forge.applyChatTemplate(JSON.stringify(messages), true);
+    out = bubble("assistant");
+  } else {
+    out = bubble("raw");
+    const p = document.createElement("span");
+    p.className = "prompt";
+    p.textContent = text;
+    out.append(p);
+    prompt = text;
+  }
+  const ids = forge.tokenize(prompt, true, true);
+  setBusy(true);
+  const t0 = performance.now();
+  let pieces = 0;
+  let first = 0;
+  const onText = (piece) => {
+    if (!pieces) first = performance.now();
+    pieces += 1;
+    out.append(piece);
+    $("log").scrollTop = $("log").scrollHeight;
+    if (pieces > 1) $("speed").textContent = `${((pieces - 1) / ((performance.now() - first) / 1000)).toFixed(1)} tok/s`;
+  };
+  try {
+    const g = JSON.parse(await forge.generate(Uint32Array.from(ids), JSON.stringify(samplerOptions()), onText));
+    g.prompt_ids = Array.from(ids);
+    window.lastGeneration = g;
+    if (mode === "chat") messages.push({ role: "assistant", content: g.text });
+    const prefill = g.prefill_tok_s ? `prefill ${g.n_prompt} tok at ${g.prefill_tok_s.toFixed(1)} tok/s, ` : "";
+    $("speed").textContent = `${prefill}${g.n_gen} tok at ${g.decode_tok_s.toFixed(1)} tok/s (${g.finish}), first token after ${(first ? first - t0 : 0).toFixed(0)} ms`;
+    status(`ready (${g.finish})`);
+  } catch (e) {
+    bubble("error", e.message || String(e));
+    if (mode === "chat") messages.pop();
+    throw e;
+  } finally {
+    setBusy(false);
+  }
+}
+
+// ---- Wiring ---------------------------------------------------------------------------------
+
+function wire() {
+  $("file").onchange = (e) => e.target.files[0] && loadFile(e.target.files[0]);
+  const drop = $("drop");
+  drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
+  drop.ondragleave = () => drop.classList.remove("over");
+  drop.ondrop = (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const f = e.dataTransfer.files[0];
+    if (f) loadFile(f);
+  };
+  $("load-url").onclick = () => loadFrom($("url").value, $("url").value.split("/").pop());
+  $("unload").onclick = () => { unload(); status("unloaded"); };
+  $("prompt-form").onsubmit = (e) => {
+    e.preventDefault();
+    const text = $("prompt").value;
+    $("prompt").value = "";
+    guarded(() => send(text));
+  };
+  $("prompt").onkeydown = (e) => {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("prompt-form").requestSubmit(); }
+  };
+  $("stop").onclick = () => forge && forge.stop();
+  $("clear").onclick = () => { messages = []; $("log").innerHTML = ""; $("speed").textContent = ""; };
+}
+
+async function main() {
+  wire();
+  setBusy(false);
+  await init();
+  await showAdapter();
+  await listCached();
+  status("no model loaded: pick a .gguf file or load one from the server");
+  const model = new URLSearchParams(location.search).get("model");
+  if (model) {
+    $("url").value = model;
+    await loadFrom(model, model.split("/").pop());
+  }
+}
+
+guarded(main).finally(() => { document.body.dataset.started = "1"; });
