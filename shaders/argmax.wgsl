@@ -26,7 +26,7 @@ var<workgroup> best_i: array<u32, MAX_WG>;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = wid.y * nwg.x + wid.x;
-    var bv = -3.4028235e38;
+    var bv = -0x1.fffffep+127f; // -FLT_MAX, exactly: Tint rejects -3.4028235e38 as out of f32 range
     var bi = 0xffffffffu;
     if (row < p.rows) {
         let base = row * p.cols;
