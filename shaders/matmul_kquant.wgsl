@@ -16,8 +16,10 @@
 
 override FORMAT: u32 = 0u;
 override WG: u32 = 64u;
-override ROWS: u32 = 4u;
-const MAX_WG: u32 = 256u;
+override TPR: u32 = 16u; // invocations sharing a row's dot product (a power of two, ≤ WG)
+override RPI: u32 = 1u;  // rows per invocation (≤ MAX_RPI): each activation load serves RPI rows
+const MAX_RPI: u32 = 32u;
+const MAX_PARTIAL: u32 = 1024u; // RPI · WG when TPR > 1
 
 struct Params {
     k: u32,          // elements per row
@@ -119,32 +121,51 @@ fn dequant8(row: u32, k: u32) -> V8 {
     return V8(d * qa - m, d * qb - m);
 }
 
-var<workgroup> partial: array<f32, MAX_WG>;
+var<workgroup> partial: array<f32, MAX_PARTIAL>;
 
 @compute @workgroup_size(WG)
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let tpr = WG / ROWS;
-    let lane = lid % tpr;
-    let r = (wid.y * nwg.x + wid.x) * ROWS + lid / tpr;
-    var acc = 0.0;
-    if (r < p.n) {
-        let row = r * p.row_bytes;
-        let units = p.k / 8u;
-        for (var u = lane; u < units; u += tpr) {
-            let v = dequant8(row, u * 8u);
-            acc += dot(v.a, x[2u * u]) + dot(v.b, x[2u * u + 1u]);
+    let lane = lid % TPR;
+    let r0 = ((wid.y * nwg.x + wid.x) * (WG / TPR) + lid / TPR) * RPI;
+    // Rows past the page's end repeat its last row (no divergent exit before the barriers).
+    var rows: array<u32, MAX_RPI>;
+    var acc: array<f32, MAX_RPI>;
+    for (var j = 0u; j < RPI; j++) {
+        rows[j] = min(r0 + j, p.n - 1u) * p.row_bytes;
+        acc[j] = 0.0;
+    }
+    let units = p.k / 8u;
+    for (var u = lane; u < units; u += TPR) {
+        let xa = x[2u * u];
+        let xb = x[2u * u + 1u];
+        for (var j = 0u; j < RPI; j++) {
+            let v = dequant8(rows[j], u * 8u);
+            acc[j] += dot(v.a, xa) + dot(v.b, xb);
         }
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var s = tpr / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            partial[lid] += partial[lid + s];
+    if (TPR > 1u) {
+        for (var j = 0u; j < RPI; j++) {
+            partial[j * WG + lid] = acc[j];
         }
         workgroupBarrier();
+        for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+            if (lane < s) {
+                for (var j = 0u; j < RPI; j++) {
+                    partial[j * WG + lid] += partial[j * WG + lid + s];
+                }
+            }
+            workgroupBarrier();
+        }
+        for (var j = 0u; j < RPI; j++) {
+            acc[j] = partial[j * WG + lid];
+        }
     }
-    if (lane == 0u && r < p.n) {
-        y[p.col0 + r] = partial[lid];
+    if (lane == 0u) {
+        for (var j = 0u; j < RPI; j++) {
+            if (r0 + j < p.n) {
+                y[p.col0 + r0 + j] = acc[j];
+            }
+        }
     }
 }
 

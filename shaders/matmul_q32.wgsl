@@ -14,9 +14,11 @@
 // larger than one storage binding is split into pages of rows, one dispatch per page, the page's
 // first row being output column `col0`):
 // - `matvec`: y[col0 + r] = Σ_k x[k]·w[r, k] for one activation row (decode, T = 1).
-//   Bindings: 0 Params, 1 w, 2 x (vec4), 3 y. Dispatch: ceil(n / ROWS) workgroups (2-D grid,
-//   index = y * num_workgroups.x + x); WG / ROWS invocations per row stride over its 8-weight
-//   units, then a shared-memory tree sums them (no subgroup operations).
+//   Bindings: 0 Params, 1 w, 2 x (vec4), 3 y. Dispatch: ceil(n / (WG / TPR · RPI)) workgroups
+//   (2-D grid, index = y * num_workgroups.x + x); TPR invocations share RPI rows, each striding
+//   over their 8-weight units (every activation load serving RPI rows), then a shared-memory tree
+//   sums them (no subgroup operations; skipped when TPR = 1).
+// - `matvec_blocks`: the same product for CPU adapters, whole blocks per step (see below).
 // - `matmul`: y[t, col0 + r] = Σ_k x[t, k]·w[r, k] for T > 1 (prefill), tiled: a workgroup of 64
 //   computes a 32 (tokens) × 32 (weight rows) tile, each invocation a 4 × 4 block of it, staging
 //   32-wide slices of K of both operands in shared memory (weights dequantized once per tile).
@@ -26,8 +28,10 @@
 
 override FORMAT: u32 = 1u;
 override WG: u32 = 64u;
-override ROWS: u32 = 4u;
-const MAX_WG: u32 = 256u;
+override TPR: u32 = 16u; // invocations sharing a row's dot product (a power of two, ≤ WG)
+override RPI: u32 = 1u;  // rows per invocation (≤ MAX_RPI): each activation load serves RPI rows
+const MAX_RPI: u32 = 32u;
+const MAX_PARTIAL: u32 = 1024u; // RPI · WG when TPR > 1
 
 struct Params {
     k: u32,          // elements per row
@@ -97,32 +101,131 @@ fn dequant8(row: u32, k: u32) -> V8 {
     return V8((lo - 8.0) * d, (hi - 8.0) * d);
 }
 
-var<workgroup> partial: array<f32, MAX_WG>;
+var<workgroup> partial: array<f32, MAX_PARTIAL>;
 
 @compute @workgroup_size(WG)
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let tpr = WG / ROWS;
-    let lane = lid % tpr;
-    let r = (wid.y * nwg.x + wid.x) * ROWS + lid / tpr;
-    var acc = 0.0;
-    if (r < p.n) {
-        let row = r * p.row_bytes;
-        let units = p.k / 8u;
-        for (var u = lane; u < units; u += tpr) {
-            let v = dequant8(row, u * 8u);
-            acc += dot(v.a, x[2u * u]) + dot(v.b, x[2u * u + 1u]);
+    let lane = lid % TPR;
+    let r0 = ((wid.y * nwg.x + wid.x) * (WG / TPR) + lid / TPR) * RPI;
+    // Rows past the page's end repeat its last row (no divergent exit before the barriers).
+    var rows: array<u32, MAX_RPI>;
+    var acc: array<f32, MAX_RPI>;
+    for (var j = 0u; j < RPI; j++) {
+        rows[j] = min(r0 + j, p.n - 1u) * p.row_bytes;
+        acc[j] = 0.0;
+    }
+    let units = p.k / 8u;
+    for (var u = lane; u < units; u += TPR) {
+        let xa = x[2u * u];
+        let xb = x[2u * u + 1u];
+        for (var j = 0u; j < RPI; j++) {
+            let v = dequant8(rows[j], u * 8u);
+            acc[j] += dot(v.a, xa) + dot(v.b, xb);
         }
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var s = tpr / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            partial[lid] += partial[lid + s];
+    if (TPR > 1u) {
+        for (var j = 0u; j < RPI; j++) {
+            partial[j * WG + lid] = acc[j];
         }
         workgroupBarrier();
+        for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+            if (lane < s) {
+                for (var j = 0u; j < RPI; j++) {
+                    partial[j * WG + lid] += partial[j * WG + lid + s];
+                }
+            }
+            workgroupBarrier();
+        }
+        for (var j = 0u; j < RPI; j++) {
+            acc[j] = partial[j * WG + lid];
+        }
     }
-    if (lane == 0u && r < p.n) {
-        y[p.col0 + r] = partial[lid];
+    if (lane == 0u) {
+        for (var j = 0u; j < RPI; j++) {
+            if (r0 + j < p.n) {
+                y[p.col0 + r0 + j] = acc[j];
+            }
+        }
+    }
+}
+
+// `matvec_blocks` (CPU adapters such as lavapipe, which run each workgroup on one thread, 8
+// invocations per SIMD vector, and turn every storage load into a loop over the 8 lanes): one
+// invocation per RPI rows, walking whole blocks so that each load serves as much as it can: the
+// block's 32 activations (8 vec4) are loaded once for RPI rows, and each row's block is read as
+// aligned words (the block's bytes, from the word holding its first byte: 5 words for Q4_0 and
+// Q4_1, 9 for Q8_0; for a block starting mid-word its halves are realigned with selects, not
+// branches). Per block it forms llama.cpp's sums d·Σq·x (+ m·Σx for Q4_1, − 8·d·Σx for Q4_0).
+// Dispatch: ceil(n / (WG · RPI)) workgroups of WG (2-D grid). No shared memory, no barrier.
+const MAX_WORDS: u32 = 9u;
+
+@compute @workgroup_size(WG)
+fn matvec_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r0 = ((wid.y * nwg.x + wid.x) * WG + lid) * RPI;
+    var acc: array<f32, MAX_RPI>;
+    for (var j = 0u; j < RPI; j++) {
+        acc[j] = 0.0;
+    }
+    let nb = p.k / 32u;
+    let bb = select(select(18u, 20u, FORMAT == 1u), 34u, FORMAT == 2u);
+    let nw = select(5u, 9u, FORMAT == 2u);
+    var xs: array<vec4<f32>, 8>;
+    var wd: array<u32, MAX_WORDS>;
+    for (var b = 0u; b < nb; b++) {
+        var sx = vec4<f32>(0.0);
+        for (var i = 0u; i < 8u; i++) {
+            xs[i] = x[8u * b + i];
+            sx += xs[i];
+        }
+        let sxs = sx.x + sx.y + sx.z + sx.w;
+        for (var j = 0u; j < RPI; j++) {
+            let off = min(r0 + j, p.n - 1u) * p.row_bytes + b * bb;
+            let w0 = off >> 2u;
+            for (var i = 0u; i < nw; i++) {
+                wd[i] = w[w0 + i];
+            }
+            // `mid`: the block starts at byte 2 of word w0 (blocks start at even bytes).
+            let mid = (off & 2u) != 0u;
+            var s = vec4<f32>(0.0);
+            var d: f32;
+            if (FORMAT == 2u) {
+                d = unpack2x16float(select(wd[0], wd[0] >> 16u, mid)).x;
+                for (var i = 0u; i < 8u; i++) {
+                    let qw = select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], mid);
+                    s += sbytes(qw) * xs[i];
+                }
+                acc[j] += d * (s.x + s.y + s.z + s.w);
+            } else {
+                var m = 0.0;
+                if (FORMAT == 1u) {
+                    let dm = unpack2x16float(wd[0]);
+                    d = dm.x;
+                    m = dm.y;
+                } else {
+                    d = unpack2x16float(select(wd[0], wd[0] >> 16u, mid)).x;
+                }
+                for (var i = 0u; i < 4u; i++) {
+                    var qw: u32;
+                    if (FORMAT == 1u) {
+                        qw = wd[i + 1u];
+                    } else {
+                        qw = select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], mid);
+                    }
+                    s += nibbles(qw, 0u) * xs[i] + nibbles(qw, 4u) * xs[i + 4u];
+                }
+                let sq = s.x + s.y + s.z + s.w;
+                if (FORMAT == 1u) {
+                    acc[j] += d * sq + m * sxs;
+                } else {
+                    acc[j] += d * (sq - 8.0 * sxs);
+                }
+            }
+        }
+    }
+    for (var j = 0u; j < RPI; j++) {
+        if (r0 + j < p.n) {
+            y[p.col0 + r0 + j] = acc[j];
+        }
     }
 }
 

@@ -44,6 +44,8 @@ pub struct WgpuBackend {
     pub(crate) page_bytes: u64,
     /// Tests: fill every activation buffer with NaN when a plan is built.
     pub(crate) poison_activations: bool,
+    /// Matvec geometry, chosen for the adapter; tests set the other one to check both.
+    pub(crate) matvec: kernels::Matvec,
 }
 
 impl WgpuBackend {
@@ -71,7 +73,8 @@ impl WgpuBackend {
 
     fn from_gpu(gpu: Gpu) -> Self {
         let page_bytes = gpu.max_binding();
-        WgpuBackend { gpu, params: Vec::new(), pipelines: Pipelines::default(), plans: HashMap::new(), runs: 0, last_launches: None, page_bytes, poison_activations: false }
+        let matvec = kernels::Matvec::for_device(gpu.info.device_type);
+        WgpuBackend { gpu, params: Vec::new(), pipelines: Pipelines::default(), plans: HashMap::new(), runs: 0, last_launches: None, page_bytes, poison_activations: false, matvec }
     }
 
     /// Kernel launches (dispatches) one run of `graph` takes, building its plan if needed.
@@ -92,7 +95,7 @@ impl WgpuBackend {
                 let oldest = self.plans.iter().min_by_key(|(_, (used, _))| *used).map(|(k, _)| *k).expect("plans is not empty");
                 self.plans.remove(&oldest);
             }
-            let plan = Plan::build(&self.gpu, &mut self.pipelines, &self.params, graph, self.poison_activations)?;
+            let plan = Plan::build(&self.gpu, &mut self.pipelines, &self.params, graph, self.matvec, self.poison_activations)?;
             self.plans.insert(key, (self.runs, plan));
         }
         let entry = self.plans.get_mut(&key).expect("inserted above");

@@ -82,7 +82,7 @@ fn bytes_of(shape: &[usize]) -> usize {
 }
 
 impl Plan {
-    pub fn build(gpu: &Gpu, pipelines: &mut Pipelines, params: &[Param], graph: &Graph, poison: bool) -> Result<Plan> {
+    pub fn build(gpu: &Gpu, pipelines: &mut Pipelines, params: &[Param], graph: &Graph, matvec: kernels::Matvec, poison: bool) -> Result<Plan> {
         let nodes = graph.nodes();
         let mut last_use: Vec<usize> = (0..nodes.len()).collect();
         for (i, n) in nodes.iter().enumerate() {
@@ -93,7 +93,7 @@ impl Plan {
         for &o in graph.outputs() {
             last_use[o.index()] = usize::MAX;
         }
-        let cx = Cx { max_groups: gpu.max_groups(), matvec_rows: if gpu.info.device_type == wgpu::DeviceType::Cpu { 64 } else { 4 } };
+        let cx = Cx { max_groups: gpu.max_groups(), matvec };
         let mut pool = Pool::default();
         let mut inputs: Vec<Option<wgpu::Buffer>> = (0..graph.n_inputs()).map(|_| None).collect();
         let mut bufs: Vec<Buf> = Vec::with_capacity(nodes.len());

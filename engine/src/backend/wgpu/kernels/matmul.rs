@@ -1,8 +1,10 @@
 //! `Op::MatMul` and `Op::GetRows`, the ops that read weights in their stored GGUF format.
 //!
-//! MatMul with one activation row (decode) runs `matvec`: on GPUs 4 rows per workgroup of 64,
-//! 16 invocations per row striding over 8-weight units, a shared-memory tree to finish; on CPU
-//! adapters one row per invocation (see `Cx::matvec_rows`). With more
+//! MatMul with one activation row (decode) runs a matvec whose geometry is `Matvec` (chosen per
+//! adapter): on GPUs `matvec`, 16 invocations per row striding over 8-weight units and a
+//! shared-memory tree; on CPU adapters (lavapipe) `matvec_blocks` for Q4_0/Q4_1/Q8_0 (one
+//! invocation per 8 rows walking whole blocks: each activation load serves 8 rows, each block is
+//! read as aligned words) and `matvec` with one invocation per 8 rows for the other formats. With more
 //! rows (prefill) it runs `matmul`, 32 × 32 output tiles with both operands staged in shared
 //! memory, so each weight is dequantized once per 32 tokens. GetRows runs `get_rows`, one
 //! invocation per 8 output elements. A weight split into pages (larger than one storage binding)
@@ -14,8 +16,6 @@
 use super::{Buf, Cx, KernelKey, Matrix, Step, grid};
 use crate::dtype::DType;
 
-/// Invocations per matvec workgroup (rows per workgroup: `Cx::matvec_rows`, a power of two).
-const MV_WG: u32 = 64;
 const TILE: usize = 32;
 
 /// The shader file and `FORMAT` value for a weight type.
@@ -43,9 +43,14 @@ pub(in super::super) fn matmul(cx: &Cx, w: &Matrix, t: usize, x: Buf, out: Buf) 
         .map(|&(buf, row0, rows)| {
             let uniforms = vec![w.cols as u32, rows as u32, t as u32, w.row_bytes as u32, n_total as u32, row0 as u32];
             let binds = vec![(1, buf), (2, x), (3, out)];
-            if t == 1 {
-                let kernel = KernelKey::new(file, "matvec", &[("FORMAT", format), ("WG", MV_WG), ("ROWS", cx.matvec_rows)]);
-                Step { kernel, uniforms, binds, groups: grid(rows.div_ceil(cx.matvec_rows as usize), cx.max_groups) }
+            if t == 1 && cx.matvec.blocks && file == "matmul_q32" {
+                let m = cx.matvec;
+                let kernel = KernelKey::new(file, "matvec_blocks", &[("FORMAT", format), ("WG", m.wg), ("RPI", m.rpi)]);
+                Step { kernel, uniforms, binds, groups: grid(rows.div_ceil((m.wg * m.rpi) as usize), cx.max_groups) }
+            } else if t == 1 {
+                let m = cx.matvec;
+                let kernel = KernelKey::new(file, "matvec", &[("FORMAT", format), ("WG", m.wg), ("TPR", m.tpr), ("RPI", m.rpi)]);
+                Step { kernel, uniforms, binds, groups: grid(rows.div_ceil(m.rows()), cx.max_groups) }
             } else {
                 let kernel = KernelKey::new(file, "matmul", &[("FORMAT", format)]);
                 let [x, z, _] = grid(rows.div_ceil(TILE), cx.max_groups);

@@ -109,6 +109,17 @@ fn wgpu_matmul_and_get_rows_match_reference_every_dtype() {
     run(&mut gpu, None);
 }
 
+/// The other matvec geometry than the adapter's: GPUs' (16 invocations per row, shared-memory
+/// tree) on a CPU adapter, CPU adapters' (`matvec_blocks`, 8 rows per invocation) on a GPU.
+#[test]
+fn wgpu_matmul_other_matvec_geometry() {
+    let Some(mut gpu) = Gpu1::new() else { return };
+    let cpu = super::super::Matvec::for_device(wgpu::DeviceType::Cpu);
+    let other = if gpu.wgpu.matvec.blocks { super::super::Matvec::for_device(wgpu::DeviceType::DiscreteGpu) } else { cpu };
+    gpu.wgpu.matvec = other;
+    run(&mut gpu, None);
+}
+
 /// Weights split into pages of a few rows: several dispatches per matmul / lookup.
 #[test]
 fn wgpu_matmul_and_get_rows_on_split_weights() {

@@ -91,13 +91,36 @@ pub(super) struct Matrix {
     pub pages: Vec<(Buf, usize, usize)>,
 }
 
+/// Matvec geometry (the `WG`, `TPR` and `RPI` overrides of the matmul shaders).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Matvec {
+    pub wg: u32,
+    pub tpr: u32,
+    pub rpi: u32,
+    /// Q4_0/Q4_1/Q8_0 run `matvec_blocks` (whole blocks, one invocation per RPI rows).
+    pub blocks: bool,
+}
+
+impl Matvec {
+    /// CPU adapters (lavapipe runs a workgroup on one thread and every storage load as a loop over
+    /// its 8 SIMD lanes): one invocation per 8 rows, so each activation load serves 8 rows, and
+    /// no shared memory. GPUs: 16 invocations per row read it coalesced, a shared-memory tree.
+    pub fn for_device(device_type: wgpu::DeviceType) -> Matvec {
+        if device_type == wgpu::DeviceType::Cpu { Matvec { wg: 64, tpr: 1, rpi: 8, blocks: true } } else { Matvec { wg: 64, tpr: 16, rpi: 1, blocks: false } }
+    }
+
+    /// Rows one workgroup computes.
+    pub fn rows(&self) -> usize {
+        (self.wg / self.tpr * self.rpi) as usize
+    }
+}
+
 /// Per-node context the plan hands to the kernel modules.
 pub(super) struct Cx {
     pub max_groups: u32,
-    /// Rows per 64-wide matvec workgroup: 4 on GPUs (16 invocations share a row's dot product,
-    /// reading it coalesced); 64 on CPU adapters such as lavapipe (one row per invocation, no
-    /// shared-memory reduction: there a barrier costs far more than uncoalesced reads).
-    pub matvec_rows: u32,
+    /// Matvec shape: invocations per workgroup, invocations sharing one row group's dot product,
+    /// and rows per invocation (see `matmul.rs`).
+    pub matvec: Matvec,
 }
 
 #[cfg(test)]
