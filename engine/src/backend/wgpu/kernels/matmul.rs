@@ -17,6 +17,8 @@ use super::{Buf, Cx, KernelKey, Matrix, Step, grid};
 use crate::dtype::DType;
 
 const TILE: usize = 32;
+/// Workgroups `matvec_blocks` aims for at least (a few per CPU thread).
+const MIN_GROUPS: usize = 8;
 
 /// The shader file and `FORMAT` value for a weight type.
 fn shader(dtype: DType) -> (&'static str, u32) {
@@ -45,8 +47,13 @@ pub(in super::super) fn matmul(cx: &Cx, w: &Matrix, t: usize, x: Buf, out: Buf) 
             let binds = vec![(1, buf), (2, x), (3, out)];
             if t == 1 && cx.matvec.blocks && file == "matmul_q32" {
                 let m = cx.matvec;
-                let kernel = KernelKey::new(file, "matvec_blocks", &[("FORMAT", format), ("WG", m.wg), ("RPI", m.rpi)]);
-                Step { kernel, uniforms, binds, groups: grid(rows.div_ceil((m.wg * m.rpi) as usize), cx.max_groups) }
+                // Smaller workgroups for short matrices, so that every CPU thread gets some.
+                let mut wg = m.wg;
+                while wg > 8 && rows.div_ceil((wg * m.rpi) as usize) < MIN_GROUPS {
+                    wg /= 2;
+                }
+                let kernel = KernelKey::new(file, "matvec_blocks", &[("FORMAT", format), ("WG", wg), ("RPI", m.rpi)]);
+                Step { kernel, uniforms, binds, groups: grid(rows.div_ceil((wg * m.rpi) as usize), cx.max_groups) }
             } else if t == 1 {
                 let m = cx.matvec;
                 let kernel = KernelKey::new(file, "matvec", &[("FORMAT", format), ("WG", m.wg), ("TPR", m.tpr), ("RPI", m.rpi)]);
