@@ -1,6 +1,7 @@
 //! `forge bench`: load time, prefill and decode tokens/s on every selected backend × device, with
 //! bytes read per decode token against the device's own copy bandwidth, and llama.cpp's
-//! `llama-bench` on the same model in the same run when asked. Writes a table to stdout and,
+//! `llama-bench` on the same model in the same run when asked, and the browser build in headless
+//! Chromium (`--browser`). Writes a table to stdout and,
 //! on request, JSON, Markdown and an SVG plot.
 
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ use crate::devices::SelectArgs;
 mod report;
 #[path = "bench_peer.rs"]
 mod peer;
+#[path = "bench_browser.rs"]
+mod browser;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -31,12 +34,12 @@ pub struct BenchArgs {
     /// Backends to measure: `all` or a comma list of cpu, wgpu, cuda.
     #[arg(long, default_value = "all")]
     pub backends: String,
-    /// Prompt tokens for the prefill test (pp).
-    #[arg(short = 'p', long, default_value_t = 512)]
-    pub prompt: usize,
-    /// Generated tokens for the decode test (tg).
-    #[arg(short = 'n', long = "gen", default_value_t = 128)]
-    pub n_gen: usize,
+    /// Prompt tokens for the prefill test (pp) [default: 512; 32 for the --browser row].
+    #[arg(short = 'p', long)]
+    pub prompt: Option<usize>,
+    /// Generated tokens for the decode test (tg) [default: 128; 8 for the --browser row].
+    #[arg(short = 'n', long = "gen")]
+    pub n_gen: Option<usize>,
     /// Repetitions after one warm-up; median, min and max are reported.
     #[arg(short = 'r', long, default_value_t = 3)]
     pub reps: usize,
@@ -52,6 +55,10 @@ pub struct BenchArgs {
     /// A `llama-bench` binary to run on the same model and sizes, for ratios.
     #[arg(long)]
     pub compare_llama_cpp: Option<PathBuf>,
+    /// Add a `browser-webgpu` row: the demo page's bench mode in headless Chromium
+    /// (`node web/test/bench.mjs`; needs web/build.sh and `npm ci --prefix web`).
+    #[arg(long)]
+    pub browser: bool,
     #[command(flatten)]
     pub select: SelectArgs,
 }
@@ -155,7 +162,14 @@ fn decode(s: &mut Session, first: u32, n: usize) -> anyhow::Result<usize> {
     Ok(launches)
 }
 
-fn measure(model: &Model, c: &Candidate, a: &BenchArgs, bar: &ProgressBar) -> anyhow::Result<Row> {
+/// Prompt and generated tokens per run, and timed runs.
+struct Sizes {
+    prompt: usize,
+    n_gen: usize,
+    reps: usize,
+}
+
+fn measure(model: &Model, c: &Candidate, a: &Sizes, bar: &ProgressBar) -> anyhow::Result<Row> {
     let opts = OpenOptions { ctx: a.prompt + a.n_gen + 8, memory_fraction: 0.9, no_fallback: true, faults: Default::default(), host_memory: None, warmup: true };
     let t0 = Instant::now();
     let opened = devices::open_session(model, std::slice::from_ref(c), &opts, &mut backends::open, &mut |_, _, _| {})
@@ -235,12 +249,13 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     if chosen.is_empty() {
         bail!("no usable device for --backends {}; see `forge devices`", a.backends);
     }
+    let sizes = Sizes { prompt: a.prompt.unwrap_or(512), n_gen: a.n_gen.unwrap_or(128), reps: a.reps };
     let bar = ProgressBar::new((chosen.len() * a.reps.max(1)) as u64)
         .with_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} runs").expect("valid template").progress_chars("=> "));
     let mut rows = Vec::new();
     for c in &chosen {
         bar.set_message(format!("bench {} ({})", c.backend.name(), c.label));
-        match measure(&model, c, &a, &bar) {
+        match measure(&model, c, &sizes, &bar) {
             Ok(r) => rows.push(r),
             Err(e) => eprintln!("{} ({}) failed: {e:#}", c.backend.name(), c.label),
         }
@@ -248,7 +263,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     if let Some(bin) = &a.compare_llama_cpp {
         bar.set_message("llama.cpp");
         let threads = machine.probe.cpu.threads;
-        match peer::llama_bench(bin, &path, a.prompt, a.n_gen, a.reps, threads) {
+        match peer::llama_bench(bin, &path, sizes.prompt, sizes.n_gen, a.reps, threads) {
             Ok(peers) => {
                 for row in rows.iter_mut() {
                     if let Some(p) = peers.iter().find(|p| peer::same_kind(&p.backend, &row.backend)) {
@@ -261,6 +276,19 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         }
     }
     bar.finish_and_clear();
+    if a.browser {
+        // SwiftShader decodes at about 1 tok/s: small sizes unless asked for.
+        let (p, n) = (a.prompt.unwrap_or(32), a.n_gen.unwrap_or(8));
+        match browser::run(&path, p, n, a.reps) {
+            Ok(mut row) => {
+                if (p, n) != (sizes.prompt, sizes.n_gen) {
+                    row.device = format!("{} (pp{p} / tg{n})", row.device);
+                }
+                rows.push(row);
+            }
+            Err(e) => eprintln!("browser-webgpu failed: {e:#}"),
+        }
+    }
     let report = Report {
         forge_version: env!("CARGO_PKG_VERSION"),
         model: path.display().to_string(),
@@ -271,8 +299,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             "cpu": machine.probe.cpu,
             "adapters": machine.probe.wgpu,
         }),
-        prompt_tokens: a.prompt,
-        gen_tokens: a.n_gen,
+        prompt_tokens: sizes.prompt,
+        gen_tokens: sizes.n_gen,
         reps: a.reps,
         rows,
     };

@@ -7,6 +7,9 @@
 //!   `forge.applyChatTemplate(messagesJson, addGenerationPrompt)`.
 //! - `forge.generate(ids, optionsJson, onText)` → a Promise of a JSON summary; `onText(piece)` is
 //!   called with each complete piece of text. `forge.stop()` ends it before the next forward pass.
+//! - `forge.bench(nPrompt, nGen, seed)` → a Promise of JSON `{prefill_ms, decode_ms}`: a greedy
+//!   prefill of `nPrompt` deterministic ids (`bench.rs`), then `nGen` decode steps, as native
+//!   `forge bench` times them.
 //! - `forge.unload()` frees the GPU buffers (also done by `free()`, wasm-bindgen's destructor).
 
 use std::cell::{Cell, RefCell};
@@ -16,6 +19,8 @@ use std::rc::Rc;
 use forge_engine::backend::wgpu::WgpuBackend;
 use forge_engine::formats::FileBytes;
 use forge_engine::formats::gguf::GgufFile;
+use forge_engine::models::llama::Readout;
+use forge_engine::session::Forward;
 use forge_engine::tokenizer::{ChatMessage, Tokenizer};
 use forge_engine::{Model, Session, generate_async};
 use serde_json::json;
@@ -271,6 +276,30 @@ impl Forge {
         })
     }
 
+    /// Times a greedy prefill of `n_prompt` ids from `bench::tokens(.., seed)` (in chunks of 512,
+    /// like native `forge bench`) and `n_gen` decode steps that feed back the argmax. Resolves to
+    /// JSON `{prefill_ms, decode_ms}`.
+    pub fn bench(&self, n_prompt: usize, n_gen: usize, seed: u64) -> js_sys::Promise {
+        let (session, busy) = (self.session.clone(), self.busy.clone());
+        wasm_bindgen_futures::future_to_promise(async move {
+            if busy.get() {
+                return Err(err("a generation is running: stop it first").into());
+            }
+            let mut s = session
+                .borrow_mut()
+                .take()
+                .ok_or_else(|| JsValue::from(err("the model was unloaded")))?;
+            busy.set(true);
+            let result = bench_once(&mut s, n_prompt, n_gen, seed).await;
+            busy.set(false);
+            *session.borrow_mut() = Some(s);
+            let (prefill_ms, decode_ms) = result.map_err(|e| JsValue::from(err(e)))?;
+            Ok(JsValue::from_str(
+                &json!({ "prefill_ms": prefill_ms, "decode_ms": decode_ms }).to_string(),
+            ))
+        })
+    }
+
     /// Ends a running generation before its next forward pass.
     pub fn stop(&self) {
         self.stop.request();
@@ -283,4 +312,30 @@ impl Forge {
         }
         self.session.borrow_mut().take();
     }
+}
+
+/// One prefill and decode, timed in milliseconds (native/src/bench.rs `prefill` and `decode`).
+async fn bench_once(
+    s: &mut Session,
+    n_prompt: usize,
+    n_gen: usize,
+    seed: u64,
+) -> forge_engine::Result<(f64, f64)> {
+    let toks = crate::bench::tokens(n_prompt.max(1), s.config().n_vocab, seed);
+    s.reset();
+    let t = Instant::now();
+    let mut last = 0;
+    for chunk in toks.chunks(512) {
+        if let Forward::Token(id) = s.forward_async(chunk, Readout::ArgmaxLast).await? {
+            last = id;
+        }
+    }
+    let prefill_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    for _ in 0..n_gen {
+        if let Forward::Token(id) = s.forward_async(&[last], Readout::ArgmaxLast).await? {
+            last = id;
+        }
+    }
+    Ok((prefill_ms, t.elapsed().as_secs_f64() * 1e3))
 }

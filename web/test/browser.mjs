@@ -11,26 +11,17 @@
 // FORGE_REQUIRE_BROWSER=1. CHROMIUM overrides /usr/bin/chromium; FORGE_WEB_DEBUG=1 prints the
 // page's other console messages too.
 
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import { ROOT, WEB, hasWebGPU, launch, startServer } from "./chromium.mjs";
 
-const WEB = dirname(dirname(fileURLToPath(import.meta.url)));
-const ROOT = dirname(WEB);
 const MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const N_GEN = 16;
 // Cases: one raw completion, one chat (the chat template is rendered in wasm).
 const CASES = ["dev-capital", "dev-chat-hello"];
 // Below this logit margin llama.cpp's own choice is a near tie (tests/src/lib.rs NEAR_TIE).
 const NEAR_TIE = 0.25;
-const ARGS = [
-  "--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--enable-features=Vulkan",
-  "--use-angle=swiftshader", "--use-webgpu-adapter=swiftshader", "--disable-gpu-sandbox",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-];
 
 const cleanups = [];
 
@@ -58,18 +49,6 @@ function checkGreedy(c, ids) {
   return `${ids.length} ids agree`;
 }
 
-function startServer(modelDir) {
-  return new Promise((resolve, reject) => {
-    const server = spawn("python3", [join(WEB, "serve.py"), "--port", "0", "--models", modelDir], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, FORGE_SERVE_QUIET: "1" } });
-    server.on("error", reject);
-    server.on("exit", (code) => reject(new Error(`web/serve.py exited with ${code}`)));
-    server.stdout.on("data", (d) => {
-      const m = /http:\/\/([\d.]+):(\d+)\//.exec(String(d));
-      if (m) resolve({ server, url: `http://${m[1]}:${m[2]}/` });
-    });
-  });
-}
-
 async function main() {
   if (!existsSync(join(WEB, "dist", "index.html"))) finish(false, "web/dist is missing: run web/build.sh first");
   const modelDir = process.env.FORGE_MODEL_DIR || join(homedir(), ".cache", "forge", "models");
@@ -78,7 +57,7 @@ async function main() {
 
   const { server, url } = await startServer(modelDir);
   cleanups.push(() => server.kill());
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", args: ARGS, headless: true });
+  const browser = await launch();
   const errors = [];
   let modelRequests = 0;
   try {
@@ -91,8 +70,7 @@ async function main() {
     page.on("request", (r) => { if (r.url().includes("/models/")) modelRequests += 1; });
 
     await page.goto(url);
-    const hasAdapter = await page.evaluate(async () => !!(navigator.gpu && (await navigator.gpu.requestAdapter())));
-    if (!hasAdapter) skip("Chromium exposes no WebGPU adapter here", "FORGE_REQUIRE_BROWSER");
+    if (!(await hasWebGPU(page))) skip("Chromium exposes no WebGPU adapter here", "FORGE_REQUIRE_BROWSER");
 
     const t0 = Date.now();
     await page.goto(`${url}?model=models/${MODEL}`);

@@ -1,6 +1,9 @@
 // The demo page: adapter info, model loading (file, drop, or same-origin URL; kept in the Cache
 // API), and a chat that streams tokens from forge-web (../src/bindings.rs) as they are generated.
 // `?model=models/<file>.gguf` loads that model on start (the browser test uses it).
+// Bench mode: `?bench=1&model=models/<file>.gguf&p=32&n=8&r=1` loads the model, then runs
+// `forgeBench({p, n, r})` and publishes its row (native `forge bench`'s `Row`) as JSON in #bench
+// and `document.body.dataset.bench`; web/test/bench.mjs reads it for `forge bench --browser`.
 
 import init, { adapterInfo, Forge } from "./pkg/forge_web.js";
 
@@ -13,6 +16,7 @@ let forge = null;
 let messages = [];
 let generating = false;
 let adapterName = "";
+let loadMs = null;
 
 function status(text, isError = false) {
   $("status").textContent = text;
@@ -157,7 +161,8 @@ async function load(bytes, name) {
   $("mode").value = info.chat_template ? "chat" : "raw";
   $("progress").hidden = true;
   setBusy(false);
-  status(`ready: ${name} loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  loadMs = performance.now() - t0;
+  status(`ready: ${name} loaded in ${(loadMs / 1000).toFixed(1)} s`);
 }
 
 async function guarded(task) {
@@ -256,6 +261,48 @@ async function send(text) {
   }
 }
 
+// ---- Bench ---------------------------------------------------------------------------------
+
+// Median, min and max as native `Stat::of` takes them (the upper median for an even count).
+function stat(values) {
+  const v = [...values].sort((a, b) => a - b);
+  return { median: v[Math.floor(v.length / 2)], min: v[0], max: v[v.length - 1] };
+}
+
+// Like native `forge bench`: a warm-up (a prefill of up to 64 ids, 2 decode steps), then `r`
+// timed runs of a greedy prefill of `p` ids and `n` decode steps, each on its own seed.
+async function forgeBench({ p = 32, n = 8, r = 1 } = {}) {
+  if (!forge) throw new Error("forgeBench: no model is loaded");
+  if (generating) throw new Error("forgeBench: a generation is running");
+  setBusy(true);
+  try {
+    status(`bench: warm-up`);
+    await forge.bench(Math.min(p, 64), 2, 1n);
+    const pp = [];
+    const tg = [];
+    for (let i = 0; i < Math.max(r, 1); i++) {
+      status(`bench: run ${i + 1} of ${Math.max(r, 1)} (pp${p}, tg${n})`);
+      const t = JSON.parse(await forge.bench(p, n, BigInt(2 + i)));
+      pp.push(p / (t.prefill_ms / 1000));
+      tg.push(n / (t.decode_ms / 1000));
+    }
+    const row = {
+      engine: "forge", backend: "browser-webgpu", device: adapterName, load_ms: loadMs,
+      pp_tok_s: stat(pp), tg_tok_s: stat(tg),
+      peak_memory_bytes: null, launches_per_token: null, bytes_per_token: null, effective_gb_s: null,
+      copy_gb_s: null, bandwidth_fraction: null, vs_llama_cpp: null,
+    };
+    $("bench").textContent = JSON.stringify(row);
+    $("bench").hidden = false;
+    document.body.dataset.bench = JSON.stringify(row);
+    status(`bench: prefill ${row.pp_tok_s.median.toFixed(1)} tok/s, decode ${row.tg_tok_s.median.toFixed(1)} tok/s`);
+    return row;
+  } finally {
+    setBusy(false);
+  }
+}
+window.forgeBench = forgeBench;
+
 // ---- Wiring ---------------------------------------------------------------------------------
 
 function wire() {
@@ -291,11 +338,18 @@ async function main() {
   await showAdapter();
   await listCached();
   status("no model loaded: pick a .gguf file or load one from the server");
-  const model = new URLSearchParams(location.search).get("model");
+  const params = new URLSearchParams(location.search);
+  const model = params.get("model");
+  const bench = params.get("bench") === "1";
+  const size = (k, d) => Number(params.get(k)) || d;
+  const sizes = { p: size("p", 32), n: size("n", 8), r: size("r", 1) };
+  // The bench needs room for its prompt and decode steps.
+  if (bench) $("sampler").elements.ctx.value = Math.max(Number($("sampler").elements.ctx.value), sizes.p + sizes.n + 8);
   if (model) {
     $("url").value = model;
     await loadFrom(model, model.split("/").pop());
   }
+  if (bench && forge) await forgeBench(sizes);
 }
 
 guarded(main).finally(() => { document.body.dataset.started = "1"; });
