@@ -126,19 +126,6 @@ fn copy_bandwidth(c: &Candidate) -> Option<f64> {
     }
 }
 
-/// Deterministic pseudo-random token ids (what llama-bench feeds, too).
-fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % vocab as u64) as u32
-        })
-        .collect()
-}
-
 fn prefill(s: &mut Session, toks: &[u32]) -> anyhow::Result<u32> {
     s.reset();
     let mut last = 0;
@@ -178,12 +165,12 @@ fn measure(model: &Model, c: &Candidate, a: &Sizes, bar: &ProgressBar) -> anyhow
     let mut s = opened.session;
     let vocab = model.config.n_vocab;
     // Warm-up: compile and first-touch everything the timed runs use.
-    let w = prefill(&mut s, &tokens(a.prompt.min(64), vocab, 1))?;
+    let w = prefill(&mut s, &devices::bench::synthetic_tokens(a.prompt.min(64), vocab, 1))?;
     decode(&mut s, w, 2)?;
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     let mut launches = None;
     for r in 0..a.reps.max(1) {
-        let toks = tokens(a.prompt, vocab, 2 + r as u64);
+        let toks = devices::bench::synthetic_tokens(a.prompt, vocab, 2 + r as u64);
         let t = Instant::now();
         let first = prefill(&mut s, &toks)?;
         pp.push(a.prompt as f64 / t.elapsed().as_secs_f64());

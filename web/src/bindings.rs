@@ -276,7 +276,7 @@ impl Forge {
         })
     }
 
-    /// Times a greedy prefill of `n_prompt` ids from `bench::tokens(.., seed)` (in chunks of 512,
+    /// Times a greedy prefill of `n_prompt` ids from `forge_engine::devices::bench::synthetic_tokens(.., seed)` (in chunks of 512,
     /// like native `forge bench`) and `n_gen` decode steps that feed back the argmax. Resolves to
     /// JSON `{prefill_ms, decode_ms}`.
     pub fn bench(&self, n_prompt: usize, n_gen: usize, seed: u64) -> js_sys::Promise {
@@ -321,7 +321,7 @@ async fn bench_once(
     n_gen: usize,
     seed: u64,
 ) -> forge_engine::Result<(f64, f64)> {
-    let toks = crate::bench::tokens(n_prompt.max(1), s.config().n_vocab, seed);
+    let toks = forge_engine::devices::bench::synthetic_tokens(n_prompt.max(1), s.config().n_vocab, seed);
     s.reset();
     let t = Instant::now();
     let mut last = 0;

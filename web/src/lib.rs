@@ -10,11 +10,10 @@
 //! `test/browser.mjs` drives it in headless Chromium.
 //!
 //! **Architecture Invariant:** only this crate knows wasm-bindgen and the browser. Natively it
-//! compiles to `options.rs` and `bench.rs` alone, so the workspace builds and tests it like any other crate.
+//! compiles to `options.rs` alone, so the workspace builds and tests it like any other crate.
 //! Nothing here blocks: model bytes arrive from JavaScript, and every forward pass is awaited
 //! through `generate_async` (the GPU readback is `map_async`, resolved by the browser's event loop).
 
-pub mod bench;
 pub mod options;
 
 #[cfg(target_arch = "wasm32")]

@@ -52,3 +52,31 @@ pub fn wgpu_copy_gbps(adapter: &wgpu::Adapter, bytes: u64, reps: u32) -> Result<
     let secs = pass(reps.max(1))?;
     Ok(bytes as f64 * reps.max(1) as f64 / secs / 1e9)
 }
+
+/// Deterministic pseudo-random token ids for throughput benchmarks (what llama-bench feeds too):
+/// xorshift64, its state mixed from `seed` so that every seed gives its own sequence. Native
+/// `forge bench` and the browser's bench mode use this one function, so they measure the same work.
+pub fn synthetic_tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x2545_F491_4F6C_DD1D) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % vocab.max(1) as u64) as u32
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn synthetic_tokens_are_deterministic_per_seed_and_in_the_vocabulary() {
+        let a = super::synthetic_tokens(64, 49152, 2);
+        assert_eq!(a, super::synthetic_tokens(64, 49152, 2));
+        for other in [0, 1, 3, 4] {
+            assert_ne!(a, super::synthetic_tokens(64, 49152, other), "seed {other} repeats seed 2");
+        }
+        assert!(a.iter().all(|&t| t < 49152));
+    }
+}
