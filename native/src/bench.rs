@@ -174,6 +174,9 @@ fn measure(model: &Model, c: &Candidate, a: &Sizes, bar: &ProgressBar) -> anyhow
         let t = Instant::now();
         let first = prefill(&mut s, &toks)?;
         pp.push(a.prompt as f64 / t.elapsed().as_secs_f64());
+        // Like llama-bench's tg test, decode starts from an empty context, so the two are
+        // comparable (prefill and decode are measured separately, not as one conversation).
+        s.reset();
         let t = Instant::now();
         let l = decode(&mut s, first, a.n_gen)?;
         tg.push(a.n_gen as f64 / t.elapsed().as_secs_f64());
@@ -181,7 +184,7 @@ fn measure(model: &Model, c: &Candidate, a: &Sizes, bar: &ProgressBar) -> anyhow
         bar.inc(1);
     }
     let tg = Stat::of(tg);
-    let bpt = bytes_per_token(model, a.prompt + a.n_gen / 2);
+    let bpt = bytes_per_token(model, a.n_gen / 2);
     let eff = bpt as f64 * tg.median / 1e9;
     let copy = copy_bandwidth(c);
     let peak = s.backend().memory_used().or_else(peak_rss);
