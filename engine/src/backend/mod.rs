@@ -5,6 +5,8 @@
 //! is refused before anything executes.
 
 pub mod cpu;
+#[cfg(test)]
+mod test_util;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cuda;
 pub mod wgpu;

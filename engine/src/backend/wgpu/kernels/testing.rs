@@ -5,18 +5,7 @@ use crate::backend::wgpu::WgpuBackend;
 use crate::backend::{Backend, ParamDesc, ParamId};
 use crate::tensor::HostTensor;
 
-/// Deterministic values in [-1, 1) (xorshift), fresh for every seed.
-pub(crate) fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+pub(crate) use crate::backend::test_util::rand_vec;
 
 /// The wgpu backend (with poisoned activations: every buffer a plan allocates starts as NaN, so
 /// an element a kernel fails to write shows up) and the CPU backend, holding the same params.
