@@ -52,7 +52,7 @@ pub fn plot(r: &Report, path: &Path) -> anyhow::Result<()> {
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..n).into_segmented(), 0f64..top)
+        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0f64..top)
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
@@ -83,7 +83,8 @@ pub fn plot(r: &Report, path: &Path) -> anyhow::Result<()> {
             drawing.draw(&t).map_err(|e| err(&e))?;
         }
     }
-    let legend = root.margin(20, 0, 0, 80);
+    // Top right, clear of the y axis and its labels.
+    let legend = root.margin(20, 0, root.dim_in_pixel().0.saturating_sub(200), 0);
     legend.draw(&Rectangle::new([(0, 40), (14, 54)], BLUE.mix(0.7).filled())).map_err(|e| err(&e))?;
     legend.draw(&Text::new("prefill", (20, 40), ("sans-serif", 14))).map_err(|e| err(&e))?;
     legend.draw(&Rectangle::new([(90, 40), (104, 54)], RED.mix(0.7).filled())).map_err(|e| err(&e))?;
