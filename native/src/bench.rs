@@ -97,6 +97,28 @@ pub struct Row {
     pub vs_llama_cpp: Option<(f64, f64)>,
 }
 
+impl Row {
+    /// A row with timings only: a peer engine or a browser, where launches, bytes and bandwidth
+    /// are not observable from outside.
+    pub fn timings(engine: String, backend: String, device: String, load_ms: f64, pp_tok_s: Stat, tg_tok_s: Stat) -> Row {
+        Row {
+            engine,
+            backend,
+            device,
+            load_ms,
+            pp_tok_s,
+            tg_tok_s,
+            peak_memory_bytes: None,
+            launches_per_token: None,
+            bytes_per_token: None,
+            effective_gb_s: None,
+            copy_gb_s: None,
+            bandwidth_fraction: None,
+            vs_llama_cpp: None,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub forge_version: &'static str,

@@ -49,21 +49,7 @@ pub fn llama_bench(bin: &Path, model: &Path, prompt: usize, n_gen: usize, reps: 
             Some(i) => i,
             None => {
                 let zero = Stat { median: 0.0, min: 0.0, max: 0.0 };
-                rows.push(Row {
-                    engine: "llama.cpp".into(),
-                    backend: backend.clone(),
-                    device,
-                    load_ms: 0.0,
-                    pp_tok_s: zero.clone(),
-                    tg_tok_s: zero,
-                    peak_memory_bytes: None,
-                    launches_per_token: None,
-                    bytes_per_token: None,
-                    effective_gb_s: None,
-                    copy_gb_s: None,
-                    bandwidth_fraction: None,
-                    vs_llama_cpp: None,
-                });
+                rows.push(Row::timings("llama.cpp".into(), backend.clone(), device, 0.0, zero.clone(), zero));
                 rows.len() - 1
             }
         };
