@@ -65,6 +65,20 @@ impl std::fmt::Debug for ChatTemplate {
 
 impl ChatTemplate {
     /// Compiles `source`; `bos_token`/`eos_token` are the texts the template sees.
+    /// The model's own template, where it has one: `tokens[bos]` and `tokens[eos]` fill
+    /// `bos_token`/`eos_token`. A template that does not compile is ignored with a warning, so a
+    /// model with a broken template still loads (and `forge run` then feeds prompts raw).
+    pub(crate) fn of_model(source: Option<&str>, tokens: &[String], bos: Option<u32>, eos: Option<u32>) -> Option<ChatTemplate> {
+        let text_of = |id: Option<u32>| id.map(|i| tokens[i as usize].clone()).unwrap_or_default();
+        match ChatTemplate::new(source?, &text_of(bos), &text_of(eos)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("ignoring the model's chat template: {e}");
+                None
+            }
+        }
+    }
+
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
         let clock = Arc::new(AtomicI64::new(SYSTEM_CLOCK));
         let mut env = Environment::new();

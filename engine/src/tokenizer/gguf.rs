@@ -132,17 +132,7 @@ pub(super) fn build(meta: &Metadata) -> Result<Tokenizer> {
     let extra_stops = [id(K_EOT)?, id(K_EOM)?].into_iter().flatten().collect();
     let add_bos = meta.opt_bool(K_ADD_BOS)?.unwrap_or(default_add_bos) && bos.is_some();
 
-    let text_of = |id: Option<u32>| id.map(|i| tokens[i as usize].clone()).unwrap_or_default();
-    let chat_template = match meta.opt_str(K_TEMPLATE)? {
-        Some(src) => match ChatTemplate::new(src, &text_of(bos), &text_of(eos)) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::warn!("ignoring the model's chat template: {e}");
-                None
-            }
-        },
-        None => None,
-    };
+    let chat_template = ChatTemplate::of_model(meta.opt_str(K_TEMPLATE)?, &tokens, bos, eos);
 
     Tokenizer::assemble(Parts {
         model: bpe,

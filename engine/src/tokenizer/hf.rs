@@ -101,17 +101,7 @@ pub(super) fn build(dir: &Path) -> Result<Tokenizer> {
         Ok(s) => Some(s),
         Err(_) => template_from_config(&config),
     };
-    let text_of = |id: Option<u32>| id.map(|i| tokens[i as usize].clone()).unwrap_or_default();
-    let chat_template = match source {
-        Some(src) => match ChatTemplate::new(&src, &text_of(bos), &text_of(eos)) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::warn!("ignoring the model's chat template: {e}");
-                None
-            }
-        },
-        None => None,
-    };
+    let chat_template = ChatTemplate::of_model(source.as_deref(), &tokens, bos, eos);
 
     Tokenizer::assemble(Parts {
         model,
