@@ -4,14 +4,17 @@
 // Under the causal mask query t sees keys 0 .. min(positions[t] + 1, s), read from the device, so
 // one plan (and one captured CUDA graph) serves every decode step. Matches
 // backend/cpu/attention.rs up to summation order and the order in which partial softmaxes meet.
-// Also the fallback for prefill when head_dim > 128 (attention_prefill.cu's limit).
+// Also the fallback for prefill when head_dim > 128 (attention_prefill.cu's limit), and the kernel
+// for every paged batch: with block_size > 0, k and v are a pool of blocks and key j of query row
+// t is row table[t * table_cols + j / block_size] * block_size + j % block_size (paged attention,
+// Kwon et al., 2023), so each query row may belong to a different sequence.
 //
 // Shapes: q: [t, n_head*head_dim]; k, v: [s, n_kv_head*head_dim]; positions: [t] u32 (ignored when
 // causal == 0); out: [t, n_head*head_dim]; part: [t, n_head, n_split, head_dim + 2] scratch
 // holding each split's (max, sum, unnormalised output). head_dim ≤ 256.
 // Entry points:
 // - attention_decode(q, k, v, positions, part, t, s, n_head, n_kv_head, head_dim, scale, causal,
-//   keys_per_split). Launch: grid (n_head, t, n_split), block 128 = 4 warps. The block's split
+//   keys_per_split, table, block_size, table_cols) (table unread when block_size == 0). Launch: grid (n_head, t, n_split), block 128 = 4 warps. The block's split
 //   covers keys [split·keys_per_split, +keys_per_split) ∩ [0, n_keys); warp w takes every 4th key.
 //   Lane i holds q[i], q[i + 32], … and the same output dimensions; a key's score is a warp sum
 //   (__shfl_xor_sync, so every lane has it); the 4 warps' (max, sum, output) merge in shared
@@ -28,15 +31,17 @@
 
 extern "C" __global__ void __launch_bounds__(128) attention_decode(const float* q, const float* k, const float* v, const u32* positions, float* part,
                                                                    int t, int s, int n_head, int n_kv_head, int head_dim, float scale, int causal,
-                                                                   int keys_per_split) {
+                                                                   int keys_per_split, const u32* table, int block_size, int table_cols) {
     __shared__ float sm[WARPS], sl[WARPS];
     __shared__ float so[WARPS][MAXD];
     const int h = blockIdx.x, ti = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (ti >= t || h >= n_head) return;
     const int kvh = h / (n_head / n_kv_head);
-    int n_keys = s;
-    if (causal) n_keys = (int)min((u64)positions[ti] + 1, (u64)s);
+    const u64 cap = block_size > 0 ? (u64)table_cols * block_size : (u64)s;
+    int n_keys = (int)cap;
+    if (causal) n_keys = (int)min((u64)positions[ti] + 1, cap);
+    const u32* row_table = table + (u64)ti * table_cols;
     const int j0 = split * keys_per_split;
     const int j1 = min(j0 + keys_per_split, n_keys);
 
@@ -50,7 +55,8 @@ extern "C" __global__ void __launch_bounds__(128) attention_decode(const float* 
     }
     float m = NEG_INF, l = 0.0f;
     for (int j = j0 + warp; j < j1; j += WARPS) {
-        const u64 off = ((u64)j * n_kv_head + kvh) * head_dim;
+        const u64 row = block_size > 0 ? (u64)row_table[j / block_size] * block_size + j % block_size : (u64)j;
+        const u64 off = (row * n_kv_head + kvh) * head_dim;
         float dot = 0.0f;
 #pragma unroll
         for (int i = 0; i < DPL; i++) {

@@ -4,8 +4,14 @@
 // Matches backend/cpu/attention.rs; under the causal mask query t sees keys 0..=positions[t],
 // read here from the positions buffer on the device, so one plan serves every decode step.
 //
-// Shapes: q, out: [t, n_head*head_dim]; k, v: [s, n_kv_head*head_dim]; positions: [t] u32.
-// Bindings: 0 uniform Params, 1 q, 2 k, 3 v, 4 positions (a dummy for no mask), 5 out.
+// With a paged layout (block_size > 0) k and v are a pool of blocks and key j of query row t is
+// row block_table[t * table_cols + j / block_size] * block_size + j % block_size (paged attention,
+// Kwon et al., 2023), so sequences at different positions share one batch.
+//
+// Shapes: q, out: [t, n_head*head_dim]; k, v: [s, n_kv_head*head_dim]; positions: [t] u32;
+// block_table: [t, table_cols] u32.
+// Bindings: 0 uniform Params, 1 q, 2 k, 3 v, 4 positions (a dummy for no mask), 5 out,
+// 6 block_table (a dummy when contiguous).
 // Dispatch: one workgroup of WG invocations per (query row, head): index = y * num_workgroups.x + x
 // = row * n_head + head. Keys are taken WG at a time: invocation j scores key c0 + j into shared
 // memory, every invocation then reads the chunk's maximum and probabilities from there, and
@@ -23,6 +29,9 @@ struct Params {
     head_dim: u32,
     causal: u32,
     scale: f32,
+    // 0: contiguous keys.
+    block_size: u32,
+    table_cols: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -31,9 +40,18 @@ struct Params {
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read> positions: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read> block_table: array<u32>;
 
 var<workgroup> probs: array<f32, MAX_WG>;
 var<workgroup> n_keys_shared: u32;
+
+// The row of k and v that holds key j of query row `row`.
+fn key_row(row: u32, j: u32) -> u32 {
+    if (p.block_size == 0u) {
+        return j;
+    }
+    return block_table[row * p.table_cols + j / p.block_size] * p.block_size + j % p.block_size;
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -46,9 +64,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let q_base = (row * p.n_head + h) * d;
     let kv_stride = p.n_kv_head * d;
     if (lid == 0u) {
-        var n = p.s;
+        var cap = p.s;
+        if (p.block_size > 0u) {
+            cap = p.table_cols * p.block_size;
+        }
+        var n = cap;
         if (p.causal == 1u) {
-            n = min(positions[row] + 1u, p.s);
+            n = min(positions[row] + 1u, cap);
         }
         n_keys_shared = select(0u, n, live);
     }
@@ -63,7 +85,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let j = c0 + lid;
         var sc = NEG_BIG;
         if (j < n_keys) {
-            let k_base = j * kv_stride + kvh * d;
+            let k_base = key_row(row, j) * kv_stride + kvh * d;
             var dot = 0.0;
             for (var i = 0u; i < d; i++) {
                 dot += q[q_base + i] * k[k_base + i];
@@ -86,13 +108,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var jj = 0u; jj < n_here; jj++) {
             psum += probs[jj];
         }
+        // Value rows of this chunk: contiguous keys are in one run; paged keys change block at
+        // most every block_size keys, so look the row up per key (a table read is cheap next to
+        // head_dim multiply-adds).
         l = l * correction + psum;
         for (var r = 0u; r < 4u; r++) {
             let dd = lid + r * WG;
             if (dd < d) {
                 var a = acc[r] * correction;
                 for (var jj = 0u; jj < n_here; jj++) {
-                    a += probs[jj] * v[(c0 + jj) * kv_stride + kvh * d + dd];
+                    a += probs[jj] * v[key_row(row, c0 + jj) * kv_stride + kvh * d + dd];
                 }
                 acc[r] = a;
             }

@@ -1,5 +1,6 @@
 //! A model placed on a backend: weights uploaded once, a KV cache sized for the context, and a
-//! forward pass that advances through a sequence.
+//! forward pass that advances through a sequence — or, for a batch engine, one batched forward
+//! over many sequences sharing the cache as a pool of blocks.
 //!
 //! **Architecture Invariant:** the session owns the KV cache (as backend state params); the model
 //! code only receives the names of the params to write into. Graphs are built once per
@@ -11,7 +12,7 @@ use crate::backend::{Backend, ParamDesc, ParamKind, ParamTable};
 use crate::error::{ForgeError, Result};
 use crate::graph::Graph;
 use crate::model::{Model, ModelConfig};
-use crate::models::llama::{self, KvParams, Readout};
+use crate::models::llama::{self, BatchShape, KvParams, Readout};
 use crate::tensor::HostTensor;
 
 /// What a forward pass returned.
@@ -23,18 +24,53 @@ pub enum Forward {
     Logits { rows: usize, values: Vec<f32> },
 }
 
+/// What a batched forward pass returned: one entry per read-out row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BatchOut {
+    /// Greedy ids.
+    Ids(Vec<u32>),
+    /// Logits, `rows × n_vocab`, row-major.
+    Logits { rows: usize, values: Vec<f32> },
+}
+
+/// One batched forward pass over tokens of any number of sequences (see `llama::forward`).
+#[derive(Clone, Debug, Default)]
+pub struct BatchInput {
+    pub tokens: Vec<u32>,
+    /// Each token's position in its sequence.
+    pub positions: Vec<u32>,
+    /// The cache row each token's key and value are written to.
+    pub slots: Vec<u32>,
+    /// Each token's sequence's block table, `table_cols` entries per token.
+    pub table: Vec<u32>,
+    pub table_cols: usize,
+    /// Rows (token indices) whose next-token prediction is wanted.
+    pub out_rows: Vec<u32>,
+    /// Return ids (greedy) rather than logits.
+    pub argmax: bool,
+}
+
+/// Rows in a KV-cache block: small enough that a sequence wastes little of its last block, large
+/// enough that block tables stay short (vLLM's default).
+pub const BLOCK_SIZE: usize = 16;
+
+/// Graph shapes kept built; a server sees many batch sizes.
+const MAX_GRAPHS: usize = 64;
+
 pub struct Session {
     backend: Box<dyn Backend>,
     config: ModelConfig,
     params: ParamTable,
     kv: KvParams,
     ctx: usize,
+    n_blocks: usize,
     n_past: usize,
-    graphs: HashMap<(usize, Readout), Graph>,
+    graphs: HashMap<BatchShape, Graph>,
 }
 
 impl Session {
-    /// Uploads the model's weights to `backend` and creates a KV cache of `ctx` positions.
+    /// Uploads the model's weights to `backend` and creates a KV cache of `ctx` positions (whole
+    /// blocks of [`BLOCK_SIZE`]; a batch engine shares them out among sequences).
     /// `progress(done_bytes, total_bytes)` is called as weights are uploaded.
     pub fn new(model: &Model, mut backend: Box<dyn Backend>, ctx: usize, progress: &mut dyn FnMut(u64, u64)) -> Result<Session> {
         if ctx == 0 {
@@ -50,13 +86,14 @@ impl Session {
             done += t.as_bytes().len() as u64;
             progress(done, total);
         }
-        let (kv, shapes) = llama::kv_shapes(&model.config, ctx);
+        let n_blocks = ctx.div_ceil(BLOCK_SIZE);
+        let (kv, shapes) = llama::kv_shapes(&model.config, n_blocks, BLOCK_SIZE);
         for (name, shape, dtype) in shapes {
             let desc = ParamDesc { name, shape, dtype, kind: ParamKind::State };
             let id = backend.create_param(&desc, None)?;
             params.insert(id, desc);
         }
-        Ok(Session { backend, config: model.config.clone(), params, kv, ctx, n_past: 0, graphs: HashMap::new() })
+        Ok(Session { backend, config: model.config.clone(), params, kv, ctx, n_blocks, n_past: 0, graphs: HashMap::new() })
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -80,6 +117,11 @@ impl Session {
         self.ctx
     }
 
+    /// Blocks of [`BLOCK_SIZE`] rows in the KV cache.
+    pub fn n_blocks(&self) -> usize {
+        self.n_blocks
+    }
+
     /// Tokens already processed in the current sequence.
     pub fn n_past(&self) -> usize {
         self.n_past
@@ -92,20 +134,20 @@ impl Session {
 
     /// Runs `tokens` at positions `n_past..n_past + len` and advances.
     pub fn forward(&mut self, tokens: &[u32], readout: Readout) -> Result<Forward> {
-        let inputs = self.prepare(tokens, readout)?;
-        let out = self.backend.execute(&self.graphs[&(tokens.len(), readout)], &inputs)?;
-        self.finish(tokens.len(), readout, out)
+        let batch = self.single(tokens, readout)?;
+        let out = self.forward_batch(&batch)?;
+        self.finish(tokens.len(), out)
     }
 
     /// [`Session::forward`] without blocking (for the browser).
     pub async fn forward_async(&mut self, tokens: &[u32], readout: Readout) -> Result<Forward> {
-        let inputs = self.prepare(tokens, readout)?;
-        let out = self.backend.execute_async(&self.graphs[&(tokens.len(), readout)], &inputs).await?;
-        self.finish(tokens.len(), readout, out)
+        let batch = self.single(tokens, readout)?;
+        let out = self.forward_batch_async(&batch).await?;
+        self.finish(tokens.len(), out)
     }
 
-    /// Checks the request, builds (once) the graph for this shape, and makes the inputs.
-    fn prepare(&mut self, tokens: &[u32], readout: Readout) -> Result<[HostTensor; 2]> {
+    /// One sequence is a batch whose block table is the whole cache in order.
+    fn single(&self, tokens: &[u32], readout: Readout) -> Result<BatchInput> {
         let t = tokens.len();
         if t == 0 {
             return Err(ForgeError::InvalidArgument { what: "forward needs at least one token".into() });
@@ -113,23 +155,91 @@ impl Session {
         if self.n_past + t > self.ctx {
             return Err(ForgeError::ContextOverflow { need: self.n_past + t, ctx: self.ctx });
         }
-        if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= self.config.n_vocab) {
-            return Err(ForgeError::InvalidArgument { what: format!("token id {bad} is outside the vocabulary of {}", self.config.n_vocab) });
-        }
-        if !self.graphs.contains_key(&(t, readout)) {
-            let g = llama::forward(&self.config, &self.params, &self.kv, t, readout)?;
-            self.graphs.insert((t, readout), g);
-        }
         let positions: Vec<u32> = (self.n_past..self.n_past + t).map(|p| p as u32).collect();
-        Ok([HostTensor::from_u32(vec![t], tokens)?, HostTensor::from_u32(vec![t], &positions)?])
+        let table: Vec<u32> = (0..self.n_blocks as u32).collect();
+        Ok(BatchInput {
+            tokens: tokens.to_vec(),
+            slots: positions.clone(),
+            positions,
+            table: table.repeat(t),
+            table_cols: self.n_blocks,
+            out_rows: if readout == Readout::LogitsAll { Vec::new() } else { vec![t as u32 - 1] },
+            argmax: readout == Readout::ArgmaxLast,
+        })
     }
 
-    fn finish(&mut self, t: usize, readout: Readout, out: Vec<HostTensor>) -> Result<Forward> {
+    fn finish(&mut self, t: usize, out: BatchOut) -> Result<Forward> {
         self.n_past += t;
-        let out = out.into_iter().next().ok_or_else(|| ForgeError::Graph { what: "forward graph returned nothing".into() })?;
-        Ok(match readout {
-            Readout::ArgmaxLast => Forward::Token(out.to_u32_vec()[0]),
-            _ => Forward::Logits { rows: out.shape[0], values: out.to_f32_vec() },
+        Ok(match out {
+            BatchOut::Ids(ids) => Forward::Token(ids[0]),
+            BatchOut::Logits { rows, values } => Forward::Logits { rows, values },
         })
+    }
+
+    /// Runs one batched forward pass over tokens of several sequences (an empty `out_rows`
+    /// reads out every row). Does not touch the single-sequence position (`n_past`).
+    pub fn forward_batch(&mut self, batch: &BatchInput) -> Result<BatchOut> {
+        let (key, inputs) = self.prepare(batch)?;
+        let out = self.backend.execute(&self.graphs[&key], &inputs)?;
+        Self::read_out(batch, out)
+    }
+
+    /// [`Session::forward_batch`] without blocking.
+    pub async fn forward_batch_async(&mut self, batch: &BatchInput) -> Result<BatchOut> {
+        let (key, inputs) = self.prepare(batch)?;
+        let out = self.backend.execute_async(&self.graphs[&key], &inputs).await?;
+        Self::read_out(batch, out)
+    }
+
+    /// Checks every index the batch hands the device (a bad one would read or write outside the
+    /// cache), builds the graph for its shape once, and makes the inputs.
+    fn prepare(&mut self, b: &BatchInput) -> Result<(BatchShape, Vec<HostTensor>)> {
+        let t = b.tokens.len();
+        let bad = |what: String| Err(ForgeError::InvalidArgument { what });
+        if t == 0 {
+            return bad("forward needs at least one token".into());
+        }
+        if b.positions.len() != t || b.slots.len() != t || b.table_cols == 0 || b.table.len() != t * b.table_cols {
+            return bad(format!("batch of {t} tokens with {} positions, {} slots, {} table entries of {} columns", b.positions.len(), b.slots.len(), b.table.len(), b.table_cols));
+        }
+        if let Some(&id) = b.tokens.iter().find(|&&id| id as usize >= self.config.n_vocab) {
+            return bad(format!("token id {id} is outside the vocabulary of {}", self.config.n_vocab));
+        }
+        let rows = self.n_blocks * BLOCK_SIZE;
+        if let Some(&s) = b.slots.iter().find(|&&s| s as usize >= rows) {
+            return bad(format!("cache row {s} is outside the {rows} rows of the KV cache"));
+        }
+        if let Some(&blk) = b.table.iter().find(|&&blk| blk as usize >= self.n_blocks) {
+            return bad(format!("block {blk} is outside the {} blocks of the KV cache", self.n_blocks));
+        }
+        if let Some(&p) = b.positions.iter().find(|&&p| p as usize >= b.table_cols * BLOCK_SIZE) {
+            return bad(format!("position {p} is past the {} blocks of its table", b.table_cols));
+        }
+        if let Some(&r) = b.out_rows.iter().find(|&&r| r as usize >= t) {
+            return bad(format!("read-out row {r} of a batch of {t}"));
+        }
+        let key = BatchShape { n_tokens: t, table_cols: b.table_cols, out_rows: (!b.out_rows.is_empty()).then_some(b.out_rows.len()), argmax: b.argmax };
+        if !self.graphs.contains_key(&key) {
+            if self.graphs.len() >= MAX_GRAPHS {
+                self.graphs.clear();
+            }
+            let g = llama::forward(&self.config, &self.params, &self.kv, key)?;
+            self.graphs.insert(key, g);
+        }
+        let mut inputs = vec![
+            HostTensor::from_u32(vec![t], &b.tokens)?,
+            HostTensor::from_u32(vec![t], &b.positions)?,
+            HostTensor::from_u32(vec![t], &b.slots)?,
+            HostTensor::from_u32(vec![t, b.table_cols], &b.table)?,
+        ];
+        if !b.out_rows.is_empty() {
+            inputs.push(HostTensor::from_u32(vec![b.out_rows.len()], &b.out_rows)?);
+        }
+        Ok((key, inputs))
+    }
+
+    fn read_out(b: &BatchInput, out: Vec<HostTensor>) -> Result<BatchOut> {
+        let out = out.into_iter().next().ok_or_else(|| ForgeError::Graph { what: "forward graph returned nothing".into() })?;
+        Ok(if b.argmax { BatchOut::Ids(out.to_u32_vec()) } else { BatchOut::Logits { rows: out.shape[0], values: out.to_f32_vec() } })
     }
 }

@@ -8,7 +8,7 @@ mod op;
 
 use std::hash::{Hash, Hasher};
 
-pub use op::{AttnMask, Op, RopeLayout};
+pub use op::{AttnMask, KvLayout, Op, RopeLayout};
 
 use crate::backend::{ParamDesc, ParamId};
 use crate::dtype::DType;
@@ -37,6 +37,14 @@ pub struct Graph {
     nodes: Vec<Node>,
     outputs: Vec<NodeId>,
     n_inputs: usize,
+}
+
+/// Attention's head geometry.
+#[derive(Clone, Copy)]
+struct Heads {
+    n_head: usize,
+    n_kv_head: usize,
+    head_dim: usize,
 }
 
 fn err(what: String) -> ForgeError {
@@ -218,11 +226,34 @@ impl Graph {
     /// Attention; `positions` is required for [`AttnMask::Causal`] and ignored otherwise.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(&mut self, q: NodeId, k: NodeId, v: NodeId, positions: Option<NodeId>, n_head: usize, n_kv_head: usize, head_dim: usize, mask: AttnMask) -> Result<NodeId> {
+        let heads = Heads { n_head, n_kv_head, head_dim };
+        self.attention_node(q, k, v, positions, heads, mask, KvLayout::Contiguous, None)
+    }
+
+    /// Causal attention over a paged KV pool (see [`KvLayout::Paged`]): `k` and `v` hold whole
+    /// blocks of `block_size` rows, `block_table [T, M]` names each query row's blocks in order.
+    #[allow(clippy::too_many_arguments)]
+    pub fn paged_attention(&mut self, q: NodeId, k: NodeId, v: NodeId, positions: NodeId, block_table: NodeId, n_head: usize, n_kv_head: usize, head_dim: usize, block_size: usize) -> Result<NodeId> {
+        let t = rows_cols(self.shape(q)).0;
+        let bt = self.shape(block_table).to_vec();
+        if self.dtype(block_table) != DType::U32 || bt.len() != 2 || bt[0] != t || bt[1] == 0 {
+            return Err(err(format!("paged attention: block table {bt:?} must be u32 [{t}, blocks per sequence]")));
+        }
+        if block_size == 0 || !rows_cols(self.shape(k)).0.is_multiple_of(block_size) {
+            return Err(err(format!("paged attention: {} key rows are not whole blocks of {block_size}", rows_cols(self.shape(k)).0)));
+        }
+        let heads = Heads { n_head, n_kv_head, head_dim };
+        self.attention_node(q, k, v, Some(positions), heads, AttnMask::Causal, KvLayout::Paged { block_size }, Some(block_table))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention_node(&mut self, q: NodeId, k: NodeId, v: NodeId, positions: Option<NodeId>, h: Heads, mask: AttnMask, kv: KvLayout, table: Option<NodeId>) -> Result<NodeId> {
+        let Heads { n_head, n_kv_head, head_dim } = h;
         for x in [q, k, v] {
             self.expect_f32("attention", x)?;
         }
         let (t, qc) = rows_cols(self.shape(q));
-        let (s, kc) = rows_cols(self.shape(k));
+        let kc = rows_cols(self.shape(k)).1;
         if n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) || qc != n_head * head_dim || kc != n_kv_head * head_dim || self.shape(k) != self.shape(v) {
             return Err(err(format!(
                 "attention: q {:?}, k {:?}, v {:?} do not fit {n_head} heads / {n_kv_head} kv heads of {head_dim}",
@@ -237,9 +268,9 @@ impl Graph {
             self.expect_ids("attention", p, t)?;
             inputs.push(p);
         }
-        let _ = s;
+        inputs.extend(table);
         let scale = 1.0 / (head_dim as f32).sqrt();
-        Ok(self.push(Op::Attention { n_head, n_kv_head, head_dim, scale, mask }, inputs, vec![t, qc], DType::F32))
+        Ok(self.push(Op::Attention { n_head, n_kv_head, head_dim, scale, mask, kv }, inputs, vec![t, qc], DType::F32))
     }
 
     pub fn scatter_rows(&mut self, dst: NodeId, src: NodeId, positions: NodeId) -> Result<NodeId> {

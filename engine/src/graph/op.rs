@@ -27,6 +27,18 @@ pub enum AttnMask {
     Causal,
 }
 
+/// Where the keys of a query's sequence sit in attention's `k` and `v`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KvLayout {
+    /// Key `j` is row `j`.
+    Contiguous,
+    /// Paged attention (Kwon et al., 2023): `k` and `v` are a pool of blocks of `block_size` rows
+    /// and each query row carries its sequence's block table, so key `j` of query `t` is row
+    /// `block_table[t, j / block_size] * block_size + j % block_size`. Sequences at different
+    /// positions share one batch and one pool; a sequence's blocks need not be adjacent.
+    Paged { block_size: usize },
+}
+
 /// One operation. Inputs are listed in the order the node's `inputs` holds them.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -50,8 +62,9 @@ pub enum Op {
     Rope { layout: RopeLayout, head_dim: usize, n_rot: usize, base: f32 },
     /// Scaled dot-product attention with grouped-query heads and an online softmax.
     /// Inputs: `q [T, n_head*head_dim]`, `k [S, n_kv_head*head_dim]`, `v [S, n_kv_head*head_dim]`,
-    /// and for `Causal`, `positions [T]` (u32) → `[T, n_head*head_dim]`.
-    Attention { n_head: usize, n_kv_head: usize, head_dim: usize, scale: f32, mask: AttnMask },
+    /// for `Causal` `positions [T]` (u32), and for `Paged` `block_table [T, M]` (u32)
+    /// → `[T, n_head*head_dim]`. `Paged` implies `Causal` (positions say how many keys there are).
+    Attention { n_head: usize, n_kv_head: usize, head_dim: usize, scale: f32, mask: AttnMask, kv: KvLayout },
     /// Writes `src` rows into a state param: `dst[positions[i], :] = src[i, :]`. Inputs: `dst` (a
     /// `State` param), `src [T, C]`, `positions [T]`. The node stands for `dst` after the write, so
     /// ops that read it afterwards take this node as input.

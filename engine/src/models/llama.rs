@@ -9,13 +9,15 @@
 //! logits = output(rms_norm(x))
 //! ```
 //!
-//! Prefill and decode are the same graph with a different token count. The KV cache is not the
-//! model's: the caller passes the state params to write keys and values into (`KvParams`).
+//! Prefill and decode are the same graph with a different token count, and a batch of sequences
+//! at different positions is the same graph again: every token carries its position, the cache
+//! row its key and value go to, and its sequence's block table (paged attention). The KV cache is
+//! not the model's: the caller passes the state params to write keys and values into (`KvParams`).
 
 use crate::backend::ParamTable;
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::graph::{AttnMask, Graph, NodeId};
+use crate::graph::{Graph, NodeId};
 use crate::model::ModelConfig;
 
 /// What a forward pass hands back.
@@ -29,11 +31,26 @@ pub enum Readout {
     LogitsAll,
 }
 
-/// The per-layer state params keys and values are written into, rows indexed by position.
+/// The per-layer state params keys and values are written into: pools of blocks of
+/// `block_size` rows.
 #[derive(Clone, Debug)]
 pub struct KvParams {
     pub k: Vec<String>,
     pub v: Vec<String>,
+    pub block_size: usize,
+}
+
+/// The shape of one forward pass (the graph is built once per shape).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BatchShape {
+    /// Tokens in the pass, over all sequences.
+    pub n_tokens: usize,
+    /// Columns of the block table: blocks one sequence may hold.
+    pub table_cols: usize,
+    /// Read out only these rows (input slot 4 names them), or every row.
+    pub out_rows: Option<usize>,
+    /// Return each read-out row's argmax instead of its logits.
+    pub argmax: bool,
 }
 
 /// Every weight the graph reads, with its row-major shape.
@@ -63,10 +80,11 @@ pub fn weight_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     w
 }
 
-/// The KV-cache params a session must create: one `[ctx, kv_dim]` f32 state per layer for K and V.
-pub fn kv_shapes(c: &ModelConfig, ctx: usize) -> (KvParams, Vec<(String, Vec<usize>, DType)>) {
-    let names = KvParams { k: (0..c.n_layer).map(|l| format!("cache.{l}.k")).collect(), v: (0..c.n_layer).map(|l| format!("cache.{l}.v")).collect() };
-    let shapes = names.k.iter().chain(&names.v).map(|n| (n.clone(), vec![ctx, c.kv_dim()], DType::F32)).collect();
+/// The KV-cache params a session must create: one `[n_blocks * block_size, kv_dim]` f32 state
+/// per layer for K and V.
+pub fn kv_shapes(c: &ModelConfig, n_blocks: usize, block_size: usize) -> (KvParams, Vec<(String, Vec<usize>, DType)>) {
+    let names = KvParams { k: (0..c.n_layer).map(|l| format!("cache.{l}.k")).collect(), v: (0..c.n_layer).map(|l| format!("cache.{l}.v")).collect(), block_size };
+    let shapes = names.k.iter().chain(&names.v).map(|n| (n.clone(), vec![n_blocks * block_size, c.kv_dim()], DType::F32)).collect();
     (names, shapes)
 }
 
@@ -75,6 +93,8 @@ struct Builder<'a> {
     c: &'a ModelConfig,
     p: &'a ParamTable,
     positions: NodeId,
+    slots: NodeId,
+    block_table: NodeId,
 }
 
 impl Builder<'_> {
@@ -110,9 +130,9 @@ impl Builder<'_> {
         let k = self.g.rope(k, self.positions, c.rope_layout, c.head_dim, c.rope_dim, c.rope_base)?;
         let k_cache = self.w(&kv.k[l])?;
         let v_cache = self.w(&kv.v[l])?;
-        let k_all = self.g.scatter_rows(k_cache, k, self.positions)?;
-        let v_all = self.g.scatter_rows(v_cache, v, self.positions)?;
-        let o = self.g.attention(q, k_all, v_all, Some(self.positions), c.n_head, c.n_kv_head, c.head_dim, AttnMask::Causal)?;
+        let k_all = self.g.scatter_rows(k_cache, k, self.slots)?;
+        let v_all = self.g.scatter_rows(v_cache, v, self.slots)?;
+        let o = self.g.paged_attention(q, k_all, v_all, self.positions, self.block_table, c.n_head, c.n_kv_head, c.head_dim, kv.block_size)?;
         self.linear(o, &format!("blk.{l}.attn_output.weight"), None)
     }
 
@@ -124,13 +144,19 @@ impl Builder<'_> {
     }
 }
 
-/// The forward pass over `n_tokens` tokens. Inputs: slot 0 token ids `[T]`, slot 1 positions `[T]`
-/// (each token's position in its sequence; keys and values are stored at those rows).
-pub fn forward(c: &ModelConfig, params: &ParamTable, kv: &KvParams, n_tokens: usize, readout: Readout) -> Result<Graph> {
+/// The forward pass. Inputs: slot 0 token ids `[T]`; slot 1 positions `[T]` (each token's
+/// position in its own sequence); slot 2 slots `[T]` (the cache row its key and value are written
+/// to); slot 3 block tables `[T, table_cols]` (its sequence's blocks); slot 4, with `out_rows`,
+/// the rows to read out `[R]`.
+pub fn forward(c: &ModelConfig, params: &ParamTable, kv: &KvParams, shape: BatchShape) -> Result<Graph> {
+    let n_tokens = shape.n_tokens;
     let mut g = Graph::new();
     let tokens = g.input(&[n_tokens], DType::U32);
     let positions = g.input(&[n_tokens], DType::U32);
-    let mut b = Builder { g, c, p: params, positions };
+    let slots = g.input(&[n_tokens], DType::U32);
+    let block_table = g.input(&[n_tokens, shape.table_cols], DType::U32);
+    let out_rows = shape.out_rows.map(|r| g.input(&[r], DType::U32));
+    let mut b = Builder { g, c, p: params, positions, slots, block_table };
 
     let embd = b.w("token_embd.weight")?;
     let mut x = b.g.get_rows(embd, tokens)?;
@@ -142,16 +168,13 @@ pub fn forward(c: &ModelConfig, params: &ParamTable, kv: &KvParams, n_tokens: us
         let h = b.mlp(l, h)?;
         x = b.g.add(x, h)?;
     }
-    if readout != Readout::LogitsAll {
-        x = b.g.slice_rows(x, n_tokens - 1, 1)?;
+    if let Some(rows) = out_rows {
+        x = b.g.get_rows(x, rows)?;
     }
     let x = b.norm(x, "output_norm.weight")?;
     let output = if c.tied_embeddings { "token_embd.weight" } else { "output.weight" };
     let logits = b.linear(x, output, None)?;
-    let out = match readout {
-        Readout::ArgmaxLast => b.g.argmax(logits)?,
-        _ => logits,
-    };
+    let out = if shape.argmax { b.g.argmax(logits)? } else { logits };
     b.g.output(out);
     Ok(b.g)
 }

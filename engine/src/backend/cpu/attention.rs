@@ -2,13 +2,22 @@
 //! with grouped-query heads (Ainslie et al., 2023): query head h reads kv head h / (n_head/n_kv_head).
 //!
 //! q: [T, n_head*D]; k, v: [S, n_kv_head*D]; positions: [T] for the causal mask, under which
-//! query t sees keys 0..=positions[t] (keys are stored by position). out: [T, n_head*D].
+//! query t sees keys 0..=positions[t]. out: [T, n_head*D]. Key j of query t is row j, or with a
+//! paged layout row `table[t, j / block_size] * block_size + j % block_size`.
 //! Each (query, head) pair is one task: its row of scores (at most S floats, never the whole
 //! [T, S] matrix), a softmax over it, then the weighted sum of value rows.
 
 use rayon::prelude::*;
 
 use crate::graph::AttnMask;
+
+/// A paged KV layout: each query row's block table (`cols` entries per row) and the block size.
+#[derive(Clone, Copy, Debug)]
+pub struct Paging<'a> {
+    pub table: &'a [u32],
+    pub cols: usize,
+    pub block_size: usize,
+}
 
 /// Dot product with eight independent partial sums, so the compiler can vectorise it (a single
 /// running f32 sum must be added in order).
@@ -25,18 +34,31 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask, out: &mut [f32]) {
-    let s_len = k.len() / (n_kv_head * d);
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, paging: Option<Paging>, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask, out: &mut [f32]) {
+    let rows = k.len() / (n_kv_head * d);
     let group = n_head / n_kv_head;
     out.par_chunks_mut(d).enumerate().for_each(|(idx, o)| {
         let (t, h) = (idx / n_head, idx % n_head);
         let kvh = h / group;
         let qh = &q[(t * n_head + h) * d..][..d];
-        let n_keys = match (mask, positions) {
-            (AttnMask::Causal, Some(p)) => (p[t] as usize + 1).min(s_len),
-            _ => s_len,
+        // Callers check the table (every entry names a block inside the pool); the clamps here
+        // only keep a bad one from reading outside the slices.
+        let (n_keys, row_of): (usize, Box<dyn Fn(usize) -> usize>) = match paging {
+            Some(pg) => {
+                let cap = pg.cols * pg.block_size;
+                let n = positions.map_or(cap, |p| (p[t] as usize + 1).min(cap));
+                let table = &pg.table[t * pg.cols..][..pg.cols];
+                (n, Box::new(move |j| (table[j / pg.block_size] as usize * pg.block_size + j % pg.block_size).min(rows - 1)))
+            }
+            None => {
+                let n = match (mask, positions) {
+                    (AttnMask::Causal, Some(p)) => (p[t] as usize + 1).min(rows),
+                    _ => rows,
+                };
+                (n, Box::new(|j| j))
+            }
         };
-        let at = |j: usize| (j * n_kv_head + kvh) * d;
+        let at = |j: usize| (row_of(j) * n_kv_head + kvh) * d;
         let mut scores: Vec<f32> = (0..n_keys).map(|j| dot(qh, &k[at(j)..][..d]) * scale).collect();
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
@@ -55,4 +77,34 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, n_h
             o.iter_mut().for_each(|x| *x *= inv);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::test_util::rand_vec;
+
+    /// Paged attention equals contiguous attention over the same keys gathered in order.
+    #[test]
+    fn paged_equals_gathered_contiguous() {
+        let (n_head, n_kv, d, bs, n_blocks) = (4usize, 2usize, 8usize, 4usize, 9usize);
+        let kv_dim = n_kv * d;
+        let (k, v) = (rand_vec(n_blocks * bs * kv_dim, 1), rand_vec(n_blocks * bs * kv_dim, 2));
+        let table = [7u32, 2, 8, 0];
+        let positions = [13u32, 9, 0];
+        let q = rand_vec(positions.len() * n_head * d, 3);
+        let table_rows: Vec<u32> = positions.iter().flat_map(|_| table).collect();
+        let mut paged = vec![0.0; q.len()];
+        let pg = Paging { table: &table_rows, cols: table.len(), block_size: bs };
+        attention(&q, &k, &v, Some(&positions), Some(pg), n_head, n_kv, d, 0.3, AttnMask::Causal, &mut paged);
+        let gather = |x: &[f32]| -> Vec<f32> { table.iter().flat_map(|&b| x[b as usize * bs * kv_dim..][..bs * kv_dim].to_vec()).collect() };
+        let mut contiguous = vec![0.0; q.len()];
+        attention(&q, &gather(&k), &gather(&v), Some(&positions), None, n_head, n_kv, d, 0.3, AttnMask::Causal, &mut contiguous);
+        assert_eq!(paged, contiguous);
+        // And the table matters: a different block order gives different outputs.
+        let other: Vec<u32> = positions.iter().flat_map(|_| [2u32, 7, 8, 0]).collect();
+        let mut shuffled = vec![0.0; q.len()];
+        attention(&q, &k, &v, Some(&positions), Some(Paging { table: &other, ..pg }), n_head, n_kv, d, 0.3, AttnMask::Causal, &mut shuffled);
+        assert_ne!(paged, shuffled);
+    }
 }

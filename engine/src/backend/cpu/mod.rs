@@ -10,7 +10,7 @@ mod matmul;
 mod rms_norm;
 mod rope;
 
-pub use attention::attention;
+pub use attention::{Paging, attention};
 pub use elementwise::{add, argmax, mul, silu_mul};
 pub use get_rows::get_rows;
 pub use matmul::matmul;
@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use super::{Backend, ParamDesc, ParamId, ParamKind, check_inputs, check_supported};
 use crate::dtype::DType;
 use crate::error::{ForgeError, Result};
-use crate::graph::{Graph, NodeId, Op, rows_cols};
+use crate::graph::{AttnMask, Graph, KvLayout, NodeId, Op, rows_cols};
 use crate::tensor::HostTensor;
 
 enum Param {
@@ -149,11 +149,15 @@ impl CpuBackend {
                 rope(&mut x, self.u32_of(values, a(1))?, *layout, *head_dim, *n_rot, *base);
                 Value::F32(x)
             }
-            Op::Attention { n_head, n_kv_head, head_dim, scale, mask } => {
+            Op::Attention { n_head, n_kv_head, head_dim, scale, mask, kv } => {
                 let (q, k, v) = (self.f32_of(values, graph, a(0))?, self.f32_of(values, graph, a(1))?, self.f32_of(values, graph, a(2))?);
-                let positions = if node.inputs.len() > 3 { Some(self.u32_of(values, a(3))?) } else { None };
+                let positions = if *mask == AttnMask::Causal { Some(self.u32_of(values, a(3))?) } else { None };
+                let paging = match kv {
+                    KvLayout::Contiguous => None,
+                    KvLayout::Paged { block_size } => Some(Paging { table: self.u32_of(values, a(4))?, cols: shape_of(4)[1], block_size: *block_size }),
+                };
                 let mut out = vec![0.0; n_out];
-                attention(&q, &k, &v, positions, *n_head, *n_kv_head, *head_dim, *scale, *mask, &mut out);
+                attention(&q, &k, &v, positions, paging, *n_head, *n_kv_head, *head_dim, *scale, *mask, &mut out);
                 Value::F32(out)
             }
             Op::ScatterRows => {

@@ -20,7 +20,7 @@ use super::{Param, driver_err, err};
 use crate::backend::ParamId;
 use crate::dtype::DType;
 use crate::error::{ForgeError, Result};
-use crate::graph::{AttnMask, Graph, Op, RopeLayout, rows_cols};
+use crate::graph::{AttnMask, Graph, KvLayout, Op, RopeLayout, rows_cols};
 use crate::tensor::HostTensor;
 
 /// The largest head the attention kernels take (attention_decode.cu's MAXD).
@@ -395,7 +395,7 @@ impl NodeCtx<'_> {
                 // n_rot = 0 rotates nothing: the kernel copies (its `e >= n_rot` branch).
                 self.push("rope", cfg((rows, 1, 1), 128)?, args);
             }
-            Op::Attention { n_head, n_kv_head, head_dim, scale, mask } => return self.attention(pool, *n_head, *n_kv_head, *head_dim, *scale, *mask),
+            Op::Attention { n_head, n_kv_head, head_dim, scale, mask, kv } => return self.attention(pool, *n_head, *n_kv_head, *head_dim, *scale, *mask, *kv),
             Op::ScatterRows => {
                 let (dst_rows, cols) = rows_cols(self.shape(0));
                 let (t, _) = rows_cols(self.shape(1));
@@ -415,7 +415,8 @@ impl NodeCtx<'_> {
         Ok(None)
     }
 
-    fn attention(&mut self, pool: &mut Pool, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask) -> Result<Option<usize>> {
+    #[allow(clippy::too_many_arguments)]
+    fn attention(&mut self, pool: &mut Pool, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask, kv: KvLayout) -> Result<Option<usize>> {
         if d > MAX_HEAD_DIM {
             return Err(err(format!("attention with head_dim {d} (at most {MAX_HEAD_DIM})")));
         }
@@ -437,7 +438,13 @@ impl NodeCtx<'_> {
             ]);
             Ok(())
         };
-        if t > 1 && d <= PREFILL_MAX_HEAD_DIM {
+        // The prefill kernel shares one key tile among 16 query rows, which a paged batch (rows
+        // of different sequences) does not allow; paged batches take the decode kernel.
+        let (block_size, table_cols, table) = match kv {
+            KvLayout::Contiguous => (0, 0, p[0]),
+            KvLayout::Paged { block_size } => (block_size, self.shape(4)[1], p[4]),
+        };
+        if t > 1 && d <= PREFILL_MAX_HEAD_DIM && kv == KvLayout::Contiguous {
             let mut args = vec![Arg::Ptr(p[0]), Arg::Ptr(p[1]), Arg::Ptr(p[2]), Arg::Ptr(positions), Arg::Ptr(self.out)];
             common(&mut args)?;
             self.push("attention_prefill", cfg((t.div_ceil(16), n_head, 1), 128)?, args);
@@ -452,6 +459,7 @@ impl NodeCtx<'_> {
         let mut args = vec![Arg::Ptr(p[0]), Arg::Ptr(p[1]), Arg::Ptr(p[2]), Arg::Ptr(positions), Arg::Ptr(part)];
         common(&mut args)?;
         args.push(Arg::I32(i32_of(keys_per_split, "keys per split")?));
+        args.extend([Arg::Ptr(table), Arg::I32(i32_of(block_size, "block size")?), Arg::I32(i32_of(table_cols, "table columns")?)]);
         self.push("attention_decode", cfg((n_head, t, n_split), 128)?, args);
         let args = vec![Arg::Ptr(part), Arg::Ptr(self.out), Arg::I32(i32_of(t, "t")?), Arg::I32(i32_of(n_head, "n_head")?), Arg::I32(i32_of(d, "head_dim")?), Arg::I32(i32_of(n_split, "splits")?)];
         self.push("attention_decode_combine", cfg((n_head, t, 1), 128)?, args);

@@ -3,18 +3,22 @@
 //! plan is reused at every position. Shader: attention_decode.wgsl (decode and prefill).
 
 use super::{Buf, Cx, KernelKey, Step, grid};
-use crate::graph::{AttnMask, Graph, Node, Op, rows_cols};
+use crate::graph::{AttnMask, Graph, KvLayout, Node, Op, rows_cols};
 
 pub(in super::super) fn build(cx: &Cx, g: &Graph, node: &Node, ins: &[Buf], out: Buf) -> Vec<Step> {
-    let Op::Attention { n_head, n_kv_head, head_dim, scale, mask } = node.op else { unreachable!("attention::build called for {}", node.op.name()) };
+    let Op::Attention { n_head, n_kv_head, head_dim, scale, mask, kv } = node.op else { unreachable!("attention::build called for {}", node.op.name()) };
     let (t, _) = rows_cols(&node.shape);
     let (s, _) = rows_cols(&g.node(node.inputs[1]).shape);
     let causal = mask == AttnMask::Causal;
     let positions = if causal { ins[3] } else { Buf::Dummy };
+    let (block_size, table_cols, table) = match kv {
+        KvLayout::Contiguous => (0, 0, Buf::Dummy),
+        KvLayout::Paged { block_size } => (block_size, g.node(node.inputs[4]).shape[1], ins[4]),
+    };
     vec![Step {
         kernel: KernelKey::new("attention_decode", "main", &[("WG", 64)]),
-        uniforms: vec![t as u32, s as u32, n_head as u32, n_kv_head as u32, head_dim as u32, causal as u32, scale.to_bits()],
-        binds: vec![(1, ins[0]), (2, ins[1]), (3, ins[2]), (4, positions), (5, out)],
+        uniforms: vec![t as u32, s as u32, n_head as u32, n_kv_head as u32, head_dim as u32, causal as u32, scale.to_bits(), block_size as u32, table_cols as u32],
+        binds: vec![(1, ins[0]), (2, ins[1]), (3, ins[2]), (4, positions), (5, out), (6, table)],
         groups: grid(t * n_head, cx.max_groups),
     }]
 }
@@ -56,5 +60,35 @@ mod tests {
                 gpu.check(&format!("attention {mask:?} t {t} s {s} heads {n_head}/{n_kv} hd {hd}"), &g, &inputs, 1e-5);
             }
         }
+    }
+
+    /// Three sequences of different lengths in one batch over a shuffled pool of blocks of 16,
+    /// one of them mid-prefill (several rows of the same sequence).
+    #[test]
+    fn wgpu_paged_attention_matches_cpu() {
+        let Some(mut gpu) = Gpu1::new() else { return };
+        let (n_head, n_kv, hd, bs, n_blocks, cols) = (6usize, 2usize, 64usize, 16usize, 23usize, 7usize);
+        let s = n_blocks * bs;
+        // (sequence, position) per query row.
+        let rows: [(usize, u32); 5] = [(0, 100), (1, 3), (2, 40), (2, 41), (2, 42)];
+        let tables: [Vec<u32>; 3] = [vec![5, 17, 2, 9, 11, 20, 13], vec![22, 0, 0, 0, 0, 0, 0], vec![1, 14, 8, 0, 0, 0, 0]];
+        let t = rows.len();
+        let mut g = Graph::new();
+        let q = g.input(&[t, n_head * hd], DType::F32);
+        let k = g.input(&[s, n_kv * hd], DType::F32);
+        let v = g.input(&[s, n_kv * hd], DType::F32);
+        let pos = g.input(&[t], DType::U32);
+        let table = g.input(&[t, cols], DType::U32);
+        let o = g.paged_attention(q, k, v, pos, table, n_head, n_kv, hd, bs).unwrap();
+        g.output(o);
+        let table_rows: Vec<u32> = rows.iter().flat_map(|&(sq, _)| tables[sq].clone()).collect();
+        let inputs = vec![
+            HostTensor::from_f32(vec![t, n_head * hd], &rand_vec(t * n_head * hd, 21)).unwrap(),
+            HostTensor::from_f32(vec![s, n_kv * hd], &rand_vec(s * n_kv * hd, 22)).unwrap(),
+            HostTensor::from_f32(vec![s, n_kv * hd], &rand_vec(s * n_kv * hd, 23)).unwrap(),
+            HostTensor::from_u32(vec![t], &rows.map(|r| r.1)).unwrap(),
+            HostTensor::from_u32(vec![t, cols], &table_rows).unwrap(),
+        ];
+        gpu.check("paged attention", &g, &inputs, 1e-5);
     }
 }
