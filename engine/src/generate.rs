@@ -139,19 +139,19 @@ pub async fn generate_async(session: &mut Session, tok: &Tokenizer, prompt: &[u3
 }
 
 /// Streams text while holding back anything that may be the start of a stop string.
-struct StopFilter<'a> {
-    stops: &'a [String],
-    text: String,
+pub(crate) struct StopFilter {
+    stops: Vec<String>,
+    pub(crate) text: String,
     emitted: usize,
 }
 
-impl<'a> StopFilter<'a> {
-    fn new(stops: &'a [String]) -> Self {
-        StopFilter { stops, text: String::new(), emitted: 0 }
+impl StopFilter {
+    pub(crate) fn new(stops: &[String]) -> Self {
+        StopFilter { stops: stops.to_vec(), text: String::new(), emitted: 0 }
     }
 
     /// Adds a piece; returns true when a stop string has appeared (the text is cut before it).
-    fn push(&mut self, piece: &str, on_text: &mut dyn FnMut(&str)) -> bool {
+    pub(crate) fn push(&mut self, piece: &str, on_text: &mut dyn FnMut(&str)) -> bool {
         self.text.push_str(piece);
         let search_from = self.emitted.saturating_sub(self.stops.iter().map(|s| s.len()).max().unwrap_or(0));
         let search_from = (0..=search_from).rev().find(|&i| self.text.is_char_boundary(i)).unwrap_or(0);
@@ -170,7 +170,7 @@ impl<'a> StopFilter<'a> {
         false
     }
 
-    fn flush(&mut self, on_text: &mut dyn FnMut(&str)) {
+    pub(crate) fn flush(&mut self, on_text: &mut dyn FnMut(&str)) {
         if self.text.len() > self.emitted {
             on_text(&self.text[self.emitted..]);
             self.emitted = self.text.len();

@@ -21,13 +21,17 @@ pub struct SamplerConfig {
     pub repeat_penalty: f32,
     /// How many recent tokens the penalty looks at.
     pub repeat_last_n: usize,
+    /// Subtracted from the logit of every token already generated (OpenAI's `presence_penalty`).
+    pub presence_penalty: f32,
+    /// Subtracted once per earlier occurrence of a generated token (`frequency_penalty`).
+    pub frequency_penalty: f32,
     pub seed: u64,
 }
 
 impl Default for SamplerConfig {
     /// llama.cpp's defaults.
     fn default() -> Self {
-        SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0 }
+        SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.0, repeat_last_n: 64, presence_penalty: 0.0, frequency_penalty: 0.0, seed: 0 }
     }
 }
 
@@ -37,7 +41,7 @@ impl SamplerConfig {
     }
 
     pub fn is_greedy(&self) -> bool {
-        self.temperature <= 0.0 && self.repeat_penalty == 1.0
+        self.temperature <= 0.0 && self.repeat_penalty == 1.0 && self.presence_penalty == 0.0 && self.frequency_penalty == 0.0
     }
 }
 
@@ -85,10 +89,17 @@ impl Sampler {
         (self.rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32
     }
 
-    /// Picks the next token. `history` is the sequence so far (for the repetition penalty).
+    /// Picks the next token. `history` is the sequence so far (for the penalties).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
-        let c = &self.cfg;
         let mut logits = logits.to_vec();
+        self.penalize(&mut logits, history, history);
+        self.choose(&logits)
+    }
+
+    /// Applies the repetition penalty over the last `repeat_last_n` ids of `history`, and the
+    /// presence and frequency penalties over `generated` (OpenAI counts only generated text).
+    pub fn penalize(&self, logits: &mut [f32], history: &[u32], generated: &[u32]) {
+        let c = &self.cfg;
         if c.repeat_penalty != 1.0 {
             let start = history.len().saturating_sub(c.repeat_last_n);
             let mut seen = std::collections::HashSet::new();
@@ -98,11 +109,27 @@ impl Sampler {
                 }
             }
         }
+        if c.presence_penalty != 0.0 || c.frequency_penalty != 0.0 {
+            let mut counts = std::collections::HashMap::new();
+            for &id in generated {
+                *counts.entry(id).or_insert(0u32) += 1;
+            }
+            for (id, n) in counts {
+                if let Some(l) = logits.get_mut(id as usize) {
+                    *l -= c.presence_penalty + c.frequency_penalty * n as f32;
+                }
+            }
+        }
+    }
+
+    /// Picks a token from logits that are already penalized (and masked).
+    pub fn choose(&mut self, logits: &[f32]) -> u32 {
+        let c = &self.cfg;
         if c.temperature <= 0.0 {
-            return argmax(&logits);
+            return argmax(logits);
         }
         let k = if c.top_k == 0 { logits.len() } else { c.top_k };
-        let mut cand = top_k(&logits, k);
+        let mut cand = top_k(logits, k);
         // Softmax over the candidates (largest first).
         let max = cand[0].1;
         let mut probs: Vec<f32> = cand.iter().map(|&(_, l)| (l - max).exp()).collect();
@@ -132,7 +159,8 @@ impl Sampler {
             }
             r -= w;
         }
-        cand.last().map_or(0, |&(id, _)| id)
+        // Rounding left r past the end: the most likely candidate (never a masked-out one).
+        cand[0].0
     }
 }
 

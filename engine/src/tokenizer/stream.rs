@@ -6,25 +6,28 @@
 //!
 //! Unlike [`Tokenizer::decode`], no prefix space is dropped: a stream continues a prompt.
 
+use std::borrow::Borrow;
+
 use super::Tokenizer;
 use crate::error::Result;
 
-/// Incremental detokenizer for streaming: push ids, get back only complete UTF-8 text.
+/// Incremental detokenizer for streaming: push ids, get back only complete UTF-8 text. `T` is
+/// `&Tokenizer`, or an `Arc<Tokenizer>` where the stream outlives a borrow (a server's sequence).
 #[derive(Debug)]
-pub struct TokenStream<'a> {
-    tok: &'a Tokenizer,
+pub struct TokenStream<T: Borrow<Tokenizer>> {
+    tok: T,
     /// Bytes not yet returned: at most an incomplete UTF-8 character.
     pending: Vec<u8>,
 }
 
-impl<'a> TokenStream<'a> {
-    pub fn new(tok: &'a Tokenizer) -> Self {
+impl<T: Borrow<Tokenizer>> TokenStream<T> {
+    pub fn new(tok: T) -> Self {
         TokenStream { tok, pending: Vec::new() }
     }
 
     /// The text `id` completes: possibly empty (a partial character, or a control token).
     pub fn push(&mut self, id: u32) -> Result<String> {
-        self.pending.extend_from_slice(self.tok.render(id)?);
+        self.pending.extend_from_slice(self.tok.borrow().render(id)?);
         Ok(self.take_complete())
     }
 
