@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the code map.
 
 pub mod backend;
+pub mod batching;
 pub mod constrain;
 pub mod devices;
 pub mod dtype;
