@@ -18,7 +18,8 @@
 //   (2-D grid, index = y * num_workgroups.x + x); TPR invocations share RPI rows, each striding
 //   over their 8-weight units (every activation load serving RPI rows), then a shared-memory tree
 //   sums them (no subgroup operations; skipped when TPR = 1).
-// - `matvec_blocks`: the same product for CPU adapters, whole blocks per step (see below).
+// - `matvec_blocks`: the same product for CPU adapters, whole blocks per step, for any number of
+//   tokens, NT at a time (see below).
 // - `matmul`: y[t, col0 + r] = Σ_k x[t, k]·w[r, k] for T > 1 (prefill), tiled: a workgroup of 64
 //   computes a 32 (tokens) × 32 (weight rows) tile, each invocation a 4 × 4 block of it, staging
 //   32-wide slices of K of both operands in shared memory (weights dequantized once per tile).
@@ -151,33 +152,46 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 
 // `matvec_blocks` (CPU adapters such as lavapipe, which run each workgroup on one thread, 8
 // invocations per SIMD vector, and turn every storage load into a loop over the 8 lanes): one
-// invocation per RPI rows, walking whole blocks so that each load serves as much as it can: the
-// block's 32 activations (8 vec4) are loaded once for RPI rows, and each row's block is read as
-// aligned words (the block's bytes, from the word holding its first byte: 5 words for Q4_0 and
-// Q4_1, 9 for Q8_0; for a block starting mid-word its halves are realigned with selects, not
-// branches). Per block it forms llama.cpp's sums d·Σq·x (+ m·Σx for Q4_1, − 8·d·Σx for Q4_0).
-// Dispatch: ceil(n / (WG · RPI)) workgroups of WG (2-D grid). No shared memory, no barrier.
+// invocation per RPI rows and NT tokens, walking whole blocks so that each load serves as much as
+// it can: each row's block is read once as aligned words (the block's bytes, from the word
+// holding its first byte: 5 words for Q4_0 and Q4_1, 9 for Q8_0; for a block starting mid-word
+// its halves are realigned with selects, not branches) and decoded once for NT tokens, and each
+// token's 32 activations (8 vec4) are loaded once for RPI rows. Per block and token it forms
+// llama.cpp's sums d·Σq·x (+ m·Σx for Q4_1, − 8·d·Σx for Q4_0). NT > 1 serves a batch of decoding
+// sequences (and prefill) with one pass over the weights per NT tokens.
+// Dispatch: (ceil(n / (WG · RPI)) workgroups of WG on a 2-D grid, ceil(t / NT) on z). No shared
+// memory, no barrier. RPI · NT ≤ 64.
 const MAX_WORDS: u32 = 9u;
+const MAX_NT: u32 = 8u;
+override NT: u32 = 1u;
 
 @compute @workgroup_size(WG)
 fn matvec_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let r0 = ((wid.y * nwg.x + wid.x) * WG + lid) * RPI;
-    var acc: array<f32, MAX_RPI>;
-    for (var j = 0u; j < RPI; j++) {
-        acc[j] = 0.0;
+    let t0 = wid.z * NT;
+    let nt = min(NT, p.t - t0);
+    var acc: array<f32, 64>;
+    for (var i = 0u; i < 64u; i++) {
+        acc[i] = 0.0;
     }
     let nb = p.k / 32u;
+    let row_vec4 = p.k / 4u;
     let bb = select(select(18u, 20u, FORMAT == 1u), 34u, FORMAT == 2u);
     let nw = select(5u, 9u, FORMAT == 2u);
-    var xs: array<vec4<f32>, 8>;
+    var xs: array<vec4<f32>, 64>; // [NT][8]
+    var sxs: array<f32, MAX_NT>;
+    var wv: array<vec4<f32>, 8>;
     var wd: array<u32, MAX_WORDS>;
     for (var b = 0u; b < nb; b++) {
-        var sx = vec4<f32>(0.0);
-        for (var i = 0u; i < 8u; i++) {
-            xs[i] = x[8u * b + i];
-            sx += xs[i];
+        for (var tt = 0u; tt < nt; tt++) {
+            var sx = vec4<f32>(0.0);
+            for (var i = 0u; i < 8u; i++) {
+                let v = x[(t0 + tt) * row_vec4 + 8u * b + i];
+                xs[tt * 8u + i] = v;
+                sx += v;
+            }
+            sxs[tt] = sx.x + sx.y + sx.z + sx.w;
         }
-        let sxs = sx.x + sx.y + sx.z + sx.w;
         for (var j = 0u; j < RPI; j++) {
             let off = min(r0 + j, p.n - 1u) * p.row_bytes + b * bb;
             let w0 = off >> 2u;
@@ -186,17 +200,14 @@ fn matvec_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             }
             // `mid`: the block starts at byte 2 of word w0 (blocks start at even bytes).
             let mid = (off & 2u) != 0u;
-            var s = vec4<f32>(0.0);
             var d: f32;
+            var m = 0.0;
             if (FORMAT == 2u) {
                 d = unpack2x16float(select(wd[0], wd[0] >> 16u, mid)).x;
                 for (var i = 0u; i < 8u; i++) {
-                    let qw = select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], mid);
-                    s += sbytes(qw) * xs[i];
+                    wv[i] = sbytes(select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], mid));
                 }
-                acc[j] += d * (s.x + s.y + s.z + s.w);
             } else {
-                var m = 0.0;
                 if (FORMAT == 1u) {
                     let dm = unpack2x16float(wd[0]);
                     d = dm.x;
@@ -211,20 +222,33 @@ fn matvec_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
                     } else {
                         qw = select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], mid);
                     }
-                    s += nibbles(qw, 0u) * xs[i] + nibbles(qw, 4u) * xs[i + 4u];
+                    wv[i] = nibbles(qw, 0u);
+                    wv[i + 4u] = nibbles(qw, 4u);
+                }
+            }
+            for (var tt = 0u; tt < nt; tt++) {
+                var s = vec4<f32>(0.0);
+                for (var i = 0u; i < 8u; i++) {
+                    s += wv[i] * xs[tt * 8u + i];
                 }
                 let sq = s.x + s.y + s.z + s.w;
-                if (FORMAT == 1u) {
-                    acc[j] += d * sq + m * sxs;
+                var v: f32;
+                if (FORMAT == 2u) {
+                    v = d * sq;
+                } else if (FORMAT == 1u) {
+                    v = d * sq + m * sxs[tt];
                 } else {
-                    acc[j] += d * (sq - 8.0 * sxs);
+                    v = d * (sq - 8.0 * sxs[tt]);
                 }
+                acc[j * NT + tt] += v;
             }
         }
     }
-    for (var j = 0u; j < RPI; j++) {
-        if (r0 + j < p.n) {
-            y[p.col0 + r0 + j] = acc[j];
+    for (var tt = 0u; tt < nt; tt++) {
+        for (var j = 0u; j < RPI; j++) {
+            if (r0 + j < p.n) {
+                y[(t0 + tt) * p.out_stride + p.col0 + r0 + j] = acc[j * NT + tt];
+            }
         }
     }
 }

@@ -4,8 +4,9 @@
 //! adapter): on GPUs `matvec`, 16 invocations per row striding over 8-weight units and a
 //! shared-memory tree; on CPU adapters (lavapipe) `matvec_blocks` for Q4_0/Q4_1/Q8_0 (one
 //! invocation per 8 rows walking whole blocks: each activation load serves 8 rows, each block is
-//! read as aligned words) and `matvec` with one invocation per 8 rows for the other formats. With more
-//! rows (prefill) it runs `matmul`, 32 × 32 output tiles with both operands staged in shared
+//! read as aligned words and decoded once for up to 8 tokens, so CPU adapters use it for every
+//! token count: a batch of decoding sequences and prefill alike) and `matvec` with one invocation
+//! per 8 rows for the other formats. With more rows (prefill) other formats and GPUs run `matmul`, 32 × 32 output tiles with both operands staged in shared
 //! memory, so each weight is dequantized once per 32 tokens. GetRows runs `get_rows`, one
 //! invocation per 8 output elements. A weight split into pages (larger than one storage binding)
 //! takes one dispatch per page, each writing its own range of output columns (MatMul) or the
@@ -17,6 +18,8 @@ use super::{Buf, Cx, KernelKey, Matrix, Step, grid};
 use crate::dtype::DType;
 
 const TILE: usize = 32;
+/// Tokens one `matvec_blocks` invocation serves (its shader's MAX_NT; RPI · NT ≤ 64).
+const MAX_NT: usize = 8;
 /// Workgroups `matvec_blocks` aims for at least (a few per CPU thread).
 const MIN_GROUPS: usize = 8;
 
@@ -45,15 +48,17 @@ pub(in super::super) fn matmul(cx: &Cx, w: &Matrix, t: usize, x: Buf, out: Buf) 
         .map(|&(buf, row0, rows)| {
             let uniforms = vec![w.cols as u32, rows as u32, t as u32, w.row_bytes as u32, n_total as u32, row0 as u32];
             let binds = vec![(1, buf), (2, x), (3, out)];
-            if t == 1 && cx.matvec.blocks && file == "matmul_q32" {
+            if cx.matvec.blocks && file == "matmul_q32" {
                 let m = cx.matvec;
+                let nt = t.min(MAX_NT);
                 // Smaller workgroups for short matrices, so that every CPU thread gets some.
                 let mut wg = m.wg;
-                while wg > 8 && rows.div_ceil((wg * m.rpi) as usize) < MIN_GROUPS {
+                while wg > 8 && rows.div_ceil((wg * m.rpi) as usize) * t.div_ceil(nt) < MIN_GROUPS {
                     wg /= 2;
                 }
-                let kernel = KernelKey::new(file, "matvec_blocks", &[("FORMAT", format), ("WG", wg), ("RPI", m.rpi)]);
-                Step { kernel, uniforms, binds, groups: grid(rows.div_ceil((wg * m.rpi) as usize), cx.max_groups) }
+                let kernel = KernelKey::new(file, "matvec_blocks", &[("FORMAT", format), ("WG", wg), ("RPI", m.rpi), ("NT", nt as u32)]);
+                let [gx, gy, _] = grid(rows.div_ceil((wg * m.rpi) as usize), cx.max_groups);
+                Step { kernel, uniforms, binds, groups: [gx, gy, t.div_ceil(nt) as u32] }
             } else if t == 1 {
                 let m = cx.matvec;
                 let kernel = KernelKey::new(file, "matvec", &[("FORMAT", format), ("WG", m.wg), ("TPR", m.tpr), ("RPI", m.rpi)]);

@@ -71,7 +71,7 @@ fn run(gpu: &mut Gpu1, page_bytes: Option<u64>) {
         if page_bytes.is_some() {
             assert!(gpu.wgpu.param_pages(id) > 1, "{dtype}: the weight was not split");
         }
-        for t in [1usize, 19, 40] {
+        for t in [1usize, 3, 19, 40] {
             let x = rand_vec(t * k, 7 + t as u64);
             let mut g = Graph::new();
             let xi = g.input(&[t, k], DType::F32);
