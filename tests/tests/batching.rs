@@ -295,3 +295,36 @@ fn a_device_fault_fails_the_batch_not_the_engine_until_it_persists() {
     assert!(stopped, "the engine should give up on a device that keeps failing");
     assert!(matches!(engine.submit(req(), Box::new(|_| true)), Err(forge_engine::batching::SubmitError::Stopped(_))));
 }
+
+#[test]
+fn a_shared_prefix_is_computed_once_and_gives_the_same_tokens() {
+    let (_t, model) = tiny();
+    let engine = start(model, Box::new(CpuBackend::try_new().unwrap()), EngineConfig { max_seqs: 2, ctx: 128, max_queue: 4, prefill_chunk: 32 });
+    let greedy = SamplerConfig { temperature: 0.0, ..SamplerConfig::default() };
+    let system: Vec<u32> = (0..40).map(|i| (i * 7 % 200) as u32 + 3).collect();
+    let with = |tail: &[u32]| Request { prompt: [system.as_slice(), tail].concat(), max_tokens: 6, sampling: greedy.clone(), stop: vec![], logprobs: None, grammar: None };
+    let run = |req: Request| {
+        let (tx, rx) = mpsc::channel();
+        engine.submit(req, Box::new(move |e| tx.send(e).is_ok())).unwrap();
+        let mut ids = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)).unwrap() {
+                Event::Delta { tokens, .. } => ids.extend(tokens),
+                Event::Done { usage, .. } => return (ids, usage.cached_prompt_tokens),
+                Event::Error { message } => panic!("{message}"),
+            }
+        }
+    };
+    let (first, cached) = run(with(&[9, 9, 9]));
+    assert_eq!(cached, 0, "nothing is cached before the first request");
+    let (again, cached) = run(with(&[9, 9, 9]));
+    assert_eq!(cached, 32, "the two full blocks of the shared 43-token prompt come from the cache");
+    assert_eq!(again, first, "cached keys and values give the same tokens");
+    let (_, cached) = run(with(&[1, 2]));
+    assert_eq!(cached, 32, "a different tail after the same system prompt reuses its blocks");
+    // The prefix cache must not be mistaken for a different prompt of the same length.
+    let other: Vec<u32> = (0..43).map(|i| (i * 11 % 200) as u32 + 3).collect();
+    let (_, cached) = run(Request { prompt: other, max_tokens: 6, sampling: greedy.clone(), stop: vec![], logprobs: None, grammar: None });
+    assert_eq!(cached, 0);
+    wait_for_free_blocks(&engine);
+}

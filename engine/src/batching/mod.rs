@@ -9,6 +9,10 @@
 //! Requests join and leave the batch at every step; a sequence's blocks return to the pool the
 //! moment it ends or its sink reports that the client has gone.
 //!
+//! Full blocks of prompt are kept after their sequence ends, keyed by the hash of the tokens up
+//! to their end, so a prompt sharing a prefix with an earlier one (a system prompt, a chat's
+//! history) starts after it (`pool.rs`).
+//!
 //! The engine does no network I/O: a server (`forge serve`) turns HTTP requests into
 //! [`Request`]s and [`Event`]s into responses. Admission reserves a sequence's blocks for its
 //! whole prompt plus `max_tokens` up front, so a running sequence never waits for memory and
@@ -88,6 +92,9 @@ pub struct TokenLogprob {
 pub struct Usage {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
+    /// Prompt tokens whose keys and values came from the prefix cache (OpenAI's
+    /// `prompt_tokens_details.cached_tokens`).
+    pub cached_prompt_tokens: usize,
 }
 
 /// What a sequence's sink receives, in order: any number of `Delta`s, then one `Done` or `Error`.
@@ -128,6 +135,8 @@ pub struct EngineStats {
     /// Batched forward passes run so far.
     pub steps: u64,
     pub prompt_tokens: u64,
+    /// Prompt tokens served from the prefix cache instead of computed.
+    pub cached_prompt_tokens: u64,
     pub generated_tokens: u64,
     /// Set once the engine thread has died (a bug or an unrecoverable device failure).
     pub failed: Option<String>,

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, PoisonError};
 
-use super::pool::{BlockPool, SCRATCH_BLOCK};
+use super::pool::{BlockPool, SCRATCH_BLOCK, block_hash};
 use super::{Command, EngineConfig, EngineStats, Event, Request, Shared, Sink, TokenLogprob, Usage};
 use crate::constrain::Matcher;
 use crate::error::{ForgeError, Result};
@@ -65,6 +65,11 @@ struct Seq {
     ids: Vec<u32>,
     /// Ids whose keys and values are in the cache.
     cached: usize,
+    /// Prompt tokens that came from the prefix cache.
+    reused: usize,
+    /// Prefix hashes of the prompt's full blocks, and how many of them are registered.
+    hashes: Vec<u64>,
+    registered: usize,
     generated: Vec<u32>,
     sampler: Sampler,
     matcher: Option<Matcher>,
@@ -130,15 +135,33 @@ impl Scheduler {
     }
 
     /// Moves waiting requests into the batch, first come first served: one that does not fit
-    /// yet blocks those behind it, so a long request is never starved by short ones.
+    /// yet blocks those behind it, so a long request is never starved by short ones. A prompt
+    /// whose leading blocks are cached starts after them.
     fn admit(&mut self) -> usize {
         let mut admitted = 0;
         while self.running.len() < self.cfg.max_seqs {
             let Some(w) = self.waiting.front() else { break };
-            let need = (w.req.prompt.len() + w.req.max_tokens).div_ceil(BLOCK_SIZE);
-            let Some(blocks) = self.pool.alloc(need) else { break };
+            let prompt = &w.req.prompt;
+            let need = (prompt.len() + w.req.max_tokens).div_ceil(BLOCK_SIZE);
+            let mut hashes = Vec::with_capacity(prompt.len() / BLOCK_SIZE);
+            for block in prompt.chunks_exact(BLOCK_SIZE) {
+                hashes.push(block_hash(hashes.last().copied().unwrap_or(0), block));
+            }
+            // Blocks wholly before the last prompt token may come from the cache; that token
+            // always runs, since its logits give the first generated token.
+            let reusable = (prompt.len() - 1) / BLOCK_SIZE;
+            let mut blocks: Vec<u32> = hashes[..reusable].iter().map_while(|&h| self.pool.lookup(h)).collect();
+            let reused = blocks.len();
+            match self.pool.alloc(need - reused) {
+                Some(fresh) => blocks.extend(fresh),
+                None => {
+                    self.pool.release(blocks);
+                    break;
+                }
+            }
             let w = self.waiting.pop_front().expect("front exists");
             admitted += 1;
+            self.stats.cached_prompt_tokens += (reused * BLOCK_SIZE) as u64;
             let matcher = w.req.grammar.as_ref().map(|g| g.matcher());
             self.running.push(Seq {
                 ids: w.req.prompt.clone(),
@@ -146,7 +169,10 @@ impl Scheduler {
                 stream: TokenStream::new(self.tok.clone()),
                 stop: StopFilter::new(&w.req.stop),
                 generated: Vec::new(),
-                cached: 0,
+                cached: reused * BLOCK_SIZE,
+                reused: reused * BLOCK_SIZE,
+                registered: reused,
+                hashes,
                 matcher,
                 blocks,
                 sink: w.sink,
@@ -179,7 +205,13 @@ impl Scheduler {
         let mut row = 0;
         let mut done = Vec::new();
         for p in &parts {
-            self.running[p.seq].cached += p.tokens;
+            let s = &mut self.running[p.seq];
+            s.cached += p.tokens;
+            // Full prompt blocks are now in the cache: later prompts may share them.
+            while s.registered < s.hashes.len() && (s.registered + 1) * BLOCK_SIZE <= s.cached {
+                self.pool.register(s.blocks[s.registered], s.hashes[s.registered]);
+                s.registered += 1;
+            }
             if !p.read_out {
                 continue;
             }
@@ -307,7 +339,7 @@ impl Scheduler {
                     (s.sink)(Event::Delta { text, tokens: Vec::new(), logprobs: Vec::new() });
                 }
             }
-            let usage = Usage { prompt_tokens: s.req.prompt.len(), completion_tokens: s.generated.len() };
+            let usage = Usage { prompt_tokens: s.req.prompt.len(), completion_tokens: s.generated.len(), cached_prompt_tokens: s.reused };
             (s.sink)(Event::Done { finish, usage });
             self.pool.release(std::mem::take(&mut s.blocks));
         }
