@@ -1,0 +1,158 @@
+//! Response bodies and stream chunks, in OpenAI's shapes.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub total_tokens: usize,
+}
+
+impl Usage {
+    pub fn new(prompt_tokens: usize, completion_tokens: usize) -> Usage {
+        Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens }
+    }
+}
+
+/// A log-probability as JSON can carry it: a token the grammar ruled out has -inf, which JSON
+/// has no number for; OpenAI reports such tokens as -9999.
+pub fn finite_logprob(x: f32) -> f32 {
+    if x.is_finite() { x } else { -9999.0 }
+}
+
+/// One token as the chat API describes it: its text and its bytes (a token may end inside a
+/// UTF-8 character, which `token` cannot show but `bytes` can).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// `choices[].logprobs` of the chat API.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ChatLogprobs {
+    pub content: Vec<TokenLogprob>,
+}
+
+/// `choices[].logprobs` of the legacy completions API: parallel arrays, offsets into the text.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LegacyLogprobs {
+    pub tokens: Vec<String>,
+    pub token_logprobs: Vec<f32>,
+    pub top_logprobs: Vec<BTreeMap<String, f32>>,
+    pub text_offset: Vec<usize>,
+}
+
+impl LegacyLogprobs {
+    /// Appends tokens given in the chat API's form; `offset` is where the first one's text starts.
+    pub fn extend(&mut self, tokens: &[TokenLogprob], mut offset: usize) {
+        for t in tokens {
+            self.tokens.push(t.token.clone());
+            self.token_logprobs.push(t.logprob);
+            self.top_logprobs.push(t.top_logprobs.iter().map(|a| (a.token.clone(), a.logprob)).collect());
+            self.text_offset.push(offset);
+            offset += t.token.len();
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AssistantMessage {
+    pub role: &'static str,
+    pub content: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChatChoice {
+    pub index: usize,
+    pub message: AssistantMessage,
+    pub logprobs: Option<ChatLogprobs>,
+    pub finish_reason: &'static str,
+}
+
+/// The body of a non-streamed `/v1/chat/completions`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChatCompletion {
+    pub id: String,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChatChoice>,
+    pub usage: Usage,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Delta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChunkChoice {
+    pub index: usize,
+    pub delta: Delta,
+    pub logprobs: Option<ChatLogprobs>,
+    pub finish_reason: Option<&'static str>,
+}
+
+/// One `data:` event of a streamed `/v1/chat/completions`. The usage chunk that ends a stream
+/// with `include_usage` has no choices.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChatChunk<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: Vec<ChunkChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CompletionChoice {
+    pub index: usize,
+    pub text: String,
+    pub logprobs: Option<LegacyLogprobs>,
+    pub finish_reason: Option<&'static str>,
+}
+
+/// The body of a non-streamed `/v1/completions`, and (without usage, `finish_reason` null until
+/// the last) each `data:` event of a streamed one.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Completion<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: Vec<CompletionChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelCard {
+    pub id: String,
+    pub object: &'static str,
+    pub created: u64,
+    pub owned_by: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelList {
+    pub object: &'static str,
+    pub data: Vec<ModelCard>,
+}
