@@ -8,6 +8,7 @@ mod doctor;
 mod perplexity;
 mod pull;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Perplexity of a model over a text file (llama.cpp's convention: score the second half of each chunk).
     Perplexity(perplexity::PerplexityArgs),
+    /// Serve an OpenAI-compatible HTTP API (chat and text completions, streaming, structured output) with continuous batching.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Doctor(a) => doctor::doctor(a),
         Command::Bench(a) => bench::bench(a),
         Command::Perplexity(a) => perplexity::perplexity(a),
+        Command::Serve(a) => serve::serve(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

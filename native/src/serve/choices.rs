@@ -1,0 +1,227 @@
+//! A request's choices in the engine: one engine request per choice, all sending their events
+//! into one channel; following those events for the metrics and the request's log line; and, for
+//! a request that is not streamed, collecting them into whole choices.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use forge::serve_api::ApiError;
+use forge::serve_api::response::{TokenLogprob, TopLogprob, finite_logprob};
+use forge_engine::batching::{self, Event, Request, Sink, SubmitError};
+use forge_engine::constrain::Grammar;
+use forge_engine::tokenizer::Tokenizer;
+use forge_engine::{FinishReason, SamplerConfig};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+use super::AppState;
+use super::metrics::Metrics;
+
+/// Everything the engine needs for one request's choices, and what its response names.
+pub(crate) struct Job {
+    /// `chatcmpl-…` / `cmpl-…`.
+    pub id: String,
+    pub endpoint: &'static str,
+    /// When the request arrived (time to first token counts from here).
+    pub started: Instant,
+    /// Unix seconds, the response's `created`.
+    pub created: u64,
+    /// Each prompt's token ids and completion budget.
+    pub prompts: Vec<(Vec<u32>, usize)>,
+    /// Choices per prompt; choice `i * n + j` is prompt `i`'s `j`-th.
+    pub n: usize,
+    /// Choice `k` samples with `seed + k`, so that the choices of one request differ.
+    pub sampling: SamplerConfig,
+    pub stop: Vec<String>,
+    pub logprobs: Option<usize>,
+    pub grammar: Option<Arc<Grammar>>,
+}
+
+impl Job {
+    pub fn choices(&self) -> usize {
+        self.prompts.len() * self.n
+    }
+
+    /// Prompt tokens as OpenAI counts them: each prompt once, however many choices it has.
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompts.iter().map(|(p, _)| p.len()).sum()
+    }
+}
+
+/// One event of choice `index`, stamped when the engine produced it.
+pub(crate) struct Note {
+    pub index: usize,
+    pub at: Instant,
+    pub event: Event,
+}
+
+/// Submits every choice of `job`. When one is refused, the error is returned and the receiver
+/// dropped, which cancels the ones already submitted at their next event.
+pub(crate) fn submit(st: &AppState, job: &Job) -> Result<UnboundedReceiver<Note>, ApiError> {
+    let (tx, rx) = unbounded_channel();
+    for (i, (prompt, max_tokens)) in job.prompts.iter().enumerate() {
+        for j in 0..job.n {
+            let index = i * job.n + j;
+            let sampling = SamplerConfig { seed: job.sampling.seed.wrapping_add(index as u64), ..job.sampling.clone() };
+            let req = Request { prompt: prompt.clone(), max_tokens: *max_tokens, sampling, stop: job.stop.clone(), logprobs: job.logprobs, grammar: job.grammar.clone() };
+            let tx = tx.clone();
+            // Called on the engine thread; `false` (the response is gone) cancels the sequence.
+            let sink: Sink = Box::new(move |event| tx.send(Note { index, at: Instant::now(), event }).is_ok());
+            st.engine.submit(req, sink).map_err(submit_error)?;
+        }
+    }
+    Ok(rx)
+}
+
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::QueueFull { .. } => ApiError::QueueFull(e.to_string()),
+        SubmitError::Invalid(err) => ApiError::Invalid(err.to_string()),
+        SubmitError::Stopped(_) => ApiError::Unavailable(e.to_string()),
+    }
+}
+
+pub(crate) fn finish_reason(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Eos | FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+    }
+}
+
+/// The engine's log-probabilities in the chat API's form. A token's text is what it decodes to
+/// alone (U+FFFD where it holds part of a UTF-8 character).
+pub(crate) fn token_logprobs(tok: &Tokenizer, lps: &[batching::TokenLogprob]) -> Vec<TokenLogprob> {
+    let text = |id: u32| tok.decode(&[id]).unwrap_or_default();
+    lps.iter()
+        .map(|lp| {
+            let token = text(lp.id);
+            let top_logprobs = lp
+                .top
+                .iter()
+                .map(|&(id, l)| {
+                    let token = text(id);
+                    TopLogprob { bytes: token.as_bytes().to_vec(), token, logprob: finite_logprob(l) }
+                })
+                .collect();
+            TokenLogprob { bytes: token.as_bytes().to_vec(), token, logprob: finite_logprob(lp.logprob), top_logprobs }
+        })
+        .collect()
+}
+
+/// Follows one request's events: time-to-first-token and inter-token histograms, token counts,
+/// and on drop — whether the response completed or its client left — the request's log line.
+pub(crate) struct Tracker {
+    id: String,
+    endpoint: &'static str,
+    started: Instant,
+    metrics: Arc<Metrics>,
+    /// Per choice, when its last token came.
+    last: Vec<Option<Instant>>,
+    first_token: Option<Duration>,
+    prompt_tokens: usize,
+    pub completion_tokens: usize,
+    open: usize,
+    finish: Option<&'static str>,
+    error: Option<String>,
+}
+
+impl Tracker {
+    pub fn new(st: &AppState, job: &Job) -> Tracker {
+        Tracker {
+            id: job.id.clone(),
+            endpoint: job.endpoint,
+            started: job.started,
+            metrics: st.metrics.clone(),
+            last: vec![None; job.choices()],
+            first_token: None,
+            prompt_tokens: job.prompt_tokens(),
+            completion_tokens: 0,
+            open: job.choices(),
+            finish: None,
+            error: None,
+        }
+    }
+
+    pub fn observe(&mut self, note: &Note) {
+        match &note.event {
+            Event::Delta { tokens, .. } if !tokens.is_empty() => match self.last[note.index].replace(note.at) {
+                None => {
+                    let d = note.at.saturating_duration_since(self.started);
+                    self.metrics.ttft.observe(d);
+                    self.first_token.get_or_insert(d);
+                }
+                Some(prev) => self.metrics.itl.observe(note.at.saturating_duration_since(prev)),
+            },
+            Event::Delta { .. } => {}
+            Event::Done { finish, usage } => {
+                self.completion_tokens += usage.completion_tokens;
+                self.finish = Some(finish_reason(*finish));
+                self.open = self.open.saturating_sub(1);
+            }
+            Event::Error { message } => {
+                self.error = Some(message.clone());
+                self.open = self.open.saturating_sub(1);
+            }
+        }
+    }
+
+    pub fn all_done(&self) -> bool {
+        self.open == 0
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        let outcome = match (&self.error, self.open) {
+            (Some(e), _) => {
+                tracing::warn!(id = %self.id, error = %e, "a sequence failed");
+                "error"
+            }
+            (None, 0) => self.finish.unwrap_or("stop"),
+            (None, open) => {
+                self.metrics.disconnects.fetch_add(open as u64, std::sync::atomic::Ordering::Relaxed);
+                "client disconnected"
+            }
+        };
+        tracing::info!(
+            id = %self.id,
+            endpoint = self.endpoint,
+            outcome,
+            prompt_tokens = self.prompt_tokens,
+            completion_tokens = self.completion_tokens,
+            ttft_ms = self.first_token.map(|d| d.as_millis() as u64),
+            total_ms = self.started.elapsed().as_millis() as u64,
+            "request"
+        );
+    }
+}
+
+/// One choice of a response that is not streamed.
+#[derive(Default)]
+pub(crate) struct Choice {
+    pub text: String,
+    pub logprobs: Vec<TokenLogprob>,
+    pub finish: &'static str,
+}
+
+/// Waits for every choice to end. Dropped early (the client left), the receiver goes with it and
+/// the engine cancels what is still running.
+pub(crate) async fn collect(st: &AppState, job: &Job, mut rx: UnboundedReceiver<Note>) -> Result<(Vec<Choice>, usize), ApiError> {
+    let mut tracker = Tracker::new(st, job);
+    let mut choices: Vec<Choice> = (0..job.choices()).map(|_| Choice::default()).collect();
+    while !tracker.all_done() {
+        let note = rx.recv().await.ok_or_else(|| ApiError::Internal("the engine dropped a sequence before it finished".into()))?;
+        tracker.observe(&note);
+        let c = &mut choices[note.index];
+        match note.event {
+            Event::Delta { text, logprobs, .. } => {
+                c.text.push_str(&text);
+                if job.logprobs.is_some() {
+                    c.logprobs.extend(token_logprobs(st.engine.tokenizer(), &logprobs));
+                }
+            }
+            Event::Done { finish, .. } => c.finish = finish_reason(finish),
+            Event::Error { message } => return Err(ApiError::Internal(format!("generation failed: {message}"))),
+        }
+    }
+    Ok((choices, tracker.completion_tokens))
+}
