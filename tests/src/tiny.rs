@@ -86,6 +86,17 @@ fn unpermute(rows: &[f32], n_head: usize, cols: usize) -> Vec<f32> {
 impl TinyModel {
     /// Writes both copies under `dir`.
     pub fn write(spec: &TinySpec, dir: &Path) -> TinyModel {
+        Self::write_with_meta(spec, dir, Vec::new())
+    }
+
+    /// As [`TinyModel::write`], with a chat template in the GGUF's metadata
+    /// (`tokenizer.chat_template`), for tests that need `/v1/chat/completions`.
+    pub fn write_with_chat_template(spec: &TinySpec, dir: &Path, template: &str) -> TinyModel {
+        Self::write_with_meta(spec, dir, vec![("tokenizer.chat_template".into(), MetaValue::Str(template.into()))])
+    }
+
+    /// Writes both copies, with `extra` metadata added to the GGUF's.
+    fn write_with_meta(spec: &TinySpec, dir: &Path, extra: Vec<(String, MetaValue)>) -> TinyModel {
         std::fs::create_dir_all(dir).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
         let (e, f) = (spec.n_embd, spec.n_ff);
@@ -134,6 +145,9 @@ impl TinyModel {
         w.metadata("tokenizer.ggml.tokens", MetaValue::Array(toks.iter().map(|t| MetaValue::Str(t.clone())).collect()));
         w.metadata("tokenizer.ggml.token_type", MetaValue::Array(vec![MetaValue::I32(1); VOCAB]));
         w.metadata("tokenizer.ggml.merges", MetaValue::Array(vec![]));
+        for (k, v) in extra {
+            w.metadata(k, v);
+        }
 
         let mut st: BTreeMap<String, (DType, Vec<usize>, Vec<u8>)> = BTreeMap::new();
         for (name, shape) in &shapes {

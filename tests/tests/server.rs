@@ -1,0 +1,343 @@
+//! `forge serve` end to end: the release binary on a tiny random model (CPU), driven over HTTP.
+//! Random weights emit random bytes, so tests that compare texts use temperature 0; every count
+//! checked (tokens, chunks, blocks) is one the server could get wrong.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use forge_engine::DType;
+use forge_tests::server::Server;
+use forge_tests::tiny::{TinyArch, TinyModel, TinySpec, temp_dir};
+use serde_json::{Value, json};
+
+/// ChatML-like, one byte per token in the tiny vocabulary.
+const TEMPLATE: &str = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
+/// The model id: the GGUF's file stem.
+const MODEL: &str = "tiny";
+const CHAT: &str = "/v1/chat/completions";
+const COMPLETIONS: &str = "/v1/completions";
+
+fn tiny_model(name: &str) -> PathBuf {
+    TinyModel::write_with_chat_template(&TinySpec::new(TinyArch::Llama, DType::Q8_0), &temp_dir(name), TEMPLATE).gguf
+}
+
+fn chat(content: &str, max_tokens: usize) -> Value {
+    json!({"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, "temperature": 0})
+}
+
+/// A plain request that must still work after whatever the test did to the server.
+fn still_serves(s: &Server) {
+    let r = s.post(CHAT, &chat("still there?", 4));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["usage"]["completion_tokens"], 4);
+}
+
+/// Text and token count of one streamed chat choice, checking the chunk protocol on the way.
+fn chat_stream_text(events: &[Value]) -> (String, usize, String) {
+    assert_eq!(events[0]["choices"][0]["delta"]["role"], "assistant", "the first chunk carries the role: {}", events[0]);
+    let (mut text, mut tokens, mut finish) = (String::new(), 0, None);
+    for e in events {
+        assert_eq!(e["object"], "chat.completion.chunk");
+        let Some(c) = e["choices"].as_array().and_then(|c| c.first()) else { continue };
+        assert!(finish.is_none(), "a chunk after finish_reason: {e}");
+        text.push_str(c["delta"]["content"].as_str().unwrap_or(""));
+        tokens += c["logprobs"]["content"].as_array().map_or(0, Vec::len);
+        finish = c["finish_reason"].as_str().map(str::to_owned);
+    }
+    (text, tokens, finish.expect("a finish_reason"))
+}
+
+#[test]
+fn concurrent_streams_complete_and_free_their_blocks() {
+    let s = Server::start(&tiny_model("serve-streams"), &["--max-seqs", "8", "--max-queue", "64"]);
+    let solo = s.post(CHAT, &chat("the same prompt", 24)).json();
+    let expected = solo["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+
+    let results: Vec<(String, usize, String, Value)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..32)
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut body = chat("the same prompt", 24);
+                    body["stream"] = json!(true);
+                    body["logprobs"] = json!(true);
+                    body["stream_options"] = json!({"include_usage": true});
+                    let st = s.stream(CHAT, &body, None);
+                    assert_eq!(st.status, 200);
+                    assert!(st.done, "the stream ends with [DONE]");
+                    let usage = st.events.last().unwrap()["usage"].clone();
+                    assert_eq!(st.events.last().unwrap()["choices"], json!([]), "the usage chunk has no choices");
+                    let (text, tokens, finish) = chat_stream_text(&st.events);
+                    (text, tokens, finish, usage)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (text, tokens, finish, usage) in &results {
+        assert_eq!(usage["completion_tokens"], json!(tokens), "usage counts the tokens streamed");
+        assert_eq!(*tokens, 24, "the tiny model has no EOS, so every stream runs to max_tokens");
+        assert_eq!(finish, "length");
+        assert_eq!(usage["prompt_tokens"], solo["usage"]["prompt_tokens"]);
+        // Greedy decoding in a batch of 8 must give what it gives alone.
+        assert_eq!(text, &expected, "a batched stream differs from the same request alone");
+    }
+    s.wait_until_idle(Duration::from_secs(10));
+    let m = s.get("/metrics").body;
+    assert!(m.contains("forge_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"} 33"), "{m}");
+    assert!(m.contains("forge_time_to_first_token_seconds_count 33"), "{m}");
+    assert!(s.metric("forge_kv_blocks_total") > 0.0);
+    assert!(s.metric("forge_generation_tokens_total") >= 33.0 * 24.0);
+}
+
+#[test]
+fn responses_have_openai_shapes() {
+    let s = Server::start(&tiny_model("serve-shapes"), &[]);
+    assert_eq!(s.get("/health").json()["status"], "ok");
+    let models = s.get("/v1/models").json();
+    assert_eq!(models["data"][0]["id"], MODEL, "{models}");
+    assert_eq!(s.get("/v1/models/tiny").status, 200);
+    assert_eq!(s.get("/v1/models/other").status, 404);
+    assert_eq!(s.get("/no/such/path").status, 404);
+
+    // n choices, logprobs with alternatives, usage.
+    let mut body = chat("hello", 6);
+    body["n"] = json!(3);
+    body["temperature"] = json!(1.0);
+    body["seed"] = json!(11);
+    body["logprobs"] = json!(true);
+    body["top_logprobs"] = json!(2);
+    let r = s.post(CHAT, &body).json();
+    assert_eq!(r["object"], "chat.completion");
+    assert_eq!(r["choices"].as_array().unwrap().len(), 3);
+    assert_eq!(r["usage"]["completion_tokens"], 18);
+    assert_eq!(r["usage"]["total_tokens"], json!(r["usage"]["prompt_tokens"].as_u64().unwrap() + 18));
+    for (i, c) in r["choices"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(c["index"], i);
+        assert_eq!(c["message"]["role"], "assistant");
+        assert_eq!(c["finish_reason"], "length");
+        let lps = c["logprobs"]["content"].as_array().unwrap();
+        assert_eq!(lps.len(), 6);
+        for t in lps {
+            assert!(t["logprob"].as_f64().unwrap() <= 0.0 && t["bytes"].is_array() && t["token"].is_string(), "{t}");
+            assert_eq!(t["top_logprobs"].as_array().unwrap().len(), 2);
+        }
+    }
+    // The same seed gives the same choices.
+    assert_eq!(s.post(CHAT, &body).json()["choices"], r["choices"]);
+
+    // Stop strings: cut greedy output at a character of its own (one that does not occur
+    // earlier, so the cut is unambiguous); try prompts until the random text has one.
+    let complete = |prompt: &Value, extra: Value| {
+        let mut b = json!({"model": MODEL, "prompt": prompt, "max_tokens": 12, "temperature": 0});
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let r = s.post(COMPLETIONS, &b);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    let mut cut_tested = false;
+    for p in ["abc", "the sky", "once upon", "0123", "zz top", "qwerty", "hello", "lorem ipsum"] {
+        let full = complete(&json!(p), json!({}));
+        assert_eq!(full["object"], "text_completion");
+        assert_eq!(full["choices"][0]["finish_reason"], "length");
+        let text = full["choices"][0]["text"].as_str().unwrap();
+        let cut = text.char_indices().skip(1).find(|&(i, c)| c.is_ascii_alphanumeric() && !text[..i].contains(c));
+        if let Some((i, c)) = cut {
+            let r = complete(&json!(p), json!({"stop": [c.to_string(), "never-in-there"]}));
+            assert_eq!(r["choices"][0]["text"], text[..i], "text up to the stop string, which is not returned");
+            assert_eq!(r["choices"][0]["finish_reason"], "stop");
+            cut_tested = true;
+            break;
+        }
+    }
+    assert!(cut_tested, "no prompt gave text to cut");
+    // Legacy logprobs; token ids as the prompt give what the same text gives.
+    let by_text = complete(&json!("abc"), json!({"logprobs": 3}));
+    let by_ids = complete(&json!([97, 98, 99]), json!({"logprobs": 3}));
+    let lp = &by_ids["choices"][0]["logprobs"];
+    assert_eq!(lp["tokens"].as_array().unwrap().len(), 12);
+    assert_eq!(lp["token_logprobs"].as_array().unwrap().len(), 12);
+    // Alternatives that decode to the same text (two invalid bytes) share one key.
+    assert!((1..=3).contains(&lp["top_logprobs"][0].as_object().unwrap().len()));
+    assert_eq!(lp["tokens"], by_text["choices"][0]["logprobs"]["tokens"]);
+    let text = by_text["choices"][0]["text"].as_str().unwrap().to_owned();
+    // Streamed completions end with a finish_reason chunk and [DONE].
+    let st = s.stream(COMPLETIONS, &json!({"model": MODEL, "prompt": "abc", "max_tokens": 12, "temperature": 0, "stream": true}), None);
+    assert!(st.done);
+    let streamed: String = st.events.iter().map(|e| e["choices"][0]["text"].as_str().unwrap_or("")).collect();
+    assert_eq!(streamed, text, "streamed text equals the whole response's");
+    assert_eq!(st.events.last().unwrap()["choices"][0]["finish_reason"], "length");
+
+    // Wrong model: 404 model_not_found.
+    let mut wrong = chat("hi", 2);
+    wrong["model"] = json!("gpt-4");
+    let r = s.post(CHAT, &wrong);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error()["code"], "model_not_found");
+}
+
+#[test]
+fn structured_output_follows_the_grammar() {
+    let s = Server::start(&tiny_model("serve-grammar"), &[]);
+    let mut body = chat("a code please", 20);
+    body["temperature"] = json!(1.0);
+    body["response_format"] = json!({"type": "regex", "regex": "[0-9]{3}-[a-z]{2}"});
+    let r = s.post(CHAT, &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let text = r.json()["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+    let b = text.as_bytes();
+    assert!(b.len() == 6 && b[..3].iter().all(u8::is_ascii_digit) && b[3] == b'-' && b[4..].iter().all(u8::is_ascii_lowercase), "{text:?} does not match");
+
+    // A schema with a finite language: each seed's output must be complete, valid and in it.
+    let schema = json!({"type": "object", "properties": {"c": {"enum": ["red", "green"]}}, "required": ["c"], "additionalProperties": false});
+    body["max_tokens"] = json!(64);
+    body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "colour", "schema": schema, "strict": true}});
+    for seed in 1..=3 {
+        body["seed"] = json!(seed);
+        let r = s.post(CHAT, &body).json();
+        let text = r["choices"][0]["message"]["content"].as_str().unwrap();
+        assert_eq!(r["choices"][0]["finish_reason"], "stop", "{text:?}");
+        let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text:?} is not JSON: {e}"));
+        assert!(v["c"] == "red" || v["c"] == "green", "{v}");
+        assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
+    }
+    let mut bad = chat("x", 4);
+    bad["response_format"] = json!({"type": "regex", "regex": "("});
+    assert_eq!(s.post(CHAT, &bad).status, 400);
+}
+
+#[test]
+fn abuse_is_refused_and_the_server_survives() {
+    let key = "test-key-123";
+    let mut s = Server::start(&tiny_model("serve-abuse"), &["--api-key", key, "--max-body-bytes", "65536", "--body-timeout", "2", "--ctx", "2048"]);
+
+    // Authentication: /health stays open, everything else wants the key.
+    assert_eq!(s.get("/health").status, 200);
+    let body = chat("hi", 2).to_string();
+    let r = s.post_bytes(CHAT, body.as_bytes(), Some("wrong"));
+    assert_eq!((r.status, r.error()["code"].clone()), (401, json!("invalid_api_key")));
+    assert_eq!(s.post_bytes(CHAT, body.as_bytes(), None).status, 401);
+    assert_eq!(s.post_bytes(CHAT, body.as_bytes(), Some("test-key-12")).status, 401);
+    still_serves(&s);
+
+    // Too large: declared by Content-Length (refused before reading), and sent outright.
+    let head = format!("POST {CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{{");
+    let reply = s.raw(head.as_bytes(), Duration::from_secs(10));
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    let mut big = chat("x", 2);
+    big["messages"][0]["content"] = json!("y".repeat(100_000));
+    let r = s.post(CHAT, &big);
+    assert_eq!(r.status, 413, "{}", r.body);
+    still_serves(&s);
+
+    // Not UTF-8, not JSON, not an object, wrong types.
+    for bad in [
+        &b"{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}"[..],
+        b"{\"model\": ",
+        b"[1, 2]",
+        b"",
+        b"{\"model\": \"tiny\", \"messages\": \"hi\"}",
+    ] {
+        let r = s.post_bytes(CHAT, bad, Some(key));
+        assert_eq!(r.status, 400, "{:?}: {}", String::from_utf8_lossy(bad), r.body);
+        assert_eq!(r.error()["type"], "invalid_request_error");
+    }
+    // Out-of-range numbers.
+    for (field, value) in [
+        ("n", json!(1_000_000)),
+        ("n", json!(-1)),
+        ("n", json!(0)),
+        ("max_tokens", json!(1u64 << 40)),
+        ("max_tokens", json!(-5)),
+        ("max_tokens", json!(0)),
+        ("temperature", json!(7)),
+        ("top_logprobs", json!(50)),
+    ] {
+        let mut b = chat("hi", 2);
+        b[field] = value.clone();
+        b["logprobs"] = json!(true);
+        let r = s.post(CHAT, &b);
+        assert_eq!(r.status, 400, "{field}: {value}: {}", r.body);
+        assert_eq!(r.error()["param"], field, "{}", r.body);
+    }
+    // A prompt and budget beyond the context (2048 tokens).
+    let r = s.post(CHAT, &chat(&"z".repeat(3000), 2));
+    assert_eq!((r.status, r.error()["code"].clone()), (400, json!("context_length_exceeded")));
+    let r = s.post(CHAT, &chat("hi", 2040));
+    assert_eq!((r.status, r.error()["code"].clone()), (400, json!("context_length_exceeded")));
+    // Thousands of stop strings, and one very long one.
+    let mut b = chat("hi", 2);
+    b["stop"] = json!((0..5000).map(|i| format!("s{i}")).collect::<Vec<_>>());
+    assert_eq!(s.post(CHAT, &b).status, 400);
+    b["stop"] = json!("q".repeat(10_000));
+    assert_eq!(s.post(CHAT, &b).status, 400);
+    still_serves(&s);
+
+    // Half a body, then silence: dropped after --body-timeout with 408.
+    let t = std::time::Instant::now();
+    let head = format!("POST {CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{{\"model\": \"tiny\"");
+    let reply = s.raw(head.as_bytes(), Duration::from_secs(20));
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply:?}");
+    assert!(t.elapsed() < Duration::from_secs(15), "the stalled client was not dropped in time: {:?}", t.elapsed());
+    still_serves(&s);
+
+    // A client that leaves mid-stream: its sequence is cancelled long before its 2000 tokens,
+    // and its blocks come back.
+    let before = s.metric("forge_generation_tokens_total");
+    let mut b = chat("story", 2000);
+    b["stream"] = json!(true);
+    let st = s.stream(CHAT, &b, Some(3));
+    assert_eq!((st.status, st.done), (200, false));
+    s.wait_until_idle(Duration::from_secs(20));
+    let generated = s.metric("forge_generation_tokens_total") - before;
+    assert!(generated < 1000.0, "the sequence ran on after its client left: {generated} tokens");
+    assert_eq!(s.metric("forge_client_disconnects_total"), 1.0);
+    still_serves(&s);
+    assert!(s.alive());
+}
+
+#[test]
+fn a_burst_over_the_queue_gets_429s_and_no_crash() {
+    let mut s = Server::start(&tiny_model("serve-burst"), &["--max-seqs", "2", "--max-queue", "4"]);
+    let statuses: Vec<u16> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                let s = &s;
+                sc.spawn(move || {
+                    (0..10)
+                        .map(|j| {
+                            let r = s.post(COMPLETIONS, &json!({"model": MODEL, "prompt": format!("burst {i} {j}"), "max_tokens": 8}));
+                            if r.status == 429 {
+                                assert_eq!(r.retry_after.as_deref(), Some("1"));
+                                assert_eq!(r.error()["code"], "rate_limit_exceeded");
+                            }
+                            r.status
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let ok = statuses.iter().filter(|&&c| c == 200).count();
+    let busy = statuses.iter().filter(|&&c| c == 429).count();
+    assert_eq!(ok + busy, 500, "only 200 and 429 expected: {statuses:?}");
+    assert!(busy > 0 && ok > 0, "{ok} ok, {busy} refused");
+    assert!(s.alive());
+    s.wait_until_idle(Duration::from_secs(10));
+    still_serves(&s);
+}
+
+/// The fuzz target's seeds and every crash it found replay through the request parser.
+#[test]
+fn server_request_fuzz_corpus_replays() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut n = 0;
+    for dir in ["corpus/server_request", "regressions/server_request"] {
+        let Ok(rd) = std::fs::read_dir(root.join(dir)) else { continue };
+        for e in rd.flatten() {
+            forge::serve_api::fuzz_request(&std::fs::read(e.path()).unwrap());
+            n += 1;
+        }
+    }
+    assert!(n > 0, "fuzz/corpus/server_request has no seeds");
+}
