@@ -167,6 +167,15 @@ fn responses_have_openai_shapes() {
     assert_eq!(streamed, text, "streamed text equals the whole response's");
     assert_eq!(st.events.last().unwrap()["choices"][0]["finish_reason"], "length");
 
+    // The prefix cache: the same prompt again reuses its full blocks, and says so in usage.
+    let prompt = "a prompt long enough to fill a few blocks of the KV cache, said twice";
+    let first = s.post(CHAT, &chat(prompt, 4)).json();
+    let again = s.post(CHAT, &chat(prompt, 4)).json();
+    let cached = |r: &Value| r["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+    assert_eq!(cached(&first), 0, "{first}");
+    assert!(cached(&again) > 0 && cached(&again) < again["usage"]["prompt_tokens"].as_u64().unwrap(), "{again}");
+    assert_eq!(again["choices"][0]["message"], first["choices"][0]["message"], "cached blocks give the same greedy text");
+
     // Wrong model: 404 model_not_found.
     let mut wrong = chat("hi", 2);
     wrong["model"] = json!("gpt-4");

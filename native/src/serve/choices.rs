@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use forge::serve_api::ApiError;
-use forge::serve_api::response::{TokenLogprob, TopLogprob, finite_logprob};
+use forge::serve_api::response::{TokenLogprob, TopLogprob, Usage, finite_logprob};
 use forge_engine::batching::{self, Event, Request, Sink, SubmitError};
 use forge_engine::constrain::Grammar;
 use forge_engine::tokenizer::Tokenizer;
@@ -118,7 +118,10 @@ pub(crate) struct Tracker {
     last: Vec<Option<Instant>>,
     first_token: Option<Duration>,
     prompt_tokens: usize,
-    pub completion_tokens: usize,
+    completion_tokens: usize,
+    /// Per choice, its prompt tokens served from the prefix cache.
+    cached: Vec<usize>,
+    n: usize,
     open: usize,
     finish: Option<&'static str>,
     error: Option<String>,
@@ -135,6 +138,8 @@ impl Tracker {
             first_token: None,
             prompt_tokens: job.prompt_tokens(),
             completion_tokens: 0,
+            cached: vec![0; job.choices()],
+            n: job.n,
             open: job.choices(),
             finish: None,
             error: None,
@@ -154,6 +159,7 @@ impl Tracker {
             Event::Delta { .. } => {}
             Event::Done { finish, usage } => {
                 self.completion_tokens += usage.completion_tokens;
+                self.cached[note.index] = usage.cached_prompt_tokens;
                 self.finish = Some(finish_reason(*finish));
                 self.open = self.open.saturating_sub(1);
             }
@@ -166,6 +172,13 @@ impl Tracker {
 
     pub fn all_done(&self) -> bool {
         self.open == 0
+    }
+
+    /// Usage as OpenAI reports it: each prompt counted once (with its first choice's cache hits),
+    /// every choice's completion tokens.
+    pub fn usage(&self) -> Usage {
+        let cached = self.cached.iter().step_by(self.n.max(1)).sum();
+        Usage::new(self.prompt_tokens, self.completion_tokens, cached)
     }
 }
 
@@ -188,6 +201,7 @@ impl Drop for Tracker {
             outcome,
             prompt_tokens = self.prompt_tokens,
             completion_tokens = self.completion_tokens,
+            cached_tokens = self.usage().prompt_tokens_details.cached_tokens,
             ttft_ms = self.first_token.map(|d| d.as_millis() as u64),
             total_ms = self.started.elapsed().as_millis() as u64,
             "request"
@@ -205,7 +219,7 @@ pub(crate) struct Choice {
 
 /// Waits for every choice to end. Dropped early (the client left), the receiver goes with it and
 /// the engine cancels what is still running.
-pub(crate) async fn collect(st: &AppState, job: &Job, mut rx: UnboundedReceiver<Note>) -> Result<(Vec<Choice>, usize), ApiError> {
+pub(crate) async fn collect(st: &AppState, job: &Job, mut rx: UnboundedReceiver<Note>) -> Result<(Vec<Choice>, Usage), ApiError> {
     let mut tracker = Tracker::new(st, job);
     let mut choices: Vec<Choice> = (0..job.choices()).map(|_| Choice::default()).collect();
     while !tracker.all_done() {
@@ -223,5 +237,5 @@ pub(crate) async fn collect(st: &AppState, job: &Job, mut rx: UnboundedReceiver<
             Event::Error { message } => return Err(ApiError::Internal(format!("generation failed: {message}"))),
         }
     }
-    Ok((choices, tracker.completion_tokens))
+    Ok((choices, tracker.usage()))
 }

@@ -96,6 +96,7 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         };
         metric("forge_prompt_tokens_total", "counter", "Prompt tokens processed.", s.prompt_tokens as f64);
+        metric("forge_prompt_tokens_cached_total", "counter", "Prompt tokens served from the prefix cache instead of computed.", s.cached_prompt_tokens as f64);
         metric("forge_generation_tokens_total", "counter", "Tokens generated.", s.generated_tokens as f64);
         metric("forge_engine_steps_total", "counter", "Batched forward passes run.", s.steps as f64);
         metric("forge_client_disconnects_total", "counter", "Sequences cancelled because their client went away.", self.disconnects.load(Ordering::Relaxed) as f64);

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use forge::serve_api::response::{AssistantMessage, ChatChoice, ChatCompletion, ChatLogprobs, Completion, CompletionChoice, LegacyLogprobs, ModelCard, ModelList, Usage};
+use forge::serve_api::response::{AssistantMessage, ChatChoice, ChatCompletion, ChatLogprobs, Completion, CompletionChoice, LegacyLogprobs, ModelCard, ModelList};
 use forge::serve_api::{ApiError, Common, Prompt, check_context, parse_chat, parse_completion};
 use forge_engine::SamplerConfig;
 use forge_engine::tokenizer::ChatMessage;
@@ -142,8 +142,7 @@ async fn respond(st: &Shared, job: Job, format: Format, common: &Common) -> Resu
         let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
         return Ok((headers, Body::new(stream)).into_response());
     }
-    let (choices, completion_tokens) = choices::collect(st, &job, rx).await?;
-    let usage = Usage::new(job.prompt_tokens(), completion_tokens);
+    let (choices, usage) = choices::collect(st, &job, rx).await?;
     let want_logprobs = job.logprobs.is_some();
     Ok(match format {
         Format::Chat => {

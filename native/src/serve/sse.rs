@@ -42,7 +42,6 @@ pub(crate) struct EventStream {
     created: u64,
     logprobs: bool,
     include_usage: bool,
-    prompt_tokens: usize,
     /// Bytes of text sent so far per choice (the legacy format's `text_offset`).
     offsets: Vec<usize>,
     out: VecDeque<Vec<u8>>,
@@ -65,7 +64,6 @@ impl EventStream {
             created: job.created,
             logprobs: job.logprobs.is_some(),
             include_usage,
-            prompt_tokens: job.prompt_tokens(),
             offsets: vec![0; job.choices()],
             out: VecDeque::new(),
             ended: false,
@@ -134,7 +132,7 @@ impl EventStream {
 
     fn end(&mut self) {
         if self.include_usage {
-            let usage = Some(Usage::new(self.prompt_tokens, self.tracker.completion_tokens));
+            let usage = Some(self.tracker.usage());
             match self.format {
                 Format::Chat => self.chat(Vec::new(), usage),
                 Format::Completion => self.completion(Vec::new(), usage),
