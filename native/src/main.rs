@@ -34,6 +34,8 @@ enum Command {
     /// Perplexity of a model over a text file (llama.cpp's convention: score the second half of each chunk).
     Perplexity(perplexity::PerplexityArgs),
     /// Serve an OpenAI-compatible HTTP API (chat and text completions, streaming, structured output) with continuous batching.
+    ///
+    /// With RUST_LOG=info it logs one line per request: id, outcome, tokens, time to first token.
     Serve(serve::ServeArgs),
 }
 

@@ -300,6 +300,18 @@ fn abuse_is_refused_and_the_server_survives() {
     let generated = s.metric("forge_generation_tokens_total") - before;
     assert!(generated < 1000.0, "the sequence ran on after its client left: {generated} tokens");
     assert_eq!(s.metric("forge_client_disconnects_total"), 1.0);
+    // The same for a client that gives up waiting for a whole (not streamed) response.
+    let before = s.metric("forge_generation_tokens_total");
+    let body = chat("story", 2000).to_string();
+    let req = format!("POST {CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let mut conn = std::net::TcpStream::connect(s.addr).unwrap();
+    std::io::Write::write_all(&mut conn, req.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(conn);
+    s.wait_until_idle(Duration::from_secs(20));
+    let generated = s.metric("forge_generation_tokens_total") - before;
+    assert!(generated < 1000.0, "the sequence ran on after its client left: {generated} tokens");
+    assert_eq!(s.metric("forge_client_disconnects_total"), 2.0);
     still_serves(&s);
     assert!(s.alive());
 }
