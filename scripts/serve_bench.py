@@ -19,8 +19,8 @@ Usage (needs the packages in tests/openai/requirements.txt):
     python -m venv .venv && .venv/bin/pip install -r tests/openai/requirements.txt
     cargo build --release -p forge
     # start a server (target/release/forge, the default model) and benchmark it:
-    .venv/bin/python scripts/serve_bench.py --device cpu
-    .venv/bin/python scripts/serve_bench.py --device wgpu --max-tokens 32 --rounds 2 --json wgpu.json
+    .venv/bin/python scripts/serve_bench.py --backend cpu
+    .venv/bin/python scripts/serve_bench.py --backend wgpu --max-tokens 32 --rounds 2 --json wgpu.json
     # or benchmark a server that is already running:
     .venv/bin/python scripts/serve_bench.py --url http://127.0.0.1:8080 --api-key K
 
@@ -152,7 +152,7 @@ async def main_async(args) -> int:
             print(f"serve_bench: {why}", file=sys.stderr)
             return 2
         device = args.device or "cpu"
-        server = ForgeServer(device=device, model=Path(args.model) if args.model else None, api_key=args.api_key,
+        server = ForgeServer(backend=device, model=Path(args.model) if args.model else None, api_key=args.api_key,
                              max_seqs=args.max_seqs or max(levels_wanted), ctx=args.ctx,
                              max_queue=max(64, 2 * max(levels_wanted)))
         base_url = server.base_url
@@ -185,7 +185,8 @@ async def main_async(args) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", help="benchmark a running server (http://HOST:PORT) instead of starting one")
-    ap.add_argument("--device", help="cpu or wgpu, for the server started here (default cpu)")
+    ap.add_argument("--backend", "--device", dest="device",
+                    help="cpu or wgpu: `forge serve --backend` for the server started here (default cpu)")
     ap.add_argument("--model", help="model file (default: SmolLM2-135M-Instruct Q4_1 from the model cache)")
     ap.add_argument("--api-key")
     ap.add_argument("--concurrency", default="1,4,16", help="comma-separated levels (default 1,4,16)")

@@ -18,7 +18,7 @@ malformed request, a 4xx for a good one, the server dying, KV blocks still in us
 Usage (needs the packages in tests/openai/requirements.txt):
 
     .venv/bin/python scripts/soak.py                         # 600 s, CPU, samples in soak.csv
-    .venv/bin/python scripts/soak.py --duration 120 --device wgpu --workers 4 --csv /tmp/s.csv
+    .venv/bin/python scripts/soak.py --duration 120 --backend wgpu --workers 4 --csv /tmp/s.csv
     .venv/bin/python scripts/soak.py --url http://127.0.0.1:8080 --pid 1234   # a running server
 """
 
@@ -207,7 +207,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=600, help="seconds of counted load (default 600)")
     ap.add_argument("--warmup", type=float, default=30, help="seconds of uncounted load first (default 30)")
     ap.add_argument("--workers", type=int, default=6, help="concurrent clients (default 6)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--backend", "--device", dest="device", default="cpu", help="`forge serve --backend` (default cpu)")
     ap.add_argument("--model")
     ap.add_argument("--max-seqs", type=int, default=4)
     ap.add_argument("--ctx", type=int, default=2048)
@@ -229,7 +229,7 @@ def main() -> int:
         if why:
             print(f"soak: {why}", file=sys.stderr)
             return 2
-        server = ForgeServer(device=args.device, model=Path(args.model) if args.model else None,
+        server = ForgeServer(backend=args.device, model=Path(args.model) if args.model else None,
                              api_key=args.api_key, max_seqs=args.max_seqs, ctx=args.ctx,
                              max_queue=max(64, 4 * args.workers))
         url, pid = server.url, server.pid

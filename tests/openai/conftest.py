@@ -5,8 +5,8 @@ model (SmolLM2-135M-Instruct Q4_1), driven by the official `openai` package.
     FORGE_REQUIRE_MODEL=1 .venv/bin/python -m pytest -q tests/openai
 
 Environment:
-  FORGE_SERVE_TEST_DEVICE  cpu (default) or wgpu: the server's --device (and `forge run`'s --backend
-                           where a test compares with it)
+  FORGE_SERVE_TEST_DEVICE  cpu (default) or wgpu: the backend of the server (`forge serve --backend`)
+                           and of `forge run` where a test compares with it
   FORGE_REQUIRE_MODEL=1    a missing model is a failure, not a skip (CI sets it), as in the Rust tests
   FORGE_BIN                the binary (default target/release/forge)
   FORGE_MODEL_DIR          the model cache, by `forge pull`'s rule
@@ -57,7 +57,7 @@ def start(tmp_path_factory, name: str, **kw) -> ForgeServer:
     require_prerequisites()
     log = tmp_path_factory.mktemp(name) / "serve.log"
     try:
-        return ForgeServer(device=device_name(), ctx=CTX, log_path=log, **kw)
+        return ForgeServer(backend=device_name(), ctx=CTX, log_path=log, **kw)
     except RuntimeError as e:
         pytest.fail(f"could not start forge serve: {e}", pytrace=False)
 

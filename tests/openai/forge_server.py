@@ -75,7 +75,7 @@ class ForgeServer:
     def __init__(
         self,
         *,
-        device: str = "cpu",
+        backend: str = "cpu",
         model: Path | None = None,
         api_key: str | None = None,
         max_seqs: int | None = None,
@@ -87,8 +87,9 @@ class ForgeServer:
         env: dict[str, str] | None = None,
     ):
         self.model = model or smollm2_path()
+        # --no-fallback: a backend that cannot start is an error here, not a quiet run on the CPU.
         args = [str(forge_bin()), "serve", "--model", str(self.model), "--host", "127.0.0.1", "--port", "0",
-                "--device", device]
+                "--backend", backend, "--no-fallback"]
         if api_key is not None:
             args += ["--api-key", api_key]
         if max_seqs is not None:
@@ -180,7 +181,8 @@ class ForgeServer:
 
     def log_tail(self, n: int = 40) -> str:
         try:
-            self._log.flush()
+            if not self._log.closed:
+                self._log.flush()
             lines = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return "(no log)"

@@ -47,11 +47,15 @@ def test_json_schema_greedy_streaming(client, model_id):
     jsonschema.validate(json.loads(full), PERSON)
 
 
-@pytest.mark.parametrize("seed", [5, 6])
-def test_json_object(client, model_id, seed):
+# Free-form JSON has no bound on its length: asked for "a JSON object describing a city", this
+# model can nest and ramble past any max_tokens at some seeds (and which seeds differs between
+# backends), which says nothing about the server. A pointed question ends.
+@pytest.mark.parametrize("temperature,seed", [(0.0, None), (1.0, 5), (1.0, 6)])
+def test_json_object(client, model_id, temperature, seed):
     r = client.chat.completions.create(
-        model=model_id, max_tokens=200, temperature=1.0, seed=seed, response_format={"type": "json_object"},
-        messages=[{"role": "user", "content": "Give me a JSON object describing a city."}])
+        model=model_id, max_tokens=100, temperature=temperature, seed=seed, response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": 'Reply with a JSON object with the keys "city" and "country" for the '
+                                              'capital of France.'}])
     assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
     assert isinstance(json.loads(r.choices[0].message.content), dict)
 

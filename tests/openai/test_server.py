@@ -6,6 +6,8 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from reference import NEAR_TIE
+
 
 def kv_blocks_in_use(metrics: str) -> float:
     """The KV-blocks-in-use gauge from the Prometheus text (any metric whose name says kv, block(s)
@@ -35,17 +37,28 @@ def test_metrics_prometheus(server, client, model_id):
 
 def test_concurrent_greedy_requests_agree_with_sequential(client, model_id):
     """More requests than --max-seqs at once, each with its own prompt: every answer equals the
-    same request run alone."""
+    same request run alone, up to a near-tie (a batch may round differently from a single row;
+    where the two top logprobs of the lone run are within NEAR_TIE the continuations may part)."""
     prompts = [f"Write one sentence about the number {i}." for i in range(6)]
 
-    def ask(p: str) -> str:
-        return client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": p}],
-                                              max_tokens=24, temperature=0).choices[0].message.content
+    def ask(p: str):
+        r = client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": p}],
+                                           max_tokens=24, temperature=0, logprobs=True, top_logprobs=2)
+        return r.choices[0].logprobs.content
 
     alone = [ask(p) for p in prompts]
     with ThreadPoolExecutor(len(prompts)) as pool:
         together = list(pool.map(ask, prompts))
-    assert together == alone
+    for p, a, t in zip(prompts, alone, together):
+        for i, (x, y) in enumerate(zip(a, t)):
+            if x.token != y.token:
+                margin = x.top_logprobs[0].logprob - x.top_logprobs[1].logprob
+                assert margin < NEAR_TIE, (
+                    f"{p!r}: token {i}: alone {x.token!r}, in a batch {y.token!r}, with a clear margin of "
+                    f"{margin:.3f}: {''.join(z.token for z in a)!r} vs {''.join(z.token for z in t)!r}")
+                break
+        else:
+            assert len(a) == len(t)
 
 
 def test_disconnect_mid_stream_frees_kv(server, client, model_id):
