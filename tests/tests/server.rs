@@ -217,7 +217,7 @@ fn structured_output_follows_the_grammar() {
 #[test]
 fn abuse_is_refused_and_the_server_survives() {
     let key = "test-key-123";
-    let mut s = Server::start(&tiny_model("serve-abuse"), &["--api-key", key, "--max-body-bytes", "65536", "--body-timeout", "2", "--ctx", "2048"]);
+    let mut s = Server::start(&tiny_model("serve-abuse"), &["--api-key", key, "--max-body-bytes", "65536", "--read-timeout", "2", "--ctx", "2048"]);
 
     // Authentication: /health stays open, everything else wants the key.
     assert_eq!(s.get("/health").status, 200);
@@ -281,7 +281,12 @@ fn abuse_is_refused_and_the_server_survives() {
     assert_eq!(s.post(CHAT, &b).status, 400);
     still_serves(&s);
 
-    // Half a body, then silence: dropped after --body-timeout with 408.
+    // Half the headers, then silence: disconnected after --read-timeout.
+    let t = std::time::Instant::now();
+    let reply = s.raw(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Le", Duration::from_secs(20));
+    assert!(t.elapsed() < Duration::from_secs(15), "a client stalled in its headers was not dropped in time: {:?}", t.elapsed());
+    assert!(!reply.starts_with("HTTP/1.1 2"), "{reply:?}");
+    // Half a body, then silence: dropped after --read-timeout with 408.
     let t = std::time::Instant::now();
     let head = format!("POST {CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{{\"model\": \"tiny\"");
     let reply = s.raw(head.as_bytes(), Duration::from_secs(20));
@@ -314,6 +319,21 @@ fn abuse_is_refused_and_the_server_survives() {
     assert_eq!(s.metric("forge_client_disconnects_total"), 2.0);
     still_serves(&s);
     assert!(s.alive());
+}
+
+#[test]
+fn silent_connections_are_bounded_and_closed() {
+    let s = Server::start(&tiny_model("serve-conns"), &["--max-connections", "2", "--read-timeout", "2"]);
+    // Two clients that connect and say nothing take both slots...
+    let idle: Vec<std::net::TcpStream> = (0..2).map(|_| std::net::TcpStream::connect(s.addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // ...so a third waits until the header deadline has closed them, then is served.
+    let t = std::time::Instant::now();
+    let r = s.post(CHAT, &chat("hi", 2));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(t.elapsed() >= Duration::from_millis(1200), "served after {:?}: the connection bound did not hold", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(10), "served after {:?}: silent connections were not closed", t.elapsed());
+    drop(idle);
 }
 
 #[test]

@@ -15,6 +15,7 @@
 mod auth;
 mod choices;
 mod grammar;
+mod listen;
 mod metrics;
 mod routes;
 mod sse;
@@ -71,10 +72,14 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
-    /// Seconds a client has to send its whole request body; one that stalls gets 408 and its
-    /// connection is closed.
+    /// Seconds a client has to send a request's headers (on a kept-alive connection, counted from
+    /// the previous response, so idle connections close too), and then as long for its body. A
+    /// client that stalls on headers is disconnected; one that stalls on its body gets 408.
     #[arg(long, default_value_t = 30)]
-    body_timeout: u64,
+    read_timeout: u64,
+    /// Connections open at once; more wait in the kernel's backlog until one closes.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
     #[command(flatten)]
     select: SelectArgs,
     /// Fail when the chosen device cannot run the model instead of falling back to the next one.
@@ -159,15 +164,16 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         metrics: Arc::new(metrics::Metrics::default()),
         grammars: grammar::Cache::default(),
         max_body_bytes: a.max_body_bytes,
-        body_timeout: Duration::from_secs(a.body_timeout.max(1)),
+        body_timeout: Duration::from_secs(a.read_timeout.max(1)),
         started: unix_now(),
         prep: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    runtime.block_on(listen(state, &a.host, a.port))
+    let limits = listen::ConnectionLimits { header_timeout: Duration::from_secs(a.read_timeout.max(1)), max_connections: a.max_connections };
+    runtime.block_on(run(state, &a.host, a.port, limits))
 }
 
-async fn listen(state: Shared, host: &str, port: u16) -> anyhow::Result<()> {
+async fn run(state: Shared, host: &str, port: u16, limits: listen::ConnectionLimits) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("binding {host}:{port}"))?;
     let addr = listener.local_addr()?;
     // The first line on stdout, which scripts and tests wait for (with --port 0, the only way to
@@ -179,7 +185,7 @@ async fn listen(state: Shared, host: &str, port: u16) -> anyhow::Result<()> {
     if state.api_key.is_none() && !addr.ip().is_loopback() {
         tracing::warn!("serving {addr} without an API key: anyone who can reach it can use it (--api-key)");
     }
-    axum::serve(listener, routes::router(state)).with_graceful_shutdown(shutdown_signal()).await.context("serving")?;
+    listen::serve(listener, routes::router(state), limits, shutdown_signal()).await;
     Ok(())
 }
 

@@ -71,7 +71,7 @@ fn failed(endpoint: &str, started: Instant, e: &ApiError) -> Response {
 }
 
 /// The body, refused when larger than `--max-body-bytes` (before reading it where
-/// Content-Length says so) or not complete within `--body-timeout` seconds.
+/// Content-Length says so) or not complete within `--read-timeout` seconds.
 async fn read_body(st: &Shared, headers: &HeaderMap, mut body: Body) -> Result<Bytes, ApiError> {
     let limit = st.max_body_bytes;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<u64>().ok());
