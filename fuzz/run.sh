@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-120}"
-for t in gguf safetensors chat_template; do
+for t in gguf safetensors chat_template server_request; do
   mkdir -p "corpus-work/$t" "artifacts/$t"
   echo "== $t for ${secs}s"
   cargo +nightly fuzz run "$t" "corpus-work/$t" "corpus/$t" -- -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 2>&1 | tail -n 4
