@@ -94,7 +94,7 @@ async fn read_body(st: &Shared, headers: &HeaderMap, mut body: Body) -> Result<B
     tokio::time::timeout(st.body_timeout, read).await.map_err(|_| ApiError::BodyTimeout { secs: st.body_timeout.as_secs() })?
 }
 
-/// A fresh id such as `chatcmpl-5f0c…`: unique in this process, not guessable from the previous.
+/// A fresh id such as `chatcmpl-5f0c…`: unique in this process (a counter), scrambled with the clock.
 fn request_id(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
