@@ -66,9 +66,11 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-def kv_in_use(url: str) -> float | None:
+def kv_in_use(url: str, api_key: str | None = None) -> float | None:
+    """The KV-blocks-in-use gauge (forge_kv_blocks_used) from /metrics, which needs the API key."""
+    req = urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
     try:
-        with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+        with urllib.request.urlopen(req, timeout=5) as r:
             text = r.read().decode()
     except (urllib.error.URLError, OSError):
         return None
@@ -247,7 +249,7 @@ def main() -> int:
                 done = sum(load.outcomes.values())
                 failed = len(load.unexpected)
             samples.append({"t_s": round(time.monotonic() - t0, 2), "phase": phase["name"], "rss_kib": rss_kib(pid),
-                            "kv_blocks_in_use": kv_in_use(url), "requests_done": done, "unexpected": failed})
+                            "kv_blocks_in_use": kv_in_use(url, args.api_key), "requests_done": done, "unexpected": failed})
             sampling.wait(1.0)
 
     threading.Thread(target=sampler, daemon=True).start()
@@ -282,7 +284,7 @@ def main() -> int:
     phase["name"] = "idle"
     time.sleep(5)
     rss_end = rss_kib(pid)
-    kv_end = kv_in_use(url)
+    kv_end = kv_in_use(url, args.api_key)
     alive = server.alive() if server else rss_end is not None
     sampling.set()
     time.sleep(1.1)
