@@ -153,101 +153,90 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 // `matvec_blocks` (CPU adapters such as lavapipe, which run each workgroup on one thread, 8
 // invocations per SIMD vector, and turn every storage load into a loop over the 8 lanes): one
 // invocation per RPI rows and NT tokens, walking whole blocks so that each load serves as much as
-// it can: each row's block is read once as aligned words (the block's bytes, from the word
-// holding its first byte: 5 words for Q4_0 and Q4_1, 9 for Q8_0; for a block starting mid-word
-// its halves are realigned with selects, not branches) and decoded once for NT tokens, and each
-// token's 32 activations (8 vec4) are loaded once for RPI rows. Per block and token it forms
-// llama.cpp's sums d·Σq·x (+ m·Σx for Q4_1, − 8·d·Σx for Q4_0). NT > 1 serves a batch of decoding
-// sequences (and prefill) with one pass over the weights per NT tokens.
+// it can: each token's 32 activations of a block (8 vec4) are loaded once for RPI rows, and each
+// row's block is read as aligned words (the block's bytes, from the word holding its first byte:
+// 5 words for Q4_0 and Q4_1, 9 for Q8_0; for a block starting mid-word its halves are realigned
+// with selects, not branches). Per block it forms llama.cpp's sums d·Σq·x (+ m·Σx for Q4_1,
+// − 8·d·Σx for Q4_0). NT > 1 serves a batch of decoding sequences (and prefill): the tokens are
+// taken one after another by the same invocation, while its rows are still in cache. Private
+// arrays stay small (RPI sums, one token's activations), since lavapipe keeps larger ones in
+// memory (an invocation with [NT × 8] activations ran 3.5× slower even at NT = 1).
 // Dispatch: (ceil(n / (WG · RPI)) workgroups of WG on a 2-D grid, ceil(t / NT) on z). No shared
-// memory, no barrier. RPI · NT ≤ 64.
+// memory, no barrier.
 const MAX_WORDS: u32 = 9u;
-const MAX_NT: u32 = 8u;
 override NT: u32 = 1u;
 
 @compute @workgroup_size(WG)
 fn matvec_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let r0 = ((wid.y * nwg.x + wid.x) * WG + lid) * RPI;
     let t0 = wid.z * NT;
-    let nt = min(NT, p.t - t0);
-    var acc: array<f32, 64>;
-    for (var i = 0u; i < 64u; i++) {
-        acc[i] = 0.0;
-    }
     let nb = p.k / 32u;
-    let row_vec4 = p.k / 4u;
     let bb = select(select(18u, 20u, FORMAT == 1u), 34u, FORMAT == 2u);
     let nw = select(5u, 9u, FORMAT == 2u);
-    var xs: array<vec4<f32>, 64>; // [NT][8]
-    var sxs: array<f32, MAX_NT>;
-    var wv: array<vec4<f32>, 8>;
+    var acc: array<f32, MAX_RPI>;
+    var xs: array<vec4<f32>, 8>;
     var wd: array<u32, MAX_WORDS>;
-    for (var b = 0u; b < nb; b++) {
-        for (var tt = 0u; tt < nt; tt++) {
+    // Token by token: the RPI rows' blocks (a few KiB) stay in the CPU's cache after the first
+    // token, so the NT tokens after it cost arithmetic, not memory traffic.
+    for (var t = t0; t < min(t0 + NT, p.t); t++) {
+        let xrow = t * (p.k / 4u);
+        for (var j = 0u; j < RPI; j++) {
+            acc[j] = 0.0;
+        }
+        for (var b = 0u; b < nb; b++) {
             var sx = vec4<f32>(0.0);
             for (var i = 0u; i < 8u; i++) {
-                let v = x[(t0 + tt) * row_vec4 + 8u * b + i];
-                xs[tt * 8u + i] = v;
-                sx += v;
+                xs[i] = x[xrow + 8u * b + i];
+                sx += xs[i];
             }
-            sxs[tt] = sx.x + sx.y + sx.z + sx.w;
-        }
-        for (var j = 0u; j < RPI; j++) {
-            let off = min(r0 + j, p.n - 1u) * p.row_bytes + b * bb;
-            let w0 = off >> 2u;
-            for (var i = 0u; i < nw; i++) {
-                wd[i] = w[w0 + i];
-            }
-            // `mid`: the block starts at byte 2 of word w0 (blocks start at even bytes).
-            let mid = (off & 2u) != 0u;
-            var d: f32;
-            var m = 0.0;
-            if (FORMAT == 2u) {
-                d = unpack2x16float(select(wd[0], wd[0] >> 16u, mid)).x;
-                for (var i = 0u; i < 8u; i++) {
-                    wv[i] = sbytes(select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], mid));
+            let sxs = sx.x + sx.y + sx.z + sx.w;
+            for (var j = 0u; j < RPI; j++) {
+                let off = min(r0 + j, p.n - 1u) * p.row_bytes + b * bb;
+                let w0 = off >> 2u;
+                for (var i = 0u; i < nw; i++) {
+                    wd[i] = w[w0 + i];
                 }
-            } else {
-                if (FORMAT == 1u) {
-                    let dm = unpack2x16float(wd[0]);
-                    d = dm.x;
-                    m = dm.y;
-                } else {
-                    d = unpack2x16float(select(wd[0], wd[0] >> 16u, mid)).x;
-                }
-                for (var i = 0u; i < 4u; i++) {
-                    var qw: u32;
-                    if (FORMAT == 1u) {
-                        qw = wd[i + 1u];
-                    } else {
-                        qw = select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], mid);
-                    }
-                    wv[i] = nibbles(qw, 0u);
-                    wv[i + 4u] = nibbles(qw, 4u);
-                }
-            }
-            for (var tt = 0u; tt < nt; tt++) {
+                // `mid`: the block starts at byte 2 of word w0 (blocks start at even bytes).
+                let mid = (off & 2u) != 0u;
                 var s = vec4<f32>(0.0);
-                for (var i = 0u; i < 8u; i++) {
-                    s += wv[i] * xs[tt * 8u + i];
-                }
-                let sq = s.x + s.y + s.z + s.w;
-                var v: f32;
+                var d: f32;
                 if (FORMAT == 2u) {
-                    v = d * sq;
-                } else if (FORMAT == 1u) {
-                    v = d * sq + m * sxs[tt];
+                    d = unpack2x16float(select(wd[0], wd[0] >> 16u, mid)).x;
+                    for (var i = 0u; i < 8u; i++) {
+                        let qw = select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], mid);
+                        s += sbytes(qw) * xs[i];
+                    }
+                    acc[j] += d * (s.x + s.y + s.z + s.w);
                 } else {
-                    v = d * (sq - 8.0 * sxs[tt]);
+                    var m = 0.0;
+                    if (FORMAT == 1u) {
+                        let dm = unpack2x16float(wd[0]);
+                        d = dm.x;
+                        m = dm.y;
+                    } else {
+                        d = unpack2x16float(select(wd[0], wd[0] >> 16u, mid)).x;
+                    }
+                    for (var i = 0u; i < 4u; i++) {
+                        var qw: u32;
+                        if (FORMAT == 1u) {
+                            qw = wd[i + 1u];
+                        } else {
+                            qw = select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], mid);
+                        }
+                        s += nibbles(qw, 0u) * xs[i] + nibbles(qw, 4u) * xs[i + 4u];
+                    }
+                    let sq = s.x + s.y + s.z + s.w;
+                    if (FORMAT == 1u) {
+                        acc[j] += d * sq + m * sxs;
+                    } else {
+                        acc[j] += d * (sq - 8.0 * sxs);
+                    }
                 }
-                acc[j * NT + tt] += v;
             }
         }
-    }
-    for (var tt = 0u; tt < nt; tt++) {
         for (var j = 0u; j < RPI; j++) {
             if (r0 + j < p.n) {
-                y[(t0 + tt) * p.out_stride + p.col0 + r0 + j] = acc[j * NT + tt];
+                y[t * p.out_stride + p.col0 + r0 + j] = acc[j];
             }
         }
     }

@@ -18,7 +18,7 @@ use super::{Buf, Cx, KernelKey, Matrix, Step, grid};
 use crate::dtype::DType;
 
 const TILE: usize = 32;
-/// Tokens one `matvec_blocks` invocation serves (its shader's MAX_NT; RPI · NT ≤ 64).
+/// Tokens one `matvec_blocks` invocation serves, one after another.
 const MAX_NT: usize = 8;
 /// Workgroups `matvec_blocks` aims for at least (a few per CPU thread).
 const MIN_GROUPS: usize = 8;
