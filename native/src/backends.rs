@@ -23,3 +23,21 @@ pub fn open(c: &Candidate) -> Result<Box<dyn Backend>> {
         BackendKind::Cuda => Ok(Box::new(forge_engine::backend::cuda::CudaBackend::new(c.cuda_ordinal.unwrap_or(0) as usize)?)),
     }
 }
+
+/// Opens a session on the first candidate of `order` that can run `model`, with a progress bar
+/// while weights upload and one line on stderr naming any device that was passed over.
+pub fn open_with_progress(model: &forge_engine::Model, order: &[Candidate], opts: &forge_engine::devices::OpenOptions) -> Result<forge_engine::devices::Opened> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let bar = ProgressBar::new(model.weight_bytes() as u64)
+        .with_style(ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}").expect("valid template").progress_chars("=> "));
+    let opened = forge_engine::devices::open_session(model, order, opts, &mut open, &mut |c, done, _| {
+        bar.set_message(format!("loading onto {}", c.backend.name()));
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let opened = opened?;
+    if !opened.events.is_empty() {
+        eprintln!("forge: {}", forge_engine::devices::fallback_line(&opened.events, &opened.candidate));
+    }
+    Ok(opened)
+}

@@ -9,7 +9,6 @@ use clap::Args;
 use forge_engine::tokenizer::ChatMessage;
 use forge_engine::devices::{self, OpenOptions};
 use forge_engine::{GenerateOptions, Model, SamplerConfig, Session, generate};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backends;
 use crate::devices::SelectArgs;
@@ -95,18 +94,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         host_memory: machine.probe.cpu.ram_available.or(machine.probe.cpu.ram_total),
         warmup: true,
     };
-    let bar = ProgressBar::new(model.weight_bytes() as u64).with_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}").expect("valid template").progress_chars("=> "),
-    );
-    let opened = devices::open_session(&model, &order, &opts, &mut backends::open, &mut |c, done, _| {
-        bar.set_message(format!("loading onto {}", c.backend.name()));
-        bar.set_position(done);
-    });
-    bar.finish_and_clear();
-    let opened = opened?;
-    if !opened.events.is_empty() {
-        eprintln!("forge: {}", devices::fallback_line(&opened.events, &opened.candidate));
-    }
+    let opened = backends::open_with_progress(&model, &order, &opts)?;
     let mut session: Session = opened.session;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
 

@@ -31,7 +31,6 @@ use forge::serve_api::{ApiError, Limits};
 use forge_engine::Model;
 use forge_engine::batching::{self, Engine, EngineConfig};
 use forge_engine::devices::{self, OpenOptions};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backends;
 use crate::devices::SelectArgs;
@@ -142,17 +141,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         host_memory: machine.probe.cpu.ram_available.or(machine.probe.cpu.ram_total),
         warmup: true,
     };
-    let bar = ProgressBar::new(model.weight_bytes() as u64)
-        .with_style(ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}").expect("valid template").progress_chars("=> "));
-    let opened = devices::open_session(&model, &order, &opts, &mut backends::open, &mut |c, done, _| {
-        bar.set_message(format!("loading onto {}", c.backend.name()));
-        bar.set_position(done);
-    });
-    bar.finish_and_clear();
-    let opened = opened?;
-    if !opened.events.is_empty() {
-        eprintln!("forge: {}", devices::fallback_line(&opened.events, &opened.candidate));
-    }
+    let opened = backends::open_with_progress(&model, &order, &opts)?;
     let engine = Engine::start(model, opened.session, config).context("starting the engine")?;
     tracing::info!(model = engine.model_name(), backend = engine.backend(), ctx, max_seqs = a.max_seqs, load_ms = t0.elapsed().as_millis() as u64, "model loaded");
 
