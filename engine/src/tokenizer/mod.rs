@@ -327,6 +327,13 @@ impl Tokenizer {
         Ok(if kind.is_rendered() { &self.pieces[i] } else { &[] })
     }
 
+    /// The raw bytes `id` contributes to text (a byte-level token may hold part of a UTF-8
+    /// character; empty for control tokens); `None` outside the vocabulary. OpenAI's logprob
+    /// `bytes` field.
+    pub fn token_bytes(&self, id: u32) -> Option<&[u8]> {
+        self.render(id).ok()
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.tokens.len()
     }

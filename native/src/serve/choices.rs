@@ -87,22 +87,26 @@ pub(crate) fn finish_reason(f: FinishReason) -> &'static str {
     }
 }
 
-/// The engine's log-probabilities in the chat API's form. A token's text is what it decodes to
-/// alone (U+FFFD where it holds part of a UTF-8 character).
+/// The engine's log-probabilities in the chat API's form. A token's text is its bytes as UTF-8
+/// (U+FFFD where it holds part of a character); `bytes` are the raw bytes, so a client can join
+/// the pieces of a character split over tokens.
 pub(crate) fn token_logprobs(tok: &Tokenizer, lps: &[batching::TokenLogprob]) -> Vec<TokenLogprob> {
-    let text = |id: u32| tok.decode(&[id]).unwrap_or_default();
+    let piece = |id: u32| {
+        let bytes = tok.token_bytes(id).unwrap_or_default().to_vec();
+        (String::from_utf8_lossy(&bytes).into_owned(), bytes)
+    };
     lps.iter()
         .map(|lp| {
-            let token = text(lp.id);
+            let (token, bytes) = piece(lp.id);
             let top_logprobs = lp
                 .top
                 .iter()
                 .map(|&(id, l)| {
-                    let token = text(id);
-                    TopLogprob { bytes: token.as_bytes().to_vec(), token, logprob: finite_logprob(l) }
+                    let (token, bytes) = piece(id);
+                    TopLogprob { bytes, token, logprob: finite_logprob(l) }
                 })
                 .collect();
-            TokenLogprob { bytes: token.as_bytes().to_vec(), token, logprob: finite_logprob(lp.logprob), top_logprobs }
+            TokenLogprob { bytes, token, logprob: finite_logprob(lp.logprob), top_logprobs }
         })
         .collect()
 }
