@@ -24,7 +24,9 @@ use crate::error::{ForgeError, Result};
 /// llama.cpp's `space`: nothing, one space, or a newline and some indentation.
 pub(super) const WS: &str = r"(?: |\n[ \t]{0,20})?";
 const STRING_CHAR: &str = r#"(?:[^"\\\x00-\x1F]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})"#;
-const INTEGER: &str = r"-?(?:0|[1-9][0-9]{0,15})";
+// No `-0`: JSON allows it, but parsers read it as the float -0.0 (serde_json does), which an
+// "integer" field must not be.
+const INTEGER: &str = r"(?:0|-?[1-9][0-9]{0,15})";
 const NUMBER: &str = r"-?(?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,16})?(?:[eE][-+]?[0-9]{1,3})?";
 const BOOLEAN: &str = "(?:true|false)";
 const NULL: &str = "null";
