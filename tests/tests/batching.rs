@@ -108,8 +108,9 @@ fn reference_prompts_batched_match_llama_cpp_on_wgpu() {
     reference_prompts_batched(Box::new(backend), 16);
 }
 
-fn tiny() -> (TinyModel, Model) {
-    let dir = temp_dir("batching");
+/// A tiny model in a directory of the test's own (tests run in parallel).
+fn tiny(test: &str) -> (TinyModel, Model) {
+    let dir = temp_dir(&format!("batching-{test}"));
     let t = TinyModel::write(&TinySpec::new(TinyArch::Llama, forge_engine::DType::Q8_0), &dir);
     let m = Model::load(&t.gguf).expect("tiny model loads");
     (t, m)
@@ -117,7 +118,7 @@ fn tiny() -> (TinyModel, Model) {
 
 #[test]
 fn every_sequence_of_a_batch_equals_running_it_alone() {
-    let (t, model) = tiny();
+    let (t, model) = tiny("alone");
     let prompts: Vec<Vec<u32>> = (0..9).map(|i| (0..(3 + i * 7)).map(|j| ((j * 31 + i * 17) % 250) as u32 + 1).collect()).collect();
     let sampling = |i: usize| SamplerConfig { temperature: if i % 3 == 0 { 0.0 } else { 0.9 }, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 100 + i as u64, ..SamplerConfig::default() };
     let max_tokens = |i: usize| 5 + (i * 3) % 11;
@@ -157,7 +158,7 @@ fn every_sequence_of_a_batch_equals_running_it_alone() {
 
 #[test]
 fn stop_strings_logprobs_and_bad_requests() {
-    let (_t, model) = tiny();
+    let (_t, model) = tiny("stops");
     let engine = start(model, Box::new(CpuBackend::try_new().unwrap()), EngineConfig { max_seqs: 2, ctx: 64, max_queue: 4, prefill_chunk: 16 });
     let greedy = SamplerConfig { temperature: 0.0, ..SamplerConfig::default() };
     let req = |max_tokens: usize, stop: Vec<String>, logprobs: Option<usize>| Request { prompt: vec![5, 6, 7], max_tokens, sampling: greedy.clone(), stop, logprobs, grammar: None };
@@ -195,7 +196,7 @@ fn stop_strings_logprobs_and_bad_requests() {
 
 #[test]
 fn a_client_that_goes_away_frees_its_blocks() {
-    let (_t, model) = tiny();
+    let (_t, model) = tiny("goes-away");
     let engine = start(model, Box::new(CpuBackend::try_new().unwrap()), EngineConfig { max_seqs: 2, ctx: 128, max_queue: 4, prefill_chunk: 16 });
     let greedy = SamplerConfig { temperature: 0.0, ..SamplerConfig::default() };
     let (tx, rx) = mpsc::channel();
@@ -209,7 +210,7 @@ fn a_client_that_goes_away_frees_its_blocks() {
 
 #[test]
 fn a_full_queue_refuses_instead_of_growing() {
-    let (_t, model) = tiny();
+    let (_t, model) = tiny("full-queue");
     let engine = start(model, Box::new(CpuBackend::try_new().unwrap()), EngineConfig { max_seqs: 1, ctx: 128, max_queue: 3, prefill_chunk: 16 });
     let greedy = SamplerConfig { temperature: 0.0, ..SamplerConfig::default() };
     let mut refused = 0;
@@ -260,7 +261,7 @@ impl Backend for Flaky {
 fn a_device_fault_fails_the_batch_not_the_engine_until_it_persists() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let (_t, model) = tiny();
+    let (_t, model) = tiny("flaky");
     let fail = Arc::new(AtomicBool::new(false));
     let backend = Flaky { inner: CpuBackend::try_new().unwrap(), fail: fail.clone() };
     let engine = start(model, Box::new(backend), EngineConfig { max_seqs: 2, ctx: 128, max_queue: 8, prefill_chunk: 16 });
@@ -298,7 +299,7 @@ fn a_device_fault_fails_the_batch_not_the_engine_until_it_persists() {
 
 #[test]
 fn a_shared_prefix_is_computed_once_and_gives_the_same_tokens() {
-    let (_t, model) = tiny();
+    let (_t, model) = tiny("prefix");
     let engine = start(model, Box::new(CpuBackend::try_new().unwrap()), EngineConfig { max_seqs: 2, ctx: 128, max_queue: 4, prefill_chunk: 32 });
     let greedy = SamplerConfig { temperature: 0.0, ..SamplerConfig::default() };
     let system: Vec<u32> = (0..40).map(|i| (i * 7 % 200) as u32 + 3).collect();
