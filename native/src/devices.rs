@@ -38,6 +38,21 @@ pub struct Machine {
     pub faults: FaultPlan,
 }
 
+impl Machine {
+    /// Options for opening a session on this machine: the user's memory fraction and injected
+    /// faults, the host's free memory, and the caller's context and fallback choice.
+    pub fn open_options(&self, ctx: usize, no_fallback: bool, warmup: bool) -> dev::OpenOptions {
+        dev::OpenOptions {
+            ctx,
+            memory_fraction: self.settings.memory_fraction.value,
+            no_fallback,
+            faults: self.faults.clone(),
+            host_memory: self.probe.cpu.ram_available.or(self.probe.cpu.ram_total),
+            warmup,
+        }
+    }
+}
+
 /// The process environment as a map (variables that are not UTF-8 are skipped).
 pub fn process_env() -> Env {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()

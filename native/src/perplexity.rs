@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use forge_engine::devices::{self, OpenOptions};
+use forge_engine::devices;
 use forge_engine::Model;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -42,14 +42,7 @@ pub fn perplexity(a: PerplexityArgs) -> anyhow::Result<()> {
     let tokens = model.tokenizer.encode(&text, true, false)?;
     let machine = crate::devices::detect(&a.select)?;
     let order = devices::plan(&machine.candidates, &machine.settings)?;
-    let opts = OpenOptions {
-        ctx: a.ctx,
-        memory_fraction: machine.settings.memory_fraction.value,
-        no_fallback: a.no_fallback,
-        faults: machine.faults.clone(),
-        host_memory: machine.probe.cpu.ram_available.or(machine.probe.cpu.ram_total),
-        warmup: false,
-    };
+    let opts = machine.open_options(a.ctx, a.no_fallback, false);
     let opened = devices::open_session(&model, &order, &opts, &mut backends::open, &mut |_, _, _| {})?;
     if !opened.events.is_empty() {
         eprintln!("forge: {}", devices::fallback_line(&opened.events, &opened.candidate));

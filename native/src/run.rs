@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use forge_engine::tokenizer::ChatMessage;
-use forge_engine::devices::{self, OpenOptions};
+use forge_engine::devices;
 use forge_engine::{GenerateOptions, Model, SamplerConfig, Session, generate};
 
 use crate::backends;
@@ -86,14 +86,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let ctx = a.ctx.unwrap_or(model.config.ctx_train.min(4096));
     let machine = crate::devices::detect(&a.select)?;
     let order = devices::plan(&machine.candidates, &machine.settings)?;
-    let opts = OpenOptions {
-        ctx,
-        memory_fraction: machine.settings.memory_fraction.value,
-        no_fallback: a.no_fallback,
-        faults: machine.faults.clone(),
-        host_memory: machine.probe.cpu.ram_available.or(machine.probe.cpu.ram_total),
-        warmup: true,
-    };
+    let opts = machine.open_options(ctx, a.no_fallback, true);
     let opened = backends::open_with_progress(&model, &order, &opts)?;
     let mut session: Session = opened.session;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;

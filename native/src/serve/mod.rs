@@ -30,7 +30,7 @@ use clap::Args;
 use forge::serve_api::{ApiError, Limits};
 use forge_engine::Model;
 use forge_engine::batching::{self, Engine, EngineConfig};
-use forge_engine::devices::{self, OpenOptions};
+use forge_engine::devices;
 
 use crate::backends;
 use crate::devices::SelectArgs;
@@ -132,15 +132,8 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
 
     let machine = crate::devices::detect(&a.select)?;
     let order = devices::plan(&machine.candidates, &machine.settings)?;
-    let opts = OpenOptions {
-        // The session's KV cache becomes the engine's block pool.
-        ctx: batching::pool_tokens(&config),
-        memory_fraction: machine.settings.memory_fraction.value,
-        no_fallback: a.no_fallback,
-        faults: machine.faults.clone(),
-        host_memory: machine.probe.cpu.ram_available.or(machine.probe.cpu.ram_total),
-        warmup: true,
-    };
+    // The session's KV cache becomes the engine's block pool.
+    let opts = machine.open_options(batching::pool_tokens(&config), a.no_fallback, true);
     let opened = backends::open_with_progress(&model, &order, &opts)?;
     let engine = Engine::start(model, opened.session, config).context("starting the engine")?;
     tracing::info!(model = engine.model_name(), backend = engine.backend(), ctx, max_seqs = a.max_seqs, load_ms = t0.elapsed().as_millis() as u64, "model loaded");
