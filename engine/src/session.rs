@@ -4,7 +4,8 @@
 //!
 //! **Architecture Invariant:** the session owns the KV cache (as backend state params); the model
 //! code only receives the names of the params to write into. Graphs are built once per
-//! (token count, readout) and reused, so a backend can cache its plan for them.
+//! batch shape (`BatchShape`: token count, table width, rows read out) and reused, so a backend can
+//! cache its plan for them.
 
 use std::collections::HashMap;
 

@@ -75,6 +75,8 @@ struct Seq {
     matcher: Option<Matcher>,
     stream: TokenStream<Arc<Tokenizer>>,
     stop: StopFilter,
+    /// A stop string appeared: the text is final, nothing held back may follow it.
+    cut: bool,
 }
 
 impl Seq {
@@ -168,6 +170,7 @@ impl Scheduler {
                 sampler: Sampler::new(w.req.sampling.clone()),
                 stream: TokenStream::new(self.tok.clone()),
                 stop: StopFilter::new(&w.req.stop),
+                cut: false,
                 generated: Vec::new(),
                 cached: reused * BLOCK_SIZE,
                 reused: reused * BLOCK_SIZE,
@@ -310,12 +313,12 @@ impl Scheduler {
             }
         };
         let mut text = String::new();
-        let stopped = s.stop.push(&piece, &mut |t| text.push_str(t));
+        s.cut = s.stop.push(&piece, &mut |t| text.push_str(t));
         let alive = (s.sink)(Event::Delta { text, tokens: vec![id], logprobs: logprob.into_iter().collect() });
         if !alive {
             return Some(FinishReason::Stop);
         }
-        if stopped || s.matcher.as_ref().is_some_and(|m| m.is_finished()) {
+        if s.cut || s.matcher.as_ref().is_some_and(|m| m.is_finished()) {
             Some(FinishReason::Stop)
         } else if s.generated.len() >= s.req.max_tokens {
             Some(FinishReason::Length)
@@ -329,7 +332,7 @@ impl Scheduler {
         done.sort_by_key(|d| std::cmp::Reverse(d.0));
         for (i, finish) in done {
             let mut s = self.running.swap_remove(i);
-            if finish != FinishReason::Stop || !s.stop.text.is_empty() {
+            if !s.cut {
                 let mut text = String::new();
                 if let Ok(tail) = s.stream.finish() {
                     s.stop.push(&tail, &mut |t| text.push_str(t));
