@@ -156,7 +156,7 @@ async fn respond(st: &Shared, job: Job, format: Format, common: &Common) -> Resu
                     finish_reason: c.finish,
                 })
                 .collect();
-            axum::Json(ChatCompletion { id: job.id, object: "chat.completion", created: job.created, model: model.to_owned(), choices, usage }).into_response()
+            axum::Json(ChatCompletion { id: &job.id, object: "chat.completion", created: job.created, model, choices, usage: Some(usage) }).into_response()
         }
         Format::Completion => {
             let choices = choices

@@ -90,15 +90,7 @@ pub struct ChatChoice {
 }
 
 /// The body of a non-streamed `/v1/chat/completions`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ChatCompletion {
-    pub id: String,
-    pub object: &'static str,
-    pub created: u64,
-    pub model: String,
-    pub choices: Vec<ChatChoice>,
-    pub usage: Usage,
-}
+pub type ChatCompletion<'a> = Envelope<'a, ChatChoice>;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Delta {
@@ -116,18 +108,22 @@ pub struct ChunkChoice {
     pub finish_reason: Option<&'static str>,
 }
 
-/// One `data:` event of a streamed `/v1/chat/completions`. The usage chunk that ends a stream
-/// with `include_usage` has no choices.
+/// What every completion response is: an id, the object type, the model, choices and usage.
+/// `usage` is left out of streamed events but the one that ends a stream with `include_usage`
+/// (which has no choices).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ChatChunk<'a> {
+pub struct Envelope<'a, C> {
     pub id: &'a str,
     pub object: &'static str,
     pub created: u64,
     pub model: &'a str,
-    pub choices: Vec<ChunkChoice>,
+    pub choices: Vec<C>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
 }
+
+/// One `data:` event of a streamed `/v1/chat/completions`.
+pub type ChatChunk<'a> = Envelope<'a, ChunkChoice>;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CompletionChoice {
@@ -139,16 +135,7 @@ pub struct CompletionChoice {
 
 /// The body of a non-streamed `/v1/completions`, and (without usage, `finish_reason` null until
 /// the last) each `data:` event of a streamed one.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Completion<'a> {
-    pub id: &'a str,
-    pub object: &'static str,
-    pub created: u64,
-    pub model: &'a str,
-    pub choices: Vec<CompletionChoice>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
-}
+pub type Completion<'a> = Envelope<'a, CompletionChoice>;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ModelCard {
