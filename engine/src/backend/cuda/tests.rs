@@ -309,29 +309,8 @@ fn attention_matches_cpu_decode_and_prefill() {
 #[test]
 fn paged_attention_matches_cpu() {
     let Some(mut p) = Pair::new() else { return };
-    let (n_head, n_kv, hd, bs, n_blocks, cols) = (6usize, 2usize, 64usize, 16usize, 23usize, 7usize);
-    let s = n_blocks * bs;
-    let rows: [(usize, u32); 5] = [(0, 100), (1, 3), (2, 40), (2, 41), (2, 42)];
-    let tables: [Vec<u32>; 3] = [vec![5, 17, 2, 9, 11, 20, 13], vec![22, 0, 0, 0, 0, 0, 0], vec![1, 14, 8, 0, 0, 0, 0]];
-    let t = rows.len();
-    for t_rows in [1, t] {
-        let mut g = Graph::new();
-        let q = g.input(&[t_rows, n_head * hd], DType::F32);
-        let k = g.input(&[s, n_kv * hd], DType::F32);
-        let v = g.input(&[s, n_kv * hd], DType::F32);
-        let pos = g.input(&[t_rows], DType::U32);
-        let table = g.input(&[t_rows, cols], DType::U32);
-        let o = g.paged_attention(q, k, v, pos, table, n_head, n_kv, hd, bs).unwrap();
-        g.output(o);
-        let table_rows: Vec<u32> = rows[..t_rows].iter().flat_map(|&(sq, _)| tables[sq].clone()).collect();
-        let positions: Vec<u32> = rows[..t_rows].iter().map(|r| r.1).collect();
-        let inputs = [
-            f32_input(&[t_rows, n_head * hd], 21),
-            f32_input(&[s, n_kv * hd], 22),
-            f32_input(&[s, n_kv * hd], 23),
-            HostTensor::from_u32(vec![t_rows], &positions).unwrap(),
-            HostTensor::from_u32(vec![t_rows, cols], &table_rows).unwrap(),
-        ];
+    for t_rows in [1, 5] {
+        let (g, inputs) = crate::backend::test_util::paged_attention_case(t_rows);
         p.check(&format!("paged attention t={t_rows}"), &g, &inputs, 1e-4);
     }
 }

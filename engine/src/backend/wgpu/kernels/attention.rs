@@ -67,28 +67,7 @@ mod tests {
     #[test]
     fn wgpu_paged_attention_matches_cpu() {
         let Some(mut gpu) = Gpu1::new() else { return };
-        let (n_head, n_kv, hd, bs, n_blocks, cols) = (6usize, 2usize, 64usize, 16usize, 23usize, 7usize);
-        let s = n_blocks * bs;
-        // (sequence, position) per query row.
-        let rows: [(usize, u32); 5] = [(0, 100), (1, 3), (2, 40), (2, 41), (2, 42)];
-        let tables: [Vec<u32>; 3] = [vec![5, 17, 2, 9, 11, 20, 13], vec![22, 0, 0, 0, 0, 0, 0], vec![1, 14, 8, 0, 0, 0, 0]];
-        let t = rows.len();
-        let mut g = Graph::new();
-        let q = g.input(&[t, n_head * hd], DType::F32);
-        let k = g.input(&[s, n_kv * hd], DType::F32);
-        let v = g.input(&[s, n_kv * hd], DType::F32);
-        let pos = g.input(&[t], DType::U32);
-        let table = g.input(&[t, cols], DType::U32);
-        let o = g.paged_attention(q, k, v, pos, table, n_head, n_kv, hd, bs).unwrap();
-        g.output(o);
-        let table_rows: Vec<u32> = rows.iter().flat_map(|&(sq, _)| tables[sq].clone()).collect();
-        let inputs = vec![
-            HostTensor::from_f32(vec![t, n_head * hd], &rand_vec(t * n_head * hd, 21)).unwrap(),
-            HostTensor::from_f32(vec![s, n_kv * hd], &rand_vec(s * n_kv * hd, 22)).unwrap(),
-            HostTensor::from_f32(vec![s, n_kv * hd], &rand_vec(s * n_kv * hd, 23)).unwrap(),
-            HostTensor::from_u32(vec![t], &rows.map(|r| r.1)).unwrap(),
-            HostTensor::from_u32(vec![t, cols], &table_rows).unwrap(),
-        ];
+        let (g, inputs) = crate::backend::test_util::paged_attention_case(5);
         gpu.check("paged attention", &g, &inputs, 1e-5);
     }
 }
