@@ -38,7 +38,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "openai"))
-from forge_server import ForgeServer, missing_prerequisite  # noqa: E402
+from forge_server import ForgeServer, missing_prerequisite, rss_kib  # noqa: E402
 
 SCHEMA = {
     "type": "object",
@@ -54,16 +54,6 @@ MIX = {
     "chat": 20, "chat_stream": 20, "completion": 8, "completion_stream": 8, "json_schema": 10,
     "n2_logprobs": 6, "disconnect": 12, "malformed": 8,
 }
-
-
-def rss_kib(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def kv_in_use(url: str, api_key: str | None = None) -> float | None:

@@ -68,6 +68,17 @@ def missing_prerequisite() -> str | None:
 LISTENING = re.compile(r"listening on (http://\S+)")
 
 
+def rss_kib(pid: int) -> int | None:
+    """A process's resident set (VmRSS from /proc/PID/status), in KiB; None once it has exited."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 class ForgeServer:
     """One `forge serve --port 0` process. Its first stdout line names the address; stdout is
     drained afterwards so the server never blocks on a full pipe, and stderr goes to a log file."""
@@ -168,16 +179,6 @@ class ForgeServer:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
-
-    def rss_kib(self) -> int | None:
-        """The server's resident set (VmRSS from /proc/PID/status), in KiB; None once it has exited."""
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        except (OSError, ValueError):
-            return None
-        return None
 
     def log_tail(self, n: int = 40) -> str:
         try:
