@@ -150,3 +150,20 @@ fn metadata_of_the_wrong_type() {
     let e = load_err("type", set("llama.embedding_length", MetaValue::Str("wide".into())), &[], same);
     assert!(matches!(e, ForgeError::MetadataType { .. }), "{e}");
 }
+
+#[test]
+fn chat_template_that_contains_itself_is_an_error_not_an_abort() {
+    // Rendering this used to overflow the stack and abort the process (`forge run` exit 134, and
+    // `forge serve` on its first chat request).
+    let dir = temp_dir("hostile-template");
+    let tiny = TinyModel::write(&TinySpec::new(TinyArch::Llama, DType::Q8_0), &dir);
+    let bad = dir.join("bad.gguf");
+    let source = "{% set ns = namespace(n=1) %}{% set ns.n = ns %}{{ ns.n }}";
+    rewrite(&tiny.gguf, &bad, |k, v| (k != "tokenizer.chat_template").then(|| v.clone()), &[("tokenizer.chat_template", MetaValue::Str(source.into()))], same);
+    let m = Model::load(&bad).expect("the model itself is fine");
+    let template = m.tokenizer.chat_template().expect("the template compiles");
+    let e = template.render(&[forge_engine::tokenizer::ChatMessage::new("user", "hi")], true).expect_err("a template holding itself cannot render");
+    assert!(matches!(e, ForgeError::ChatTemplate { .. }), "{e}");
+    assert!(e.to_string().starts_with("chat template:"), "the error names the template: {e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

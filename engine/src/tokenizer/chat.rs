@@ -9,8 +9,10 @@
 //! escaping, unlike minijinja's built-in).
 //!
 //! Sandbox: a template is model-supplied code. Execution is bounded by minijinja fuel
-//! ([`FUEL`] instructions), recursion by a depth limit, and output by [`max_output`] bytes; each
-//! failure is a typed [`ForgeError::ChatTemplate`].
+//! ([`FUEL`] instructions), recursion by a depth limit, output by [`max_output`] bytes, and walks
+//! over nested values (printing, comparing, serializing) by the patched minijinja's depth bound
+//! (`vendor/minijinja/README.forge.md`: a namespace holding itself used to overflow the stack);
+//! each failure is a typed [`ForgeError::ChatTemplate`].
 
 use std::io;
 use std::sync::Arc;
@@ -116,7 +118,17 @@ impl ChatTemplate {
             eos_token => &self.eos,
         };
         let mut out = Capped { buf: Vec::new(), limit: max_output(messages), hit: false };
-        if let Err(e) = tmpl.render_captured_to(ctx, &mut out) {
+        minijinja::value::take_depth_exceeded();
+        let rendered = tmpl.render_captured_to(ctx, &mut out);
+        if minijinja::value::take_depth_exceeded() {
+            // The patched minijinja (vendor/minijinja) elided a value nested too deeply or
+            // containing itself rather than overflowing the stack; a prompt with "..." in it
+            // would be silently wrong, so it is an error.
+            return Err(ForgeError::ChatTemplate {
+                what: "the template built a value that contains itself or is nested too deeply to print".into(),
+            });
+        }
+        if let Err(e) = rendered {
             if out.hit {
                 return Err(ForgeError::ChatTemplate {
                     what: format!("output exceeds the limit of {} bytes", out.limit),

@@ -219,6 +219,32 @@ fn hostile_templates_fail_typed() {
     assert!(ChatTemplate::new("{% for %}", "", "").is_err());
 }
 
+/// Values that contain themselves or nest thousands deep used to overflow the stack while being
+/// printed, compared or serialized, aborting the process (found by the `chat_template` fuzz
+/// target; `fuzz/regressions/chat_template/`). Each is now a typed error naming the template.
+#[test]
+fn self_containing_and_deep_values_fail_typed() {
+    let msgs = [ChatMessage::new("user", "x")];
+    let run = |src: &str| ChatTemplate::new(src, "", "").unwrap().render(&msgs, true);
+    for src in [
+        "{% set ns = namespace(n=1) %}{% set ns.n = ns %}{{ ns.n }}",
+        "{% set ns = namespace(n=1) %}{% set ns.n = [ns] %}{{ ns ~ '' }}",
+        "{% set ns = namespace(n=1) %}{% set ns.n = ns %}{{ ns.n | string | length }}",
+        "{% set a = namespace(n=1) %}{% set b = namespace(n=a) %}{% set a.n = b %}{{ [a, b] | sort }}",
+        "{% set a = namespace(n=1) %}{% set b = namespace(n=1) %}{% set a.n = a %}{% set b.n = b %}{{ a == b }}",
+        "{% set ns = namespace(l=[]) %}{% for i in range(20000) %}{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l }}",
+        "{% set ns = namespace(n=1) %}{% set ns.n = ns %}{{ ns | tojson }}",
+    ] {
+        match run(src) {
+            Err(ForgeError::ChatTemplate { what }) => assert!(!what.is_empty()),
+            other => panic!("{src}: expected a chat-template error, got {other:?}"),
+        }
+    }
+    // Nesting a real template uses is untouched, and the bound does not leak into the next render.
+    let ok = "{% set ns = namespace(inner=namespace(a=[1, [2, [3]]])) %}{{ ns.inner.a }}";
+    assert_eq!(run(ok).unwrap(), "[1, [2, [3]]]");
+}
+
 #[test]
 fn tojson_and_strftime_match_python() {
     let t = ChatTemplate::new(
