@@ -6,8 +6,12 @@
 //! small and generation can end the moment the root value closes.
 //!
 //! Supported: `type` (one or a list) object / array / string / integer / number / boolean /
-//! null; `properties` (emitted in the schema's order, optional ones may be left out; any other
-//! key is refused, i.e. `additionalProperties` is always false), `required`; `items`,
+//! null; `properties` (emitted in the schema's order, optional ones may be left out),
+//! `required`, `additionalProperties` (`false`; `true` or a schema: further members after the
+//! declared ones, as llama.cpp's `json-schema-to-grammar` places them, with keys that are none of
+//! the declared names and are written without escapes, so that a name has one spelling; absent
+//! beside `properties` it means `false`, as llama.cpp reads it, and OpenAI's strict mode demands
+//! it); `items`,
 //! `minItems`, `maxItems`; `minLength`, `maxLength`, `pattern`, `format` (date, time, date-time,
 //! uuid); `enum` and `const` of any value; `anyOf` / `oneOf` as alternation, `allOf` of one
 //! schema; `$ref` into `#/$defs` or `#/definitions`, not recursive. Annotations (`title`,
@@ -234,11 +238,19 @@ impl<'a> Compiler<'a> {
     }
 
     fn object(&mut self, obj: &'a Map<String, Value>) -> Result<String> {
+        let additional = obj.get("additionalProperties");
+        let extra_value = match additional {
+            None | Some(Value::Bool(false)) => None,
+            // Counted as one level inside this object, like an array's unconstrained items.
+            Some(Value::Bool(true)) => Some(any_value(ANY_DEPTH - 1)),
+            Some(s @ Value::Object(_)) => Some(self.value(s)?),
+            Some(other) => return Err(unsupported(format!("`additionalProperties` must be a boolean or a schema, found {other}"))),
+        };
         let Some(props) = obj.get("properties") else {
-            return Ok(if obj.get("additionalProperties") == Some(&Value::Bool(false)) {
-                format!(r"\{{{WS}\}}")
-            } else {
-                any_object(ANY_DEPTH)
+            return Ok(match (additional, extra_value) {
+                (None, _) => any_object(ANY_DEPTH),
+                (_, None) => format!(r"\{{{WS}\}}"),
+                (_, Some(v)) => format!(r"\{{{WS}{}{WS}\}}", properties(&[(extra_members(&string(0, None), &v), false)])),
             });
         };
         let props = props.as_object().ok_or_else(|| unsupported("`properties` must be an object"))?;
@@ -254,10 +266,14 @@ impl<'a> Compiler<'a> {
             return Err(unsupported(format!("required property `{missing}` is not in `properties`")));
         }
         // The schema's order when serde_json keeps it (feature `preserve_order`), else sorted.
-        let mut kvs = Vec::with_capacity(props.len());
+        let mut kvs = Vec::with_capacity(props.len() + 1);
         for (name, schema) in props {
             let key = regex_syntax_escape(&Value::String(name.clone()).to_string());
             kvs.push((format!("{key}{WS}:{WS}{}", self.value(schema)?), required.contains(&name.as_str())));
+        }
+        if let Some(v) = extra_value {
+            let names: Vec<&str> = props.keys().map(String::as_str).collect();
+            kvs.push((extra_members(&key_except(&names), &v), false));
         }
         Ok(format!(r"\{{{WS}{}{WS}\}}", properties(&kvs)))
     }
@@ -291,6 +307,45 @@ fn properties(kvs: &[(String, bool)]) -> String {
         alts.push(String::new());
     }
     format!("(?:{})", alts.join("|"))
+}
+
+/// One or more `key: value` members, comma-separated: the additional properties of an object.
+fn extra_members(key: &str, value: &str) -> String {
+    let kv = format!("{key}{WS}:{WS}{value}");
+    format!("{kv}(?:{WS},{WS}{kv})*")
+}
+
+/// A JSON object key (quotes included) that is none of `names`, written without escapes. A name
+/// that needs an escape in JSON cannot be spelled without one, so only the others are excluded.
+///
+/// The names form a trie; at each node the key may end (unless a name ends there), go on with
+/// one of the node's children, or leave the trie with any other character and then go on freely.
+/// The regex grows with the names' total length.
+fn key_except(names: &[&str]) -> String {
+    #[derive(Default)]
+    struct Node {
+        is_name: bool,
+        next: std::collections::BTreeMap<char, Node>,
+    }
+    const PLAIN: &str = r#"[^"\\\x00-\x1F]"#;
+    fn regex(node: &Node) -> String {
+        let mut alts = Vec::with_capacity(node.next.len() + 2);
+        if !node.is_name {
+            alts.push(String::new());
+        }
+        for (c, child) in &node.next {
+            alts.push(format!("{}{}", regex_syntax_escape(&c.to_string()), regex(child)));
+        }
+        let others: String = node.next.keys().map(|c| regex_syntax_escape(&c.to_string())).collect();
+        alts.push(format!(r#"[^"\\\x00-\x1F{others}]{PLAIN}*"#));
+        format!("(?:{})", alts.join("|"))
+    }
+    let mut root = Node::default();
+    for name in names.iter().filter(|n| !n.chars().any(|c| c == '"' || c == '\\' || c < '\u{20}')) {
+        let node = name.chars().fold(&mut root, |node, c| node.next.entry(c).or_default());
+        node.is_name = true;
+    }
+    format!(r#""{}""#, regex(&root))
 }
 
 fn string_schema(obj: &Map<String, Value>) -> Result<String> {

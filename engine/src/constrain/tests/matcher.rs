@@ -95,6 +95,25 @@ fn sampling_under_the_mask_satisfies_the_schema() {
 }
 
 #[test]
+fn sampling_with_additional_properties_never_repeats_a_declared_name() {
+    let tok = tokenizer();
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string", "maxLength": 4}},
+        "required": ["name"], "additionalProperties": {"type": "integer"}});
+    let g = Grammar::from_json_schema(&schema, &tok).unwrap();
+    let mut extras = 0;
+    for seed in 0..40 {
+        let text = sample(&tok, &mut g.matcher(), seed);
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("seed {seed}: {text:?}: {e}"));
+        let o = v.as_object().unwrap();
+        assert!(o["name"].is_string(), "{text}");
+        assert!(o.iter().filter(|(k, _)| *k != "name").all(|(_, v)| v.is_i64() || v.is_u64()), "{text}");
+        assert_eq!(text.matches("\"name\"").count(), 1, "a declared key twice: {text}");
+        extras += o.len() - 1;
+    }
+    assert!(extras > 0, "the walks never took an additional property");
+}
+
+#[test]
 fn sampling_json_object_and_regex() {
     let tok = tokenizer();
     let g = Grammar::json_object(&tok).unwrap();

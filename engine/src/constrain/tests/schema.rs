@@ -92,6 +92,28 @@ fn objects_keep_order_and_may_omit_optional_properties() {
 }
 
 #[test]
+fn additional_properties_follow_the_declared_ones() {
+    // `true`: any further members after the declared ones, never a declared name again.
+    let open = json!({"type": "object", "required": ["a"], "additionalProperties": true,
+        "properties": {"a": {"type": "integer"}, "ab": {"type": "integer"}}});
+    accepts(
+        open,
+        &[r#"{"a":1}"#, r#"{"a":1,"x":[1,"y"]}"#, r#"{"a":1,"ab":2,"abc":{},"b":null,"":true}"#, r#"{"a":1,"é":"z"}"#],
+        &[r#"{"a":1,"a":2}"#, r#"{"a":1,"ab":2,"ab":3}"#, r#"{"x":1,"a":1}"#, r#"{"a":1,"\u0061":2}"#, r#"{"a":1,"x":}"#],
+    );
+    // A schema: each additional value must match it.
+    let typed = json!({"type": "object", "properties": {"id": {"type": "string"}}, "additionalProperties": {"type": "integer"}});
+    accepts(typed, &["{}", r#"{"id":"k"}"#, r#"{"id":"k","n":1,"m":-2}"#, r#"{"n":1}"#], &[r#"{"id":"k","n":"1"}"#, r#"{"id":"k","id":3}"#]);
+    // Without `properties`: a map; `false` is the empty object; absent is any object.
+    let map = json!({"type": "object", "additionalProperties": {"type": "boolean"}});
+    accepts(map, &["{}", r#"{"a":true}"#, r#"{"a":true, "b\n":false}"#], &[r#"{"a":1}"#, r#"{"a":true,}"#]);
+    accepts(json!({"type": "object", "additionalProperties": false}), &["{}", "{ }"], &[r#"{"a":1}"#]);
+    accepts(json!({"type": "object", "properties": {"a": {"type": "null"}}}), &[r#"{"a":null}"#], &[r#"{"a":null,"b":1}"#]);
+    // A declared name that needs an escape cannot be spelled by an additional key anyway.
+    accepts(json!({"type": "object", "properties": {"q\"": {"type": "null"}}, "additionalProperties": true}), &[r#"{"q\"":null,"q":1}"#], &[]);
+}
+
+#[test]
 fn arrays_and_refs() {
     accepts(
         json!({"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 3}),
@@ -109,6 +131,8 @@ fn unsupported_schemas_are_invalid_arguments() {
     let bad = [
         json!({"$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}}}, "$ref": "#/$defs/n"}),
         json!({"type": "object", "patternProperties": {"^a": {}}}),
+        json!({"type": "object", "additionalProperties": 1}),
+        json!({"type": "object", "additionalProperties": {"type": "tuple"}}),
         json!({"type": "integer", "minimum": 0}),
         json!({"type": "string", "format": "email"}),
         json!({"type": "array", "maxItems": 100000}),
