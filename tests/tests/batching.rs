@@ -16,11 +16,14 @@ use forge_engine::backend::wgpu::WgpuBackend;
 use forge_engine::batching::{Engine, EngineConfig, Event, Request, pool_tokens};
 use forge_engine::{FinishReason, GenerateOptions, Model, SamplerConfig, Session, generate};
 use forge_tests::tiny::{TinyArch, TinySpec, TinyModel, temp_dir};
-use forge_tests::{check_greedy, llama_cpp_reference, smollm2_path};
+use forge_tests::reference::{check_batched_teacher_forced, check_free_running};
+use forge_tests::{llama_cpp_reference, smollm2_path};
 
 /// What one sequence produced.
 struct Outcome {
     ids: Vec<u32>,
+    /// Each generated position's top `(id, logprob)` alternatives, when asked for.
+    top: Vec<Vec<(u32, f32)>>,
     text: String,
     finish: Option<FinishReason>,
     completion_tokens: usize,
@@ -40,10 +43,11 @@ fn submit(engine: &Engine, req: Request) -> mpsc::Receiver<Event> {
 }
 
 fn collect(rx: mpsc::Receiver<Event>) -> Outcome {
-    let mut o = Outcome { ids: Vec::new(), text: String::new(), finish: None, completion_tokens: 0, error: None };
+    let mut o = Outcome { ids: Vec::new(), top: Vec::new(), text: String::new(), finish: None, completion_tokens: 0, error: None };
     loop {
         match rx.recv_timeout(Duration::from_secs(600)).expect("the engine answers within 10 minutes") {
-            Event::Delta { text, tokens, .. } => {
+            Event::Delta { text, tokens, logprobs } => {
+                o.top.extend(logprobs.into_iter().map(|l| l.top));
                 o.text.push_str(&text);
                 o.ids.extend(tokens);
             }
@@ -79,18 +83,38 @@ fn reference_prompts_batched(backend: Box<dyn Backend>, n_gen: usize) {
     let cfg = EngineConfig { max_seqs: 4, ctx: 256, max_queue: 16, prefill_chunk: 24 };
     let engine = start(model, backend, cfg);
     let greedy = SamplerConfig { temperature: 0.0, ..SamplerConfig::default() };
-    let rxs: Vec<_> = prompts.iter().map(|p| submit(&engine, Request { prompt: p.clone(), max_tokens: n_gen, sampling: greedy.clone(), stop: vec![], logprobs: None, grammar: None })).collect();
+    let rxs: Vec<_> = prompts.iter().map(|p| submit(&engine, Request { prompt: p.clone(), max_tokens: n_gen, sampling: greedy.clone(), stop: vec![], logprobs: Some(10), grammar: None })).collect();
     let mut failures = Vec::new();
     for (case, rx) in reference.cases.iter().zip(rxs) {
         let o = collect(rx);
         assert!(o.error.is_none(), "{}: {:?}", case.id, o.error);
-        match check_greedy(case, &o.ids) {
+        // Log-probabilities differ from logits by one constant per position, so gaps are the same.
+        match check_free_running(case, &o.ids, &o.top) {
             Ok(n) => eprintln!("{}: {n} ids agree", case.id),
             Err(e) => failures.push(e),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     wait_for_free_blocks(&engine);
+}
+
+#[test]
+fn reference_prompts_teacher_forced_in_one_batch_on_cpu() {
+    let Some(path) = smollm2_path() else { return };
+    let model = Model::load(&path).expect("the model loads");
+    check_batched_teacher_forced(&model, Box::new(CpuBackend::try_new().expect("cpu backend")), llama_cpp_reference().n_gen);
+}
+
+#[test]
+fn reference_prompts_teacher_forced_in_one_batch_on_wgpu() {
+    let Some(path) = smollm2_path() else { return };
+    let backend = match WgpuBackend::new() {
+        Ok(b) => b,
+        Err(e) if std::env::var("FORGE_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("FORGE_REQUIRE_WGPU=1 but no wgpu device: {e}"),
+        Err(e) => return eprintln!("skipping: no wgpu device ({e})"),
+    };
+    let model = Model::load(&path).expect("the model loads");
+    check_batched_teacher_forced(&model, Box::new(backend), 16);
 }
 
 #[test]
