@@ -39,7 +39,29 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
+/// Keeps Mesa's Vulkan device-select layer from printing
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` (twice) on every command
+/// of a machine without a desktop session.
+///
+/// The layer is implicit: it sits under every Vulkan instance, and when the application enables
+/// `VK_KHR_wayland_surface` (wgpu always does where the driver offers it) it calls
+/// `wl_display_connect` to find the compositor's GPU and put it first, and libwayland logs that
+/// line to stderr when there is no session. Without `XDG_RUNTIME_DIR` there is no compositor to
+/// find, and `forge` ranks devices itself, so the layer is switched off (`NODEVICE_SELECT=1`)
+/// exactly then — unless the user set `NODEVICE_SELECT` or chose a device through the layer
+/// (`MESA_VK_DEVICE_SELECT`, `DRI_PRIME`).
+fn quiet_vulkan_device_select() {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    if set("XDG_RUNTIME_DIR") || set("NODEVICE_SELECT") || set("MESA_VK_DEVICE_SELECT") || set("DRI_PRIME") {
+        return;
+    }
+    // SAFETY: called first thing in `main`, before any thread exists that could read the
+    // environment concurrently.
+    unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+}
+
 fn main() -> std::process::ExitCode {
+    quiet_vulkan_device_select();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
