@@ -8,8 +8,10 @@ pub type Result<T, E = ForgeError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ForgeError {
-    #[error("cannot read {path}: {source}")]
-    Io { path: String, #[source] source: std::io::Error },
+    /// The OS error is part of the message and deliberately not a `source()`: shown both ways,
+    /// anyhow's chain printed it twice. No variant has a source; each message is whole.
+    #[error("cannot read {path}: {error}")]
+    Io { path: String, error: std::io::Error },
 
     // ---- model files (GGUF, safetensors, config.json) ----
     #[error("{format}: not a {format} file ({what})")]
@@ -59,7 +61,22 @@ pub enum ForgeError {
 }
 
 impl ForgeError {
-    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        ForgeError::Io { path: path.as_ref().display().to_string(), source }
+    pub fn io(path: impl AsRef<std::path::Path>, error: std::io::Error) -> Self {
+        ForgeError::Io { path: path.as_ref().display().to_string(), error }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    #[test]
+    fn io_error_says_the_os_reason_once_and_has_no_source() {
+        let os = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = super::ForgeError::io("/x", os);
+        let text = e.to_string();
+        assert!(text.starts_with("cannot read /x: "), "{text}");
+        assert_eq!(text.matches(&std::io::Error::from(std::io::ErrorKind::NotFound).to_string()).count(), 1, "{text}");
+        assert!(e.source().is_none(), "a source would be printed again by error chains");
     }
 }

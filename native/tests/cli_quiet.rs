@@ -36,3 +36,15 @@ fn devices_without_a_desktop_session_prints_nothing_on_stderr() {
         assert_eq!(err, "", "forge {args:?} wrote to stderr");
     }
 }
+
+/// A missing model file: the OS reason appears once (it was printed twice, once by the error's
+/// own message and again by anyhow's chain through `source()`).
+#[test]
+fn a_missing_model_says_why_once() {
+    let o = forge(&["run", "--model", "/nonexistent/forge-model.gguf", "-p", "hi"], &[]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    let os = std::io::Error::from_raw_os_error(2).to_string(); // ENOENT, as the OS words it
+    assert_eq!(err.matches(&os).count(), 1, "{err}");
+    assert!(err.contains("cannot read /nonexistent/forge-model.gguf: "), "{err}");
+}
