@@ -9,9 +9,9 @@
 //! Requests join and leave the batch at every step; a sequence's blocks return to the pool the
 //! moment it ends or its sink reports that the client has gone.
 //!
-//! Full blocks of prompt are kept after their sequence ends, keyed by the hash of the tokens up
-//! to their end, so a prompt sharing a prefix with an earlier one (a system prompt, a chat's
-//! history) starts after it (`pool.rs`).
+//! Full blocks of prompt are kept after their sequence ends, keyed by their tokens and the cached
+//! block before them (compared whole, not by a hash), so a prompt sharing a prefix with an
+//! earlier one (a system prompt, a chat's history) starts after it (`pool.rs`).
 //!
 //! The engine does no network I/O: a server (`forge serve`) turns HTTP requests into
 //! [`Request`]s and [`Event`]s into responses. Admission reserves a sequence's blocks for its

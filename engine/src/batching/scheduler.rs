@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, PoisonError};
 
-use super::pool::{BlockPool, SCRATCH_BLOCK, block_hash};
+use super::pool::{BlockPool, PROMPT_START, PrefixId, SCRATCH_BLOCK};
 use super::{Command, EngineConfig, EngineStats, Event, Request, Shared, Sink, TokenLogprob, Usage};
 use crate::constrain::Matcher;
 use crate::error::{ForgeError, Result};
@@ -67,9 +67,10 @@ struct Seq {
     cached: usize,
     /// Prompt tokens that came from the prefix cache.
     reused: usize,
-    /// Prefix hashes of the prompt's full blocks, and how many of them are registered.
-    hashes: Vec<u64>,
+    /// Leading prompt blocks registered in the prefix cache (or taken from it), and the id of the
+    /// prefix they end (`None`: the next one cannot be registered, so none after it is).
     registered: usize,
+    chain: Option<PrefixId>,
     generated: Vec<u32>,
     sampler: Sampler,
     matcher: Option<Matcher>,
@@ -145,14 +146,15 @@ impl Scheduler {
             let Some(w) = self.waiting.front() else { break };
             let prompt = &w.req.prompt;
             let need = (prompt.len() + w.req.max_tokens).div_ceil(BLOCK_SIZE);
-            let mut hashes = Vec::with_capacity(prompt.len() / BLOCK_SIZE);
-            for block in prompt.chunks_exact(BLOCK_SIZE) {
-                hashes.push(block_hash(hashes.last().copied().unwrap_or(0), block));
-            }
             // Blocks wholly before the last prompt token may come from the cache; that token
             // always runs, since its logits give the first generated token.
             let reusable = (prompt.len() - 1) / BLOCK_SIZE;
-            let mut blocks: Vec<u32> = hashes[..reusable].iter().map_while(|&h| self.pool.lookup(h)).collect();
+            let (mut blocks, mut chain) = (Vec::new(), PROMPT_START);
+            for tokens in prompt.chunks_exact(BLOCK_SIZE).take(reusable) {
+                let Some((b, id)) = self.pool.lookup(chain, tokens) else { break };
+                blocks.push(b);
+                chain = id;
+            }
             let reused = blocks.len();
             match self.pool.alloc(need - reused) {
                 Some(fresh) => blocks.extend(fresh),
@@ -175,7 +177,7 @@ impl Scheduler {
                 cached: reused * BLOCK_SIZE,
                 reused: reused * BLOCK_SIZE,
                 registered: reused,
-                hashes,
+                chain: Some(chain),
                 matcher,
                 blocks,
                 sink: w.sink,
@@ -211,8 +213,12 @@ impl Scheduler {
             let s = &mut self.running[p.seq];
             s.cached += p.tokens;
             // Full prompt blocks are now in the cache: later prompts may share them.
-            while s.registered < s.hashes.len() && (s.registered + 1) * BLOCK_SIZE <= s.cached {
-                self.pool.register(s.blocks[s.registered], s.hashes[s.registered]);
+            let full = s.req.prompt.len() / BLOCK_SIZE;
+            while let Some(parent) = s.chain
+                && s.registered < full.min(s.cached / BLOCK_SIZE)
+            {
+                let i = s.registered;
+                s.chain = self.pool.register(s.blocks[i], parent, &s.req.prompt[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE]);
                 s.registered += 1;
             }
             if !p.read_out {
