@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use forge_engine::devices::{self, BackendKind, Candidate, OpenOptions};
+use forge_engine::devices::{self, BackendChoice, BackendKind, Candidate, Opened};
 use forge_engine::models::llama::Readout;
 use forge_engine::session::Forward;
 use forge_engine::{Model, Session};
@@ -31,9 +31,11 @@ pub struct BenchArgs {
     /// Model to benchmark (default: SmolLM2-135M-Instruct Q4_1 from the cache).
     #[arg(long, short)]
     pub model: Option<PathBuf>,
-    /// Backends to measure: `all` or a comma list of cpu, wgpu, cuda.
-    #[arg(long, default_value = "all")]
-    pub backends: String,
+    /// Backends to measure, one row per usable device of each: `all` or a comma list of cpu,
+    /// wgpu, cuda. Default: the device `forge run` would use (with its fallback) when --backend,
+    /// --device, FORGE_BACKEND, FORGE_DEVICE or the config file chooses one; otherwise all.
+    #[arg(long, conflicts_with_all = ["backend", "device"])]
+    pub backends: Option<String>,
     /// Prompt tokens for the prefill test (pp) [default: 512; 32 for the --browser row].
     #[arg(short = 'p', long)]
     pub prompt: Option<usize>,
@@ -61,6 +63,9 @@ pub struct BenchArgs {
     pub browser: bool,
     #[command(flatten)]
     pub select: SelectArgs,
+    /// With a chosen device: fail when it cannot run the model instead of falling back.
+    #[arg(long)]
+    pub no_fallback: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -83,7 +88,9 @@ pub struct Row {
     pub engine: String,
     pub backend: String,
     pub device: String,
-    pub load_ms: f64,
+    /// Opening the model on the device, warm-up token included; `None` where the engine does not
+    /// report it (llama-bench).
+    pub load_ms: Option<f64>,
     pub pp_tok_s: Stat,
     pub tg_tok_s: Stat,
     pub peak_memory_bytes: Option<u64>,
@@ -100,7 +107,7 @@ pub struct Row {
 impl Row {
     /// A row with timings only: a peer engine or a browser, where launches, bytes and bandwidth
     /// are not observable from outside.
-    pub fn timings(engine: String, backend: String, device: String, load_ms: f64, pp_tok_s: Stat, tg_tok_s: Stat) -> Row {
+    pub fn timings(engine: String, backend: String, device: String, load_ms: Option<f64>, pp_tok_s: Stat, tg_tok_s: Stat) -> Row {
         Row {
             engine,
             backend,
@@ -178,43 +185,111 @@ struct Sizes {
     reps: usize,
 }
 
-fn measure(model: &Model, c: &Candidate, a: &Sizes, bar: &ProgressBar) -> anyhow::Result<Row> {
-    let opts = OpenOptions { ctx: a.prompt + a.n_gen + 8, memory_fraction: 0.9, no_fallback: true, faults: Default::default(), host_memory: None, warmup: true };
+/// Which devices to measure and how they are opened.
+enum Targets {
+    /// `--backends`, or nothing chosen anywhere: every usable device of those kinds, a row each,
+    /// without fallback (a failing device is reported and has no row).
+    Each(Vec<Candidate>),
+    /// A backend or device chosen by flag, environment or config file: the order `forge run`
+    /// tries, falling back the same way; one row, for the device that opened.
+    Planned(Vec<Candidate>),
+}
+
+impl Targets {
+    fn runs(&self) -> usize {
+        match self {
+            Targets::Each(c) => c.len(),
+            Targets::Planned(_) => 1,
+        }
+    }
+}
+
+fn parse_backends(list: &str) -> anyhow::Result<Vec<BackendKind>> {
+    if list == "all" {
+        return Ok(vec![BackendKind::Cpu, BackendKind::Wgpu, BackendKind::Cuda]);
+    }
+    list.split(',')
+        .map(|s| match s.trim() {
+            "cpu" => Ok(BackendKind::Cpu),
+            "wgpu" => Ok(BackendKind::Wgpu),
+            "cuda" => Ok(BackendKind::Cuda),
+            other => bail!("--backends: unknown backend `{other}`; expected all or a comma list of cpu, wgpu, cuda"),
+        })
+        .collect()
+}
+
+/// `--backends` when given; else the user's choice of backend or device (flag > environment >
+/// config file), as `forge run` plans it; else every usable device.
+fn targets(a: &BenchArgs, machine: &crate::devices::Machine) -> anyhow::Result<Targets> {
+    let s = &machine.settings;
+    if a.backends.is_none() && (s.backend.value != BackendChoice::Auto || s.device.is_some()) {
+        return Ok(Targets::Planned(devices::plan(&machine.candidates, s)?));
+    }
+    let list = a.backends.as_deref().unwrap_or("all");
+    let wanted = parse_backends(list)?;
+    for c in machine.candidates.iter().filter(|c| !c.usable && wanted.contains(&c.backend)) {
+        eprintln!("skipping {} ({}): {}", c.backend.name(), c.label, c.reason.as_deref().unwrap_or("not usable"));
+    }
+    let chosen: Vec<Candidate> = machine.candidates.iter().filter(|c| c.usable && wanted.contains(&c.backend)).cloned().collect();
+    if chosen.is_empty() {
+        bail!("no usable device for --backends {list}; see `forge devices`");
+    }
+    Ok(Targets::Each(chosen))
+}
+
+/// Opens `order` as `forge run` does (the machine's memory fraction, host memory and
+/// `FORGE_FAULT`), with one line naming any device passed over; and the time it took.
+fn open(model: &Model, order: &[Candidate], opts: &devices::OpenOptions) -> anyhow::Result<(Opened, f64)> {
     let t0 = Instant::now();
-    let opened = devices::open_session(model, std::slice::from_ref(c), &opts, &mut backends::open, &mut |_, _, _| {})
-        .with_context(|| format!("opening {} ({})", c.backend.name(), c.label))?;
+    let opened = devices::open_session(model, order, opts, &mut backends::open, &mut |_, _, _| {})?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let mut s = opened.session;
+    if !opened.events.is_empty() {
+        eprintln!("forge: {}", devices::fallback_line(&opened.events, &opened.candidate));
+    }
+    Ok((opened, load_ms))
+}
+
+/// One prefill of `prompt` tokens from an empty context, then `n_gen` decode steps from an empty
+/// context again (as llama-bench's pp and tg tests); seconds for each, and launches per token.
+fn repetition(s: &mut Session, vocab: usize, seed: u64, prompt: usize, n_gen: usize) -> anyhow::Result<(f64, f64, Option<usize>)> {
+    let toks = devices::bench::synthetic_tokens(prompt, vocab, seed);
+    let t = Instant::now();
+    let first = prefill(s, &toks)?;
+    let pp = t.elapsed().as_secs_f64();
+    s.reset();
+    let t = Instant::now();
+    let l = decode(s, first, n_gen)?;
+    let tg = t.elapsed().as_secs_f64();
+    Ok((pp, tg, s.backend().last_launches().or(if l > 0 { Some(l) } else { None })))
+}
+
+fn measure(model: &Model, opened: Opened, load_ms: f64, a: &Sizes, bar: &ProgressBar) -> anyhow::Result<Row> {
+    let (mut s, c) = (opened.session, opened.candidate);
     let vocab = model.config.n_vocab;
-    // Warm-up: compile and first-touch everything the timed runs use.
-    let w = prefill(&mut s, &devices::bench::synthetic_tokens(a.prompt.min(64), vocab, 1))?;
-    decode(&mut s, w, 2)?;
+    // Warm-up: the same prefill (so every chunk shape's graph and plan are built here, not in the
+    // first timed repetition) and two decode steps (the one decode shape).
+    tracing::debug!("bench {}: warm-up", c.backend.name());
+    repetition(&mut s, vocab, 1, a.prompt, 2)?;
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     let mut launches = None;
     for r in 0..a.reps.max(1) {
-        let toks = devices::bench::synthetic_tokens(a.prompt, vocab, 2 + r as u64);
-        let t = Instant::now();
-        let first = prefill(&mut s, &toks)?;
-        pp.push(a.prompt as f64 / t.elapsed().as_secs_f64());
-        // Like llama-bench's tg test, decode starts from an empty context, so the two are
-        // comparable (prefill and decode are measured separately, not as one conversation).
-        s.reset();
-        let t = Instant::now();
-        let l = decode(&mut s, first, a.n_gen)?;
-        tg.push(a.n_gen as f64 / t.elapsed().as_secs_f64());
-        launches = s.backend().last_launches().or(if l > 0 { Some(l) } else { None });
+        tracing::debug!("bench {}: timed repetition {}", c.backend.name(), r + 1);
+        let (pp_s, tg_s, l) = repetition(&mut s, vocab, 2 + r as u64, a.prompt, a.n_gen)?;
+        pp.push(a.prompt as f64 / pp_s);
+        tg.push(a.n_gen as f64 / tg_s);
+        launches = l;
         bar.inc(1);
     }
     let tg = Stat::of(tg);
     let bpt = bytes_per_token(model, a.n_gen / 2);
     let eff = bpt as f64 * tg.median / 1e9;
-    let copy = copy_bandwidth(c);
+    let copy = copy_bandwidth(&c);
     let peak = s.backend().memory_used().or_else(peak_rss);
     Ok(Row {
         engine: "forge".into(),
         backend: c.backend.name().into(),
         device: c.label.clone(),
-        load_ms,
+        load_ms: Some(load_ms),
         pp_tok_s: Stat::of(pp),
         tg_tok_s: tg,
         peak_memory_bytes: peak,
@@ -241,35 +316,31 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     };
     let model = Model::load(&path).with_context(|| format!("loading {}", path.display()))?;
     let machine = crate::devices::detect(&a.select)?;
-    let wanted: Vec<BackendKind> = if a.backends == "all" {
-        vec![BackendKind::Cpu, BackendKind::Wgpu, BackendKind::Cuda]
-    } else {
-        a.backends
-            .split(',')
-            .map(|s| match s.trim() {
-                "cpu" => Ok(BackendKind::Cpu),
-                "wgpu" => Ok(BackendKind::Wgpu),
-                "cuda" => Ok(BackendKind::Cuda),
-                other => bail!("--backends: unknown backend `{other}`; expected all or a comma list of cpu, wgpu, cuda"),
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
-    let chosen: Vec<&Candidate> = machine.candidates.iter().filter(|c| c.usable && wanted.contains(&c.backend)).collect();
-    for c in machine.candidates.iter().filter(|c| !c.usable && wanted.contains(&c.backend)) {
-        eprintln!("skipping {} ({}): {}", c.backend.name(), c.label, c.reason.as_deref().unwrap_or("not usable"));
-    }
-    if chosen.is_empty() {
-        bail!("no usable device for --backends {}; see `forge devices`", a.backends);
-    }
+    let targets = targets(&a, &machine)?;
     let sizes = Sizes { prompt: a.prompt.unwrap_or(512), n_gen: a.n_gen.unwrap_or(128), reps: a.reps };
-    let bar = ProgressBar::new((chosen.len() * a.reps.max(1)) as u64)
+    let bar = ProgressBar::new((targets.runs() * a.reps.max(1)) as u64)
         .with_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} runs").expect("valid template").progress_chars("=> "));
+    let ctx = sizes.prompt + sizes.n_gen + 8;
     let mut rows = Vec::new();
-    for c in &chosen {
-        bar.set_message(format!("bench {} ({})", c.backend.name(), c.label));
-        match measure(&model, c, &sizes, &bar) {
-            Ok(r) => rows.push(r),
-            Err(e) => eprintln!("{} ({}) failed: {e:#}", c.backend.name(), c.label),
+    match &targets {
+        Targets::Planned(order) => {
+            bar.set_message(format!("bench {} ({})", order[0].backend.name(), order[0].label));
+            let row = open(&model, order, &machine.open_options(ctx, a.no_fallback, true)).and_then(|(o, ms)| measure(&model, o, ms, &sizes, &bar));
+            rows.push(row?);
+        }
+        Targets::Each(chosen) => {
+            for c in chosen {
+                bar.set_message(format!("bench {} ({})", c.backend.name(), c.label));
+                let opts = machine.open_options(ctx, true, true);
+                match open(&model, std::slice::from_ref(c), &opts).and_then(|(o, ms)| measure(&model, o, ms, &sizes, &bar)) {
+                    Ok(r) => rows.push(r),
+                    Err(e) => eprintln!("{} ({}) failed: {e:#}", c.backend.name(), c.label),
+                }
+            }
+            if rows.is_empty() {
+                bar.finish_and_clear();
+                bail!("no device could be measured (the reasons are above)");
+            }
         }
     }
     if let Some(bin) = &a.compare_llama_cpp {

@@ -41,7 +41,7 @@ fn web_dir() -> Option<PathBuf> {
 fn parse(stdout: &str) -> anyhow::Result<Row> {
     let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).context("web/test/bench.mjs printed no JSON row")?;
     let r: PageRow = serde_json::from_str(line).with_context(|| format!("parsing the browser row {line}"))?;
-    Ok(Row::timings(r.engine, r.backend, r.device, r.load_ms, r.pp_tok_s.into(), r.tg_tok_s.into()))
+    Ok(Row::timings(r.engine, r.backend, r.device, Some(r.load_ms), r.pp_tok_s.into(), r.tg_tok_s.into()))
 }
 
 /// Runs the page's bench on `model` with `prompt` and `n_gen` tokens, `reps` times.

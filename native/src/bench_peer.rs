@@ -49,7 +49,8 @@ pub fn llama_bench(bin: &Path, model: &Path, prompt: usize, n_gen: usize, reps: 
             Some(i) => i,
             None => {
                 let zero = Stat { median: 0.0, min: 0.0, max: 0.0 };
-                rows.push(Row::timings("llama.cpp".into(), backend.clone(), device, 0.0, zero.clone(), zero));
+                // llama-bench reports no load time.
+                rows.push(Row::timings("llama.cpp".into(), backend.clone(), device, None, zero.clone(), zero));
                 rows.len() - 1
             }
         };

@@ -17,11 +17,11 @@ pub fn markdown(r: &Report) -> String {
     );
     for row in &r.rows {
         s += &format!(
-            "| {} | {} | {} | {:.0} | {:.1} ({:.1}–{:.1}) | {:.1} ({:.1}–{:.1}) | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.1} ({:.1}–{:.1}) | {:.1} ({:.1}–{:.1}) | {} | {} | {} | {} | {} | {} |\n",
             row.engine,
             row.backend,
             row.device,
-            row.load_ms,
+            row.load_ms.map_or_else(|| "unknown".to_string(), |ms| format!("{ms:.0}")),
             row.pp_tok_s.median,
             row.pp_tok_s.min,
             row.pp_tok_s.max,
