@@ -77,7 +77,9 @@ pub async fn generate_async(session: &mut Session, tok: &Tokenizer, prompt: &[u3
     if prompt.is_empty() {
         return Err(ForgeError::InvalidArgument { what: "the prompt is empty".into() });
     }
-    let need = prompt.len() + opts.max_tokens;
+    // A caller's max_tokens may be anything up to usize::MAX: saturate rather than wrap, so an
+    // absurd request is refused as too long instead of passing the check.
+    let need = prompt.len().saturating_add(opts.max_tokens);
     if need > session.ctx() {
         return Err(ForgeError::ContextOverflow { need, ctx: session.ctx() });
     }
@@ -93,8 +95,10 @@ pub async fn generate_async(session: &mut Session, tok: &Tokenizer, prompt: &[u3
     let start = Instant::now();
     let chunk = opts.prefill_chunk.max(1);
     let mut result = None;
-    for (i, part) in prompt.chunks(chunk).enumerate() {
-        let last = (i + 1) * chunk >= prompt.len();
+    let mut done = 0;
+    for part in prompt.chunks(chunk) {
+        done += part.len();
+        let last = done == prompt.len();
         // Earlier chunks only fill the cache; their readout is the cheapest one.
         result = Some(session.forward_async(part, if last { readout } else { Readout::ArgmaxLast }).await?);
     }

@@ -320,7 +320,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let sizes = Sizes { prompt: a.prompt.unwrap_or(512), n_gen: a.n_gen.unwrap_or(128), reps: a.reps };
     let bar = ProgressBar::new((targets.runs() * a.reps.max(1)) as u64)
         .with_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} runs").expect("valid template").progress_chars("=> "));
-    let ctx = sizes.prompt + sizes.n_gen + 8;
+    let ctx = sizes.prompt.saturating_add(sizes.n_gen).saturating_add(8);
     let mut rows = Vec::new();
     match &targets {
         Targets::Planned(order) => {

@@ -36,4 +36,10 @@ fn prompt_longer_than_context_is_a_clear_error() {
     let err = generate(&mut session, &model.tokenizer, &prompt, &GenerateOptions { max_tokens: 4, ..Default::default() }, &mut |_| {}).unwrap_err();
     assert!(matches!(err, forge_engine::ForgeError::ContextOverflow { ctx: 8, .. }), "{err}");
     assert!(err.to_string().contains("--ctx"), "the message should say what to do: {err}");
+    // prompt + max_tokens must not wrap around to a small number that passes the check (it used
+    // to, and generation ran until the context was full).
+    let mut produced = String::new();
+    let err = generate(&mut session, &model.tokenizer, &prompt[..1], &GenerateOptions { max_tokens: usize::MAX, ..Default::default() }, &mut |t| produced += t).unwrap_err();
+    assert!(matches!(err, forge_engine::ForgeError::ContextOverflow { need: usize::MAX, ctx: 8 }), "{err}");
+    assert!(produced.is_empty(), "refused before generating, yet produced {produced:?}");
 }
