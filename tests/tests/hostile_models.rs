@@ -132,6 +132,18 @@ fn heads_that_do_not_divide() {
     assert!(matches!(e, ForgeError::TooLarge { .. }), "{e}");
 }
 
+/// Without `attention.key_length`, the head width is the model width over the heads: widths that
+/// do not divide (or more heads than columns) are refused with the metadata, naming both numbers,
+/// not later as a weight of the wrong shape after the model has been read and uploaded.
+#[test]
+fn model_width_that_does_not_split_into_heads() {
+    for (name, heads) in [("width6", 6), ("width512", 512)] {
+        let e = load_err(name, set("llama.attention.head_count", MetaValue::U32(heads)), &[], same);
+        assert!(matches!(e, ForgeError::Malformed { .. }), "{name}: {e}");
+        assert!(e.to_string().contains(&format!("embedding length 256 does not split into {heads} attention heads")), "{e}");
+    }
+}
+
 #[test]
 fn unknown_architecture_names_the_supported_ones() {
     let e = load_err("arch", set("general.architecture", MetaValue::Str("mamba".into())), &[], same);

@@ -64,6 +64,16 @@ fn capped(key: &str, v: u64, max: u64) -> Result<usize> {
     Ok(v as usize)
 }
 
+/// The head width where the file gives none: the model width split evenly over the heads.
+/// Checked here, with the metadata, so a file whose widths do not divide is refused before any
+/// weight is read or uploaded (and never truncated to a narrower head).
+fn derived_head_dim(n_embd: usize, n_head: usize) -> Result<usize> {
+    if n_embd < n_head || !n_embd.is_multiple_of(n_head) {
+        return Err(ForgeError::Malformed { format: "model", what: format!("embedding length {n_embd} does not split into {n_head} attention heads") });
+    }
+    Ok(n_embd / n_head)
+}
+
 impl ModelConfig {
     /// Reads the hyperparameters from GGUF metadata. `has_output` says whether the file has a
     /// separate `output.weight` (else the embedding is tied).
@@ -80,7 +90,7 @@ impl ModelConfig {
         };
         let head_dim = match meta.opt_u64(&key("attention.key_length"))? {
             Some(v) => capped(&key("attention.key_length"), v, MAX_DIM)?,
-            None => n_embd / n_head,
+            None => derived_head_dim(n_embd, n_head)?,
         };
         let n_vocab = match meta.opt_u64(&key("vocab_size"))? {
             Some(v) => capped(&key("vocab_size"), v, MAX_VOCAB)?,
@@ -128,7 +138,7 @@ impl ModelConfig {
         let n_embd = u("hidden_size", MAX_DIM)?;
         let n_head = u("num_attention_heads", MAX_HEADS)?;
         let n_kv_head = if get("num_key_value_heads").is_some_and(|v| !v.is_null()) { u("num_key_value_heads", MAX_HEADS)? } else { n_head };
-        let head_dim = if get("head_dim").is_some_and(|v| !v.is_null()) { u("head_dim", MAX_DIM)? } else { n_embd / n_head };
+        let head_dim = if get("head_dim").is_some_and(|v| !v.is_null()) { u("head_dim", MAX_DIM)? } else { derived_head_dim(n_embd, n_head)? };
         let f = |k: &str, d: f64| get(k).and_then(|v| v.as_f64()).unwrap_or(d) as f32;
         let tied = get("tie_word_embeddings").and_then(|v| v.as_bool()).unwrap_or(!has_lm_head);
         let cfg = ModelConfig {
