@@ -5,6 +5,7 @@
 //! is refused before anything executes.
 
 pub mod cpu;
+pub mod plan_cache;
 #[cfg(test)]
 mod test_util;
 #[cfg(not(target_arch = "wasm32"))]
@@ -13,7 +14,7 @@ pub mod wgpu;
 
 use crate::dtype::DType;
 use crate::error::{ForgeError, Result};
-use crate::graph::{Graph, Op};
+use crate::graph::{Graph, KvLayout, NodeId, Op};
 use crate::tensor::HostTensor;
 
 /// A boxed future, not `Send`: on wasm GPU futures are tied to the page's one thread.
@@ -83,8 +84,65 @@ pub fn check_supported(backend: &dyn Backend, graph: &Graph) -> Result<()> {
     Ok(())
 }
 
-/// Validates `inputs` against the graph's `Input` nodes (count, shape, dtype).
+/// Validates `inputs` against the graph's `Input` nodes (count, shape, dtype), and every index an
+/// input supplies against what it indexes: `get_rows` ids, `scatter_rows` destinations, attention
+/// positions, block-table entries. Every backend's `execute` calls this first, so no kernel reads
+/// or writes outside a buffer whoever built the batch (a GPU would do so silently, and a row
+/// written past a sequence's blocks lands in another sequence's cache).
 pub fn check_inputs(graph: &Graph, inputs: &[HostTensor]) -> Result<()> {
+    check_input_shapes(graph, inputs)?;
+    check_indices(graph, inputs)
+}
+
+/// The first value of input `id` that is `>= limit`, if `id` is an input.
+fn index_past(graph: &Graph, inputs: &[HostTensor], id: NodeId, limit: usize) -> Option<u32> {
+    let Op::Input { slot } = graph.node(id).op else { return None };
+    inputs[slot].to_u32_vec().into_iter().find(|&i| i as usize >= limit)
+}
+
+fn check_indices(graph: &Graph, inputs: &[HostTensor]) -> Result<()> {
+    let rows = |id: NodeId| graph.node(id).shape.first().copied().unwrap_or(0);
+    let bad = |what: String| Err(ForgeError::Graph { what });
+    for node in graph.nodes() {
+        let ins = &node.inputs;
+        match node.op {
+            Op::GetRows => {
+                if let Some(i) = index_past(graph, inputs, ins[1], rows(ins[0])) {
+                    return bad(format!("get_rows: id {i} is outside the {} rows of the table", rows(ins[0])));
+                }
+            }
+            Op::ScatterRows => {
+                if let Some(i) = index_past(graph, inputs, ins[2], rows(ins[0])) {
+                    return bad(format!("scatter_rows: row {i} is outside the {} rows of the destination", rows(ins[0])));
+                }
+            }
+            Op::Attention { kv, .. } => {
+                let keys = rows(ins[1]);
+                let (reach, table) = match kv {
+                    KvLayout::Contiguous => (keys, None),
+                    KvLayout::Paged { block_size } => {
+                        let cols = graph.node(ins[4]).shape[1];
+                        (cols * block_size, Some((ins[4], keys / block_size)))
+                    }
+                };
+                if let Some(&p) = ins.get(3)
+                    && let Some(i) = index_past(graph, inputs, p, reach)
+                {
+                    return bad(format!("attention: position {i} is past the {reach} keys it can reach"));
+                }
+                if let Some((t, n_blocks)) = table
+                    && let Some(b) = index_past(graph, inputs, t, n_blocks)
+                {
+                    return bad(format!("attention: block {b} of a block table is outside the {n_blocks} blocks of the KV pool"));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_input_shapes(graph: &Graph, inputs: &[HostTensor]) -> Result<()> {
     if inputs.len() != graph.n_inputs() {
         return Err(ForgeError::Graph { what: format!("graph takes {} inputs, got {}", graph.n_inputs(), inputs.len()) });
     }

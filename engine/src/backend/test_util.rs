@@ -43,3 +43,63 @@ pub(crate) fn paged_attention_case(t_rows: usize) -> (crate::graph::Graph, Vec<c
     ];
     (g, inputs)
 }
+
+/// Batches whose indices point outside what they index, each with the words its error must
+/// contain: a backend's `execute` must refuse every one (before any kernel runs).
+pub(crate) fn out_of_range_cases() -> Vec<(&'static str, crate::graph::Graph, Vec<crate::tensor::HostTensor>)> {
+    use crate::dtype::DType;
+    use crate::graph::{AttnMask, Graph};
+    use crate::tensor::HostTensor;
+    let mut cases = Vec::new();
+    // A block-table entry naming block 23 of a pool of 23.
+    let (g, mut inputs) = paged_attention_case(5);
+    let mut table = inputs[4].to_u32_vec();
+    table[7 * 4 + 1] = 23;
+    inputs[4] = HostTensor::from_u32(inputs[4].shape.clone(), &table).unwrap();
+    cases.push(("block 23 of a block table is outside the 23 blocks", g, inputs));
+    // A position past the 7 blocks of 16 its table row can name.
+    let (g, mut inputs) = paged_attention_case(5);
+    inputs[3] = HostTensor::from_u32(vec![5], &[100, 3, 40, 41, 112]).unwrap();
+    cases.push(("position 112 is past the 112 keys", g, inputs));
+    // A causal position past the keys of contiguous attention.
+    let mut g = Graph::new();
+    let q = g.input(&[2, 8], DType::F32);
+    let k = g.input(&[5, 8], DType::F32);
+    let pos = g.input(&[2], DType::U32);
+    let o = g.attention(q, k, k, Some(pos), 1, 1, 8, AttnMask::Causal).unwrap();
+    g.output(o);
+    let x = |n| HostTensor::from_f32(vec![n, 8], &rand_vec(n * 8, 3)).unwrap();
+    cases.push(("position 5 is past the 5 keys", g, vec![x(2), x(5), HostTensor::from_u32(vec![2], &[4, 5]).unwrap()]));
+    // An embedding id past the table, and a cache row past the cache.
+    let mut g = Graph::new();
+    let table = g.input(&[5, 8], DType::F32);
+    let ids = g.input(&[3], DType::U32);
+    let o = g.get_rows(table, ids).unwrap();
+    g.output(o);
+    cases.push(("id 5 is outside the 5 rows", g, vec![x(5), HostTensor::from_u32(vec![3], &[0, 5, 1]).unwrap()]));
+    cases
+}
+
+/// Runs every [`out_of_range_cases`] on `backend`: each must be an error naming the bad index.
+pub(crate) fn assert_refuses_out_of_range(backend: &mut dyn super::Backend) {
+    use crate::dtype::DType;
+    use crate::tensor::HostTensor;
+    let mut cases = out_of_range_cases();
+    // A cache row past the cache (a state of 4 rows).
+    let desc = super::ParamDesc { name: "cache".into(), shape: vec![4, 8], dtype: DType::F32, kind: super::ParamKind::State };
+    let id = backend.create_param(&desc, None).expect("a state param");
+    let mut g = crate::graph::Graph::new();
+    let dst = g.param(id, &desc);
+    let src = g.input(&[2, 8], DType::F32);
+    let rows = g.input(&[2], DType::U32);
+    let o = g.scatter_rows(dst, src, rows).unwrap();
+    g.output(o);
+    let inputs = vec![HostTensor::from_f32(vec![2, 8], &rand_vec(16, 4)).unwrap(), HostTensor::from_u32(vec![2], &[1, 4]).unwrap()];
+    cases.push(("row 4 is outside the 4 rows", g, inputs));
+    for (what, g, inputs) in cases {
+        match backend.execute(&g, &inputs) {
+            Ok(_) => panic!("{}: ran a batch where {what}", backend.name()),
+            Err(e) => assert!(e.to_string().contains(what), "{}: expected `{what}`, got: {e}", backend.name()),
+        }
+    }
+}

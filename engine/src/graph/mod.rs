@@ -6,7 +6,6 @@
 
 mod op;
 
-use std::hash::{Hash, Hasher};
 
 pub use op::{AttnMask, KvLayout, Op, RopeLayout};
 
@@ -23,7 +22,7 @@ impl NodeId {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Node {
     pub op: Op,
     pub inputs: Vec<NodeId>,
@@ -32,7 +31,9 @@ pub struct Node {
     pub dtype: DType,
 }
 
-#[derive(Clone, Debug, Default)]
+/// Equal graphs (same nodes, wiring and outputs) run the same kernels on the same buffers, so
+/// backends cache a plan per graph ([`crate::backend::plan_cache`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Graph {
     nodes: Vec<Node>,
     outputs: Vec<NodeId>,
@@ -98,20 +99,6 @@ impl Graph {
             last[o.index()] = usize::MAX;
         }
         last
-    }
-
-    /// A hash of the graph's structure (ops, wiring, shapes). Two graphs with the same
-    /// fingerprint execute the same kernels on the same buffers, so backends can cache a plan.
-    pub fn fingerprint(&self) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        for n in &self.nodes {
-            format!("{:?}", n.op).hash(&mut h);
-            n.inputs.hash(&mut h);
-            n.shape.hash(&mut h);
-            n.dtype.hash(&mut h);
-        }
-        self.outputs.hash(&mut h);
-        h.finish()
     }
 
     fn push(&mut self, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>, dtype: DType) -> NodeId {

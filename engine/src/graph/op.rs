@@ -40,6 +40,10 @@ pub enum KvLayout {
 }
 
 /// One operation. Inputs are listed in the order the node's `inputs` holds them.
+///
+/// Equality is structural, and is what backends key their plans by (`backend::plan_cache`). Its
+/// `f32` parameters compare by value; the graph builders refuse none of them as NaN, but a NaN
+/// would only make a graph unequal to itself (a plan rebuilt, never a wrong one shared).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// A tensor supplied with each execution: `inputs[slot]` of [`crate::backend::Backend::execute`].
@@ -75,6 +79,31 @@ pub enum Op {
     SliceRows { start: usize, len: usize },
     /// Index of the largest element of each row (ties → lowest index). `x [T, C]` → `[T]` u32.
     Argmax,
+}
+
+impl Eq for Op {}
+
+/// Consistent with `==`: an `f32` hashes by its bits, with -0.0 as 0.0 (they are equal).
+impl std::hash::Hash for Op {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let f = |x: f32, h: &mut H| (if x == 0.0 { 0 } else { x.to_bits() }).hash(h);
+        std::mem::discriminant(self).hash(h);
+        match *self {
+            Op::Input { slot } => slot.hash(h),
+            Op::Param { id } => id.hash(h),
+            Op::RmsNorm { eps } => f(eps, h),
+            Op::Rope { layout, head_dim, n_rot, base } => {
+                (layout, head_dim, n_rot).hash(h);
+                f(base, h);
+            }
+            Op::Attention { n_head, n_kv_head, head_dim, scale, mask, kv } => {
+                (n_head, n_kv_head, head_dim, mask, kv).hash(h);
+                f(scale, h);
+            }
+            Op::SliceRows { start, len } => (start, len).hash(h),
+            Op::GetRows | Op::MatMul | Op::Add | Op::Mul | Op::ScatterRows | Op::SiluMul | Op::Argmax => {}
+        }
+    }
 }
 
 impl Op {

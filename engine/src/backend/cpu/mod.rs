@@ -260,3 +260,11 @@ impl Backend for CpuBackend {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_refuses_indices_out_of_range() {
+        crate::backend::test_util::assert_refuses_out_of_range(&mut super::CpuBackend::new());
+    }
+}

@@ -4,7 +4,7 @@
 //!
 //! Code map: `nvrtc.rs` (NVRTC loaded at run time; compile; disk cache), `kernels.rs` (the
 //! sources and their entry points; loading modules), `plan.rs` (a graph → buffers and a fixed
-//! list of launches, cached by fingerprint; capture and replay), `tests.rs` (every `.cu` file
+//! list of launches, cached per graph in a `PlanCache`; capture and replay), `tests.rs` (every `.cu` file
 //! through NVRTC without a GPU; every op against the CPU where a GPU exists).
 //!
 //! **Architecture Invariant:** nothing here runs, links or panics on a machine without NVIDIA's
@@ -19,11 +19,11 @@ mod plan;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DriverError};
 
+use super::plan_cache::PlanCache;
 use super::{Backend, ParamDesc, ParamId, ParamKind, check_inputs, check_supported};
 use crate::devices::probe_cuda::{self, CudaProbe};
 use crate::dtype::DType;
@@ -57,8 +57,7 @@ pub struct CudaBackend {
     params: Vec<Param>,
     /// One u32 the kernels set bits in (bad ids, bad positions); zeroed before every run.
     err_word: CudaSlice<u8>,
-    plans: HashMap<u64, (u64, Plan)>,
-    runs: u64,
+    plans: PlanCache<Plan>,
     /// Launches of the last `execute` (a replayed CUDA graph counts its kernels).
     last_launches: Option<usize>,
     /// Capture repeated plans as CUDA graphs (`FORGE_CUDA_GRAPH=0` turns it off).
@@ -100,8 +99,7 @@ impl CudaBackend {
             name: format!("{} (sm_{}{}, CUDA)", device.name, cc.0, cc.1),
             params: Vec::new(),
             err_word,
-            plans: HashMap::new(),
-            runs: 0,
+            plans: PlanCache::new(MAX_PLANS),
             last_launches: None,
             use_graphs,
             poison_activations: false,
@@ -111,25 +109,11 @@ impl CudaBackend {
     /// Kernel launches one run of `graph` takes, building its plan if needed.
     pub fn launches(&mut self, graph: &Graph) -> Result<usize> {
         check_supported(self, graph)?;
-        let fp = self.plan_for(graph)?;
-        Ok(self.plans[&fp].1.launches())
+        Ok(self.plan_for(graph)?.launches())
     }
 
-    fn plan_for(&mut self, graph: &Graph) -> Result<u64> {
-        let fp = graph.fingerprint();
-        self.runs += 1;
-        if let Some(entry) = self.plans.get_mut(&fp) {
-            entry.0 = self.runs;
-            return Ok(fp);
-        }
-        if self.plans.len() >= MAX_PLANS
-            && let Some(&old) = self.plans.iter().min_by_key(|(_, (used, _))| *used).map(|(k, _)| k)
-        {
-            self.plans.remove(&old);
-        }
-        let plan = Plan::build(graph, &self.stream, &self.kernels, &self.params, &self.err_word, self.poison_activations)?;
-        self.plans.insert(fp, (self.runs, plan));
-        Ok(fp)
+    fn plan_for(&mut self, graph: &Graph) -> Result<&mut Plan> {
+        self.plans.get_or_build(graph, || Plan::build(graph, &self.stream, &self.kernels, &self.params, &self.err_word, self.poison_activations))
     }
 }
 
@@ -178,8 +162,7 @@ impl Backend for CudaBackend {
         check_supported(self, graph)?;
         check_inputs(graph, inputs)?;
         self.ctx.bind_to_thread().map_err(|e| driver_err("binding the context", e))?;
-        let fp = self.plan_for(graph)?;
-        let plan = &mut self.plans.get_mut(&fp).expect("plan_for inserted it").1;
+        let plan = self.plans.get_or_build(graph, || Plan::build(graph, &self.stream, &self.kernels, &self.params, &self.err_word, self.poison_activations))?;
         plan.upload_inputs(&self.stream, inputs)?;
         self.stream.memset_zeros(&mut self.err_word).map_err(|e| driver_err("clearing the error word", e))?;
         plan.run(&self.stream, &self.kernels, self.use_graphs)?;
@@ -198,7 +181,7 @@ impl Backend for CudaBackend {
 
     fn memory_used(&self) -> Option<u64> {
         let params: u64 = self.params.iter().map(|p| p.buf.len() as u64).sum();
-        Some(params + self.plans.values().map(|(_, p)| p.bytes()).sum::<u64>())
+        Some(params + self.plans.plans().map(|p| p.bytes()).sum::<u64>())
     }
 }
 

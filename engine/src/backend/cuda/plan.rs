@@ -1,5 +1,5 @@
 //! A graph turned into buffers and a fixed list of kernel launches, built once per graph
-//! structure (fingerprint) and reused for every run of it.
+//! structure (graphs compared whole: `backend::plan_cache`) and reused for every run of it.
 //!
 //! Buffers: params are the backend's; each `Input` slot has its own buffer; every other node's
 //! result gets a pooled buffer, taken when the node runs and given back after its last reader

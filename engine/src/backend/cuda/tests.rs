@@ -315,6 +315,14 @@ fn paged_attention_matches_cpu() {
     }
 }
 
+/// Block-table entries, positions and row ids outside their buffers are refused by CUDA's own
+/// `execute`.
+#[test]
+fn cuda_refuses_indices_out_of_range() {
+    let Some(mut p) = Pair::new() else { return };
+    crate::backend::test_util::assert_refuses_out_of_range(&mut p.cuda);
+}
+
 /// A decode-shaped graph (scatter into a state, attend over it) run several times with new
 /// inputs: the first run is eager, the later ones replay a captured CUDA graph, and every run
 /// must see its own inputs and the state the previous runs wrote.

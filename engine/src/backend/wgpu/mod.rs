@@ -3,7 +3,7 @@
 //!
 //! Code map: `device.rs` (adapter, device, limits, error scopes), `buffers.rs` (params split into
 //! pages of rows; the activation pool), `plan.rs` (a graph → dispatches and bind groups, cached by
-//! fingerprint; one submission per forward), `readback.rs` (the one async path results come back
+//! graph in a `PlanCache`; one submission per forward), `readback.rs` (the one async path results come back
 //! by), `kernels/` (one module per op: entry point, constants, bindings, dispatch geometry, test).
 //!
 //! **Architecture Invariant:** weights and the KV cache live on the device from `create_param`
@@ -17,12 +17,12 @@ mod plan;
 mod readback;
 
 use crate::devices::fault::{self, Stage};
-use std::collections::HashMap;
 
 use buffers::Param;
 use device::Gpu;
 use plan::{Pipelines, Plan};
 
+use super::plan_cache::PlanCache;
 use super::{Backend, BoxFuture, ParamDesc, ParamId, check_inputs, check_supported};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -36,8 +36,7 @@ pub struct WgpuBackend {
     gpu: Gpu,
     params: Vec<Param>,
     pipelines: Pipelines,
-    plans: HashMap<u64, (u64, Plan)>,
-    runs: u64,
+    plans: PlanCache<Plan>,
     last_launches: Option<usize>,
     /// Largest weight page, in bytes: the device's storage-binding limit, lowered by tests to
     /// exercise splitting on small tensors.
@@ -74,7 +73,7 @@ impl WgpuBackend {
     fn from_gpu(gpu: Gpu) -> Self {
         let page_bytes = gpu.max_binding();
         let matvec = kernels::Matvec::for_device(gpu.info.device_type);
-        WgpuBackend { gpu, params: Vec::new(), pipelines: Pipelines::default(), plans: HashMap::new(), runs: 0, last_launches: None, page_bytes, poison_activations: false, matvec }
+        WgpuBackend { gpu, params: Vec::new(), pipelines: Pipelines::default(), plans: PlanCache::new(MAX_PLANS), last_launches: None, page_bytes, poison_activations: false, matvec }
     }
 
     /// Kernel launches (dispatches) one run of `graph` takes, building its plan if needed.
@@ -88,26 +87,14 @@ impl WgpuBackend {
     }
 
     fn plan(&mut self, graph: &Graph) -> Result<&Plan> {
-        let key = graph.fingerprint();
-        self.runs += 1;
-        if !self.plans.contains_key(&key) {
-            if self.plans.len() >= MAX_PLANS {
-                let oldest = self.plans.iter().min_by_key(|(_, (used, _))| *used).map(|(k, _)| *k).expect("plans is not empty");
-                self.plans.remove(&oldest);
-            }
-            let plan = Plan::build(&self.gpu, &mut self.pipelines, &self.params, graph, self.matvec, self.poison_activations)?;
-            self.plans.insert(key, (self.runs, plan));
-        }
-        let entry = self.plans.get_mut(&key).expect("inserted above");
-        entry.0 = self.runs;
-        Ok(&entry.1)
+        let plan = self.plans.get_or_build(graph, || Plan::build(&self.gpu, &mut self.pipelines, &self.params, graph, self.matvec, self.poison_activations))?;
+        Ok(plan)
     }
 
     async fn run(&mut self, graph: &Graph, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
         check_supported(self, graph)?;
         check_inputs(graph, inputs)?;
-        self.plan(graph)?;
-        let plan = &self.plans[&graph.fingerprint()].1;
+        let plan = self.plans.get_or_build(graph, || Plan::build(&self.gpu, &mut self.pipelines, &self.params, graph, self.matvec, self.poison_activations))?;
         plan.submit(&self.gpu, &self.params, inputs);
         self.last_launches = Some(plan.launches());
         plan.outputs(&self.gpu).await
@@ -159,6 +146,6 @@ impl Backend for WgpuBackend {
 
     fn memory_used(&self) -> Option<u64> {
         let params: u64 = self.params.iter().flat_map(|p| &p.pages).map(|pg| pg.buffer.size()).sum();
-        Some(params + self.plans.values().map(|(_, p)| p.bytes()).sum::<u64>())
+        Some(params + self.plans.plans().map(|p| p.bytes()).sum::<u64>())
     }
 }

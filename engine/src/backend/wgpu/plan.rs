@@ -1,4 +1,4 @@
-//! A graph turned into dispatches, built once per graph structure (`Graph::fingerprint`) and
+//! A graph turned into dispatches, built once per graph structure (graphs compared whole: `backend::plan_cache`) and
 //! replayed: activation buffers from a pool, a uniform buffer holding every step's constants,
 //! pipelines from the backend's cache, one bind group per step. A run writes the inputs, records
 //! every step into one compute pass, copies the outputs to a staging buffer, submits once, and

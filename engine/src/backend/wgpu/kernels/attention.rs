@@ -70,4 +70,12 @@ mod tests {
         let (g, inputs) = crate::backend::test_util::paged_attention_case(5);
         gpu.check("paged attention", &g, &inputs, 1e-5);
     }
+
+    /// Block-table entries, positions and row ids outside their buffers are refused by wgpu's
+    /// own `execute` (a shader would read or write out of range silently).
+    #[test]
+    fn wgpu_refuses_indices_out_of_range() {
+        let Some(mut gpu) = Gpu1::new() else { return };
+        crate::backend::test_util::assert_refuses_out_of_range(&mut gpu.wgpu);
+    }
 }
