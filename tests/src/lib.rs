@@ -32,6 +32,12 @@ pub fn smollm2_path() -> Option<PathBuf> {
     None
 }
 
+/// Whether CI requires what `var` names (`FORGE_REQUIRE_MODEL=1`, `FORGE_REQUIRE_WGPU=1`): then
+/// its absence is a test failure, never a skip.
+pub fn required(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "1")
+}
+
 pub fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }
