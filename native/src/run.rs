@@ -24,21 +24,22 @@ pub struct RunArgs {
     /// Tokens to generate at most.
     #[arg(long, short = 'n', default_value_t = 256)]
     max_tokens: usize,
-    /// Sampling temperature; 0 is greedy (deterministic).
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f32,
-    /// Keep only the K most likely tokens (0: all).
-    #[arg(long, default_value_t = 40)]
-    top_k: usize,
-    /// Nucleus sampling: keep the most likely tokens up to this probability mass.
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f32,
-    /// Drop tokens less likely than this fraction of the most likely one.
-    #[arg(long, default_value_t = 0.05)]
-    min_p: f32,
-    /// Penalise recently generated tokens (1.0: off).
-    #[arg(long, default_value_t = 1.0)]
-    repeat_penalty: f32,
+    /// Sampling temperature; 0 is greedy (deterministic). [default: the model's recommendation
+    /// (its file or, for `forge pull` models, its model card), else 0.8; likewise below]
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Keep only the K most likely tokens (0: all). [default: 40]
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass. [default: 0.95]
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Drop tokens less likely than this fraction of the most likely one. [default: 0.05]
+    #[arg(long)]
+    min_p: Option<f32>,
+    /// Penalise recently generated tokens (1.0: off). [default: 1.0]
+    #[arg(long)]
+    repeat_penalty: Option<f32>,
     /// Random seed (default: from the clock). The same seed gives the same text on every backend.
     #[arg(long)]
     seed: Option<u64>,
@@ -65,6 +66,27 @@ pub struct RunArgs {
     /// With --json, also report the K highest logits at each generated position.
     #[arg(long, default_value_t = 0)]
     top_logits: usize,
+}
+
+/// The sampler: each setting from its flag, else the model's recommendation, else llama.cpp's
+/// default.
+fn sampler_config(a: &RunArgs, model: &Model, path: &std::path::Path, seed: u64) -> SamplerConfig {
+    let base = SamplerConfig { seed, ..SamplerConfig::default() };
+    let base = match crate::cache::recommended_sampling(model, path) {
+        Some((hints, from)) => {
+            tracing::info!("sampling defaults from {from}: {hints:?}");
+            hints.apply(base)
+        }
+        None => base,
+    };
+    SamplerConfig {
+        temperature: a.temperature.unwrap_or(base.temperature),
+        top_k: a.top_k.unwrap_or(base.top_k),
+        top_p: a.top_p.unwrap_or(base.top_p),
+        min_p: a.min_p.unwrap_or(base.min_p),
+        repeat_penalty: a.repeat_penalty.unwrap_or(base.repeat_penalty),
+        ..base
+    }
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
@@ -107,7 +129,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
     let opts = GenerateOptions {
         max_tokens: a.max_tokens,
-        sampler: SamplerConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, min_p: a.min_p, repeat_penalty: a.repeat_penalty, seed, ..SamplerConfig::default() },
+        sampler: sampler_config(&a, &model, &path, seed),
         stop: a.stop.clone(),
         top_logits: if a.json { a.top_logits } else { 0 },
         ..GenerateOptions::default()
@@ -132,6 +154,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             "fallbacks": opened.events,
             "model": path.display().to_string(),
             "load_ms": load_ms,
+            "sampling": {
+                "temperature": opts.sampler.temperature,
+                "top_k": opts.sampler.top_k,
+                "top_p": opts.sampler.top_p,
+                "min_p": opts.sampler.min_p,
+                "repeat_penalty": opts.sampler.repeat_penalty,
+                "seed": opts.sampler.seed,
+            },
             "prefill_tok_s": g.prefill_tok_s(prompt_ids.len()),
             "decode_tok_s": g.decode_tok_s(),
             "top_logits": if a.top_logits > 0 { serde_json::to_value(&g.top_logits)? } else { serde_json::Value::Null },

@@ -96,7 +96,7 @@ impl TinyModel {
     }
 
     /// Writes both copies, with `extra` metadata added to the GGUF's.
-    fn write_with_meta(spec: &TinySpec, dir: &Path, extra: Vec<(String, MetaValue)>) -> TinyModel {
+    pub fn write_with_meta(spec: &TinySpec, dir: &Path, extra: Vec<(String, MetaValue)>) -> TinyModel {
         std::fs::create_dir_all(dir).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
         let (e, f) = (spec.n_embd, spec.n_ff);

@@ -98,7 +98,7 @@ pub fn tiny_model(dtype: DType, seed: u64) -> Result<Model> {
     let config = tiny_config();
     let weights = tiny_weights(&config, dtype, seed)?;
     let tokenizer = tiny_tokenizer(config.n_vocab)?;
-    Ok(Model { config, weights, tokenizer, source: ModelSource { path: "tiny".into(), format: "synthetic", name: Some(format!("tiny-{dtype}")) } })
+    Ok(Model { config, weights, tokenizer, source: ModelSource { path: "tiny".into(), format: "synthetic", name: Some(format!("tiny-{dtype}")) }, sampling: Default::default() })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -44,6 +44,8 @@ pub struct SafetensorsInfo {
 pub struct SafetensorsDir {
     /// `config.json`.
     pub config: Value,
+    /// `generation_config.json`, where the directory has one that parses (it holds only hints).
+    pub generation_config: Option<Value>,
     pub tensors: Vec<SafetensorsInfo>,
     files: Vec<FileBytes>,
     index: HashMap<String, usize>,
@@ -66,7 +68,11 @@ impl SafetensorsDir {
                 return Err(malformed(format!("tensor `{}` appears in more than one shard", t.name)));
             }
         }
-        Ok(SafetensorsDir { config, tensors, files, index })
+        let generation_config = dir.join("generation_config.json");
+        let generation_config = generation_config.is_file().then(|| read_json(&generation_config, "generation_config.json")).and_then(|r| {
+            r.inspect_err(|e| tracing::warn!("ignoring generation_config.json: {e}")).ok()
+        });
+        Ok(SafetensorsDir { config, tensors, files, index, generation_config })
     }
 
     pub fn tensor(&self, name: &str) -> Option<&SafetensorsInfo> {

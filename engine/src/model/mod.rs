@@ -4,11 +4,13 @@
 
 mod config;
 pub mod hf_names;
+mod sampling;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use config::{Arch, ModelConfig, SUPPORTED_ARCHS};
+pub use sampling::SamplingDefaults;
 
 use crate::dtype::DType;
 use crate::error::{ForgeError, Result};
@@ -48,6 +50,8 @@ pub struct Model {
     pub weights: BTreeMap<String, HostTensor>,
     pub tokenizer: Tokenizer,
     pub source: ModelSource,
+    /// The sampling the model's files recommend (often none).
+    pub sampling: SamplingDefaults,
 }
 
 impl Model {
@@ -70,7 +74,8 @@ impl Model {
             weights.insert(name.clone(), checked(&name, t, &shape)?);
         }
         let name = file.metadata.opt_str("general.name")?.map(str::to_string);
-        Ok(Model { config, weights, tokenizer, source: ModelSource { path: path.to_path_buf(), format: "gguf", name } })
+        let sampling = SamplingDefaults::from_gguf(&file.metadata);
+        Ok(Model { config, weights, tokenizer, source: ModelSource { path: path.to_path_buf(), format: "gguf", name }, sampling })
     }
 
     pub fn from_hf_dir(dir: &Path) -> Result<Model> {
@@ -84,7 +89,8 @@ impl Model {
             let t = HostTensor::from_bytes(info.dtype, info.shape.clone(), st.tensor_bytes(info).to_vec())?;
             weights.insert(name.clone(), checked(&hf, t, &shape)?);
         }
-        Ok(Model { config, weights, tokenizer, source: ModelSource { path: dir.to_path_buf(), format: "safetensors", name: None } })
+        let sampling = st.generation_config.as_ref().map(SamplingDefaults::from_hf).unwrap_or_default();
+        Ok(Model { config, weights, tokenizer, source: ModelSource { path: dir.to_path_buf(), format: "safetensors", name: None }, sampling })
     }
 
     /// Total bytes of the weights as stored.
