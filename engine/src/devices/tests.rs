@@ -253,18 +253,73 @@ fn plans_put_the_choice_first_then_usable_fallbacks() {
 
 // ---- memory fit ----
 
+/// SmolLM2-135M's shape (its GGUF's metadata: 30 layers, 576 wide, 9 query heads and 3 KV heads
+/// of 64, feed-forward 1536, 49152 tokens).
+fn smollm2_135m() -> crate::model::ModelConfig {
+    crate::model::ModelConfig { n_vocab: 49152, n_embd: 576, n_layer: 30, n_head: 9, n_kv_head: 3, head_dim: 64, n_ff: 1536, ctx_train: 8192, rope_base: 100000.0, ..check::tiny_config() }
+}
+
 #[test]
-fn memory_estimate_arithmetic() {
-    let c = check::tiny_config();
-    let e = fit::estimate(&c, 1000, 100, 16);
-    // n_layer × 2 × ctx × kv_dim × 4 = 1 × 2 × 16 × 128 × 4
-    assert_eq!(e.kv_cache, 16384);
-    // 4 × 16 × (4·256 + 256 + 2·128 + 2·512) + 4 × 259
-    assert_eq!(e.activations, 4 * 16 * 2560 + 4 * 259);
-    assert_eq!(e.total(), 1000 + 16384 + 4 * 16 * 2560 + 4 * 259);
-    // A 7B-ish shape at 4096 context: 32 × 2 × 4096 × 4096 × 4 = 4 GiB of KV cache.
-    let big = crate::model::ModelConfig { n_layer: 32, n_kv_head: 32, head_dim: 128, ..c };
-    assert_eq!(fit::estimate(&big, 0, 0, 4096).kv_cache, 4 << 30);
+fn memory_estimate_of_smollm2_135m_worked_out_by_hand() {
+    // KV cache at ctx 2048: each cached position holds, per layer, a key and a value of
+    // 3 heads × 64 = 192 f32: 2 × 192 × 4 B = 1536 B; over 30 layers 46,080 B (45 KiB);
+    // over 2048 positions 92,160 KiB = 90 MiB.
+    // Activations: min(2048, 512) = 512 tokens in flight, each with the residual, two norms and
+    // two block outputs (4 × 576), q (576), k and v (2 × 192), gate and up (2 × 1536): 6336 f32
+    // = 25,344 B, so 12,976,128 B; plus one row of logits, 49,152 × 4 = 196,608 B: 13,172,736 B.
+    // Weights and the largest tensor are the caller's figures, passed through.
+    let e = fit::estimate(&smollm2_135m(), 101_000_000, 28_311_552, 2048);
+    assert_eq!(e.kv_cache, 90 << 20);
+    assert_eq!(e.activations, 13_172_736);
+    assert_eq!(e.total(), 101_000_000 + 94_371_840 + 13_172_736);
+    assert_eq!(e.largest_tensor, 28_311_552);
+    // Past 512 tokens only the cache grows, linearly in the context.
+    let e8k = fit::estimate(&smollm2_135m(), 0, 0, 8192);
+    assert_eq!((e8k.kv_cache, e8k.activations), (360 << 20, 13_172_736));
+    assert_eq!(fit::estimate(&smollm2_135m(), 0, 0, 16).activations, 16 * 25_344 + 196_608);
+}
+
+/// Peak bytes of activations held at once by a pass of `t` tokens reading out one row (decoding,
+/// chunked prefill), every buffer freed after its last reader (`Graph::last_uses`, as executors
+/// do): measured on the graph `llama::forward` builds, not derived from the estimate's formula.
+fn peak_activation_bytes(c: &crate::model::ModelConfig, t: usize, ctx: usize) -> u64 {
+    use crate::backend::{ParamDesc, ParamId, ParamKind, ParamTable};
+    use crate::graph::Op;
+    use crate::models::llama::{self, BatchShape};
+    let mut params = ParamTable::default();
+    let (kv, states) = llama::kv_shapes(c, ctx.div_ceil(16), 16);
+    let weights = llama::weight_shapes(c).into_iter().map(|(n, s)| (n, s, DType::F32, ParamKind::Weight));
+    for (i, (name, shape, dtype, kind)) in weights.chain(states.into_iter().map(|(n, s, d)| (n, s, d, ParamKind::State))).enumerate() {
+        params.insert(ParamId(i as u32), ParamDesc { name, shape, dtype, kind });
+    }
+    let g = llama::forward(c, &params, &kv, BatchShape { n_tokens: t, table_cols: ctx.div_ceil(16), out_rows: Some(1), argmax: false }).unwrap();
+    let last = g.last_uses();
+    let bytes = |i: usize| {
+        let n = &g.nodes()[i];
+        // Params live elsewhere (weights, cache); a scatter stands for the cache it wrote.
+        if matches!(n.op, Op::Param { .. } | Op::ScatterRows) { 0 } else { n.shape.iter().product::<usize>() as u64 * 4 }
+    };
+    let (mut live, mut peak) = (0u64, 0u64);
+    for i in 0..g.nodes().len() {
+        live += bytes(i);
+        peak = peak.max(live);
+        live -= (0..=i).filter(|&j| last[j] == i).map(bytes).sum::<u64>();
+    }
+    peak
+}
+
+#[test]
+fn memory_estimate_covers_what_a_session_allocates_and_a_pass_holds() {
+    for (c, ctx) in [(check::tiny_config(), 64), (smollm2_135m(), 2048), (smollm2_135m(), 256)] {
+        let e = fit::estimate(&c, 0, 0, ctx);
+        // The KV cache is exactly the state params a session creates for ctx positions.
+        let (_, states) = crate::models::llama::kv_shapes(&c, ctx.div_ceil(crate::session::BLOCK_SIZE), crate::session::BLOCK_SIZE);
+        let allocated: u64 = states.iter().map(|(_, s, d)| crate::tensor::HostTensor::byte_len(*d, s).unwrap() as u64).sum();
+        assert_eq!(e.kv_cache, allocated, "ctx {ctx}");
+        // Activations bound the peak of the largest pass, without being more than twice it.
+        let peak = peak_activation_bytes(&c, ctx.min(fit::MAX_TOKENS_IN_FLIGHT), ctx);
+        assert!(e.activations >= peak && e.activations <= 2 * peak, "ctx {ctx}: estimate {} for a peak of {peak}", e.activations);
+    }
 }
 
 #[test]
