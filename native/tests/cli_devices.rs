@@ -119,14 +119,26 @@ fn run_falls_back_with_one_line_or_refuses_with_no_fallback() {
 }
 
 #[test]
-fn doctor_checks_the_cpu_and_the_model() {
+fn doctor_checks_every_device_against_the_cpu_reference_and_the_model() {
     let Some(m) = model() else { return };
     let o = forge(&["doctor", "--json", "--model", m.to_str().unwrap(), "--backend", "cpu"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o).1));
     let checks = v["checks"].as_array().unwrap();
-    let verdict = |needle: &str| checks.iter().find(|c| c["name"].as_str().unwrap().contains(needle)).map(|c| c["verdict"].as_str().unwrap().to_string());
-    assert_eq!(verdict("cpu").as_deref(), Some("PASS"), "{checks:?}");
-    assert_eq!(verdict("q4_K weights").as_deref(), Some("PASS"));
+    assert!(o.status.success() && v["failed"] == 0, "{checks:#?}");
+    let field = |c: &serde_json::Value, k: &str| c[k].as_str().unwrap().to_string();
+    let verdict = |needle: &str| checks.iter().find(|c| field(c, "name").contains(needle)).map(|c| field(c, "verdict"));
+    // One row per weight format and device: `<backend> <device>: tiny llama, <type> weights`.
+    let kernel_rows = |backend: &str| -> Vec<&serde_json::Value> { checks.iter().filter(|c| field(c, "name").starts_with(&format!("{backend} ")) && field(c, "name").ends_with(" weights")).collect() };
+    // The CPU's rows compare the reference with itself: they must say so, as they prove nothing.
+    let cpu = kernel_rows("cpu");
+    assert_eq!(cpu.len(), 8, "{checks:#?}");
+    assert!(cpu.iter().all(|c| field(c, "detail").contains("(the reference itself)")), "{cpu:#?}");
+    // Every other device's rows are checked against the CPU reference, and must pass.
+    let wgpu = kernel_rows("wgpu");
+    if forge_tests::required("FORGE_REQUIRE_WGPU") {
+        assert_eq!(wgpu.len(), 8, "FORGE_REQUIRE_WGPU=1 but doctor checked no wgpu device: {checks:#?}");
+    }
+    assert!(wgpu.iter().all(|c| field(c, "verdict") == "PASS" && !field(c, "detail").contains("reference itself")), "{wgpu:#?}");
     assert_eq!(verdict("copy bandwidth").as_deref(), Some("PASS"));
     assert_eq!(verdict("GGUF structure").as_deref(), Some("PASS"));
     assert_eq!(verdict("SHA-256").as_deref(), Some("PASS"));
