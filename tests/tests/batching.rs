@@ -189,14 +189,17 @@ fn stop_strings_logprobs_and_bad_requests() {
 
     let full = collect(submit(&engine, req(20, vec![], Some(3))));
     assert_eq!(full.finish, Some(FinishReason::Length));
-    // A stop string taken from the middle of the greedy text cuts it there.
+    // A stop string taken from the greedy text, so that it occurs: its first two printable
+    // characters in a row after the first character (the random model's text is mostly bytes
+    // that are not UTF-8 on their own). The same request with it stops there.
     let chars: Vec<char> = full.text.chars().collect();
-    if chars.len() >= 6 {
-        let stop: String = chars[3..5].iter().collect();
-        let cut = collect(submit(&engine, req(20, vec![stop.clone()], None)));
-        assert_eq!(cut.finish, Some(FinishReason::Stop));
-        assert_eq!(cut.text, full.text[..full.text.find(&stop).unwrap()], "text is cut before the stop string");
-    }
+    let at = (1..chars.len().saturating_sub(1))
+        .find(|&i| chars[i..i + 2].iter().all(|c| c.is_ascii_graphic()))
+        .unwrap_or_else(|| panic!("the greedy text {:?} has no two printable characters in a row to take a stop string from", full.text));
+    let stop: String = chars[at..at + 2].iter().collect();
+    let cut = collect(submit(&engine, req(20, vec![stop.clone()], None)));
+    assert_eq!(cut.finish, Some(FinishReason::Stop), "stop string {stop:?} in {:?}", full.text);
+    assert_eq!(cut.text, full.text[..full.text.find(&stop).unwrap()], "text is cut before the stop string {stop:?}");
 
     // Log-probabilities: ≤ 0, the greedy token is the most likely alternative.
     let (tx, rx) = mpsc::channel();
