@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from reference import check_greedy, forge_run, llama_cpp_case
+from reference import forge_run, llama_cpp_case, teacher_forced
 
 MOUNTAIN = "What is the tallest mountain on Earth?"  # llama.cpp reference case dev-chat-hello
 
@@ -44,15 +44,13 @@ def test_max_tokens_gives_finish_reason_length(client, model_id):
 
 def test_greedy_chat_matches_forge_run_and_llama_cpp(client, model_id, device):
     """temperature=0 through the server == `forge run --temperature 0` for the same messages and
-    max_tokens, and `forge run`'s ids follow llama.cpp's greedy ids (up to a near-tie)."""
+    max_tokens; and on llama.cpp's templated prompt and greedy answer, teacher-forced, the model
+    picks llama.cpp's token at every position (up to a near-tie)."""
     case = llama_cpp_case("dev-chat-hello")
     assert case["prompt"] == MOUNTAIN
+    teacher_forced(client, model_id, case)
     n = len(case["greedy_ids"])
     ref = forge_run(MOUNTAIN, max_tokens=n, device=device)
-    matched = check_greedy(case, ref["ids"])
-    assert matched >= 8, f"forge run agrees with llama.cpp on only {matched} tokens"
-    if matched == n:
-        assert ref["text"] == case["greedy_text"]
 
     r = client.chat.completions.create(model=model_id, messages=user(MOUNTAIN), max_tokens=n, temperature=0)
     assert r.choices[0].message.content == ref["text"]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from reference import check_greedy, forge_run, llama_cpp_case
+import pytest
+
+from reference import forge_run, llama_cpp_case, llama_cpp_cases, teacher_forced
 
 
 def test_completion_raw_prompt_greedy(client, model_id, device):
-    """Greedy /v1/completions == `forge run --raw --temperature 0`, which follows llama.cpp."""
+    """Greedy /v1/completions == `forge run --raw --temperature 0`; the model agrees with
+    llama.cpp's greedy continuation of the prompt, teacher-forced."""
     case = llama_cpp_case("dev-capital")
+    teacher_forced(client, model_id, case)
     n = len(case["greedy_ids"])
     ref = forge_run(case["prompt"], max_tokens=n, device=device, raw=True)
-    assert check_greedy(case, ref["ids"]) >= 8
 
     r = client.completions.create(model=model_id, prompt=case["prompt"], max_tokens=n, temperature=0)
     assert r.object == "text_completion"
@@ -55,3 +58,42 @@ def test_completion_logprobs(client, model_id):
     assert len(lp.token_logprobs) == 6 and all(x <= 0 for x in lp.token_logprobs)
     assert lp.top_logprobs is not None and all(len(t) == 3 for t in lp.top_logprobs)
     assert "".join(lp.tokens) == r.choices[0].text
+
+
+@pytest.mark.parametrize("case", llama_cpp_cases(), ids=lambda c: c["id"])
+def test_echo_logprobs_teacher_forced_against_llama_cpp(client, model_id, case):
+    """echo + logprobs + max_tokens 0 (lm-evaluation-harness's log-likelihood request) on llama.cpp's
+    prompt and greedy continuation: our most likely token is llama.cpp's at every position, up to a
+    near-tie."""
+    teacher_forced(client, model_id, case)
+
+
+def test_echo_returns_the_prompt_and_its_logprobs(client, model_id):
+    prompt = "The capital of France is Paris"
+    r = client.completions.create(model=model_id, prompt=prompt, echo=True, logprobs=1, max_tokens=0)
+    c = r.choices[0]
+    assert c.text == prompt and c.finish_reason == "length"
+    assert r.usage.completion_tokens == 0
+    lp = c.logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == r.usage.prompt_tokens
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert all(x <= 0 for x in lp.token_logprobs[1:])
+    assert all(len(t) == 1 and max(t.values()) >= x - 1e-6 for t, x in zip(lp.top_logprobs[1:], lp.token_logprobs[1:]))
+    assert "".join(lp.tokens) == prompt
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+    # " Paris" after "The capital of France is" is the model's first choice.
+    assert max(lp.top_logprobs[-1], key=lp.top_logprobs[-1].get) == lp.tokens[-1] == " Paris"
+
+    # As lm-evaluation-harness asks: max_tokens 1, the last entry the generated token's.
+    r = client.completions.create(model=model_id, prompt=prompt, echo=True, logprobs=1, max_tokens=1, temperature=0)
+    c = r.choices[0]
+    assert c.text.startswith(prompt) and len(c.text) > len(prompt)
+    assert len(c.logprobs.tokens) == r.usage.prompt_tokens + 1
+    first, *rest = c.logprobs.token_logprobs[:-1]
+    assert first is None and rest == pytest.approx(lp.token_logprobs[1:], abs=1e-4)
+    assert c.logprobs.text_offset[-1] == len(prompt)
+
+    # Streamed: the prompt comes first.
+    chunks = list(client.completions.create(model=model_id, prompt=prompt, echo=True, max_tokens=4, temperature=0, stream=True))
+    assert chunks[0].choices[0].text == prompt
+    assert "".join(ch.text for c in chunks for ch in c.choices).startswith(prompt)

@@ -13,7 +13,7 @@
 //! the best bound is used (below the recorded 10th, or below the second best).
 
 use forge_engine::backend::Backend;
-use forge_engine::models::llama::Readout;
+use forge_engine::session::Readout;
 use forge_engine::session::Forward;
 use forge_engine::{GenerateOptions, Model, SamplerConfig, Session, generate};
 
@@ -132,6 +132,35 @@ pub fn check_teacher_forced(case: &ReferenceCase, n_vocab: usize, logits: &[f32]
             if d > LOGIT_TOLERANCE {
                 errors.push(format!("{} position {i}: id {id} logit {} vs llama.cpp's {theirs}", case.id, row[id as usize]));
             }
+        }
+    }
+    if errors.is_empty() { Ok(a) } else { Err(errors.join("\n")) }
+}
+
+/// The argmax rule of [`check_teacher_forced`] where each position's logits are known only
+/// through log-probabilities, as a server reports them (`echo` with `logprobs`): `picks[i]` is our
+/// most likely id at continuation position `i` and how far below it llama.cpp's pick lies (a
+/// difference of log-probabilities is the same difference of logits). Absolute logits are not
+/// known, so they are not compared.
+pub fn check_teacher_forced_picks(case: &ReferenceCase, picks: &[(u32, f32)]) -> Result<Agreement, String> {
+    if picks.is_empty() || picks.len() > case.greedy_ids.len() {
+        return Err(format!("{}: {} positions are not 1..={}", case.id, picks.len(), case.greedy_ids.len()));
+    }
+    let mut a = Agreement { positions: picks.len(), ..Agreement::default() };
+    let mut errors = Vec::new();
+    for (i, &(ours, our_gap)) in picks.iter().enumerate() {
+        let theirs = case.greedy_ids[i];
+        if ours == theirs {
+            continue;
+        }
+        let their_gap = case.their_gap(i, ours);
+        if our_gap <= NEAR_TIE && their_gap <= NEAR_TIE {
+            a.near_ties += 1;
+        } else {
+            errors.push(format!(
+                "{} position {i}: we pick {ours}, llama.cpp picks {theirs}; their pick is {our_gap:.3} below our best, ours at least {their_gap:.3} below theirs (near-tie: both within {NEAR_TIE})",
+                case.id
+            ));
         }
     }
     if errors.is_empty() { Ok(a) } else { Err(errors.join("\n")) }
@@ -315,6 +344,18 @@ mod tests {
         // Position 2: llama.cpp's margin 0.3, but its pick sits 1.0 below ours → not a near-tie.
         assert!(compare_row(&c, 2, &row([4.0, 5.0, 0.0, 0.0])).is_err());
         assert_eq!(compare_row(&c, 2, &row([4.8, 5.0, 0.0, 0.0])), Ok(false));
+    }
+
+    #[test]
+    fn picks_follow_the_same_rule_as_rows() {
+        let c = case();
+        // The rows of `agreement_and_near_ties` as (our pick, llama.cpp's pick below it).
+        assert_eq!(check_teacher_forced_picks(&c, &[(1, 0.2)]).map(|a| a.near_ties), Ok(1));
+        assert!(check_teacher_forced_picks(&c, &[(0, 0.1)]).is_err());
+        assert!(check_teacher_forced_picks(&c, &[(2, 0.0), (2, 0.05)]).is_err());
+        assert_eq!(check_teacher_forced_picks(&c, &[(2, 0.0), (3, 0.0), (1, 0.2)]).map(|a| a.near_ties), Ok(1));
+        assert!(check_teacher_forced_picks(&c, &[(2, 0.0), (3, 0.0), (1, 1.0)]).is_err());
+        assert!(check_teacher_forced_picks(&c, &[(2, 0.0); 4]).is_err(), "more positions than the case has");
     }
 
     #[test]

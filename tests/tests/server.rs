@@ -382,3 +382,137 @@ fn server_request_fuzz_corpus_replays() {
     }
     assert!(n > 0, "fuzz/corpus/server_request has no seeds");
 }
+
+/// One token of legacy log-probabilities: its text, log-probability and alternatives (`None`
+/// where null, as for an echoed prompt's first token).
+type Entry = (String, Option<f64>, Option<Vec<(String, f64)>>);
+
+fn legacy_entries(lp: &Value) -> Vec<Entry> {
+    let arr = |k: &str| lp[k].as_array().unwrap_or_else(|| panic!("no {k} in {lp}")).clone();
+    let (tokens, lps, tops) = (arr("tokens"), arr("token_logprobs"), arr("top_logprobs"));
+    assert!(lps.len() == tokens.len() && tops.len() == tokens.len() && arr("text_offset").len() == tokens.len(), "arrays of different lengths: {lp}");
+    let top = |t: &Value| t.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap())).collect());
+    tokens.iter().zip(&lps).zip(&tops).map(|((t, l), tp)| (t.as_str().unwrap().to_owned(), l.as_f64(), top(tp))).collect()
+}
+
+#[test]
+fn completions_echo_returns_the_prompt_and_scores_it() {
+    // Prefill chunks of 7 tokens: a scored prompt spans several steps, beside other sequences.
+    let s = Server::start(&tiny_model("serve-echo"), &["--prefill-chunk", "7"]);
+    let complete = |extra: Value| {
+        let mut b = json!({"model": MODEL, "temperature": 0});
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let r = s.post(COMPLETIONS, &b);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    let prompt = "the echo test's prompt, long enough for a few chunks";
+
+    // What lm-evaluation-harness sends for a log-likelihood: only the prompt comes back.
+    let r = complete(json!({"prompt": prompt, "echo": true, "logprobs": 2, "max_tokens": 0}));
+    let c = &r["choices"][0];
+    assert_eq!((c["text"].as_str(), c["finish_reason"].as_str()), (Some(prompt), Some("length")), "{r}");
+    assert_eq!(r["usage"]["completion_tokens"], 0);
+    let n_prompt = r["usage"]["prompt_tokens"].as_u64().unwrap() as usize;
+    let entries = legacy_entries(&c["logprobs"]);
+    assert_eq!(entries.len(), n_prompt, "one entry per prompt token");
+    assert_eq!((entries[0].1, &entries[0].2), (None, &None), "nothing precedes the first token");
+    for (token, lp, top) in &entries[1..] {
+        let (lp, top) = (lp.unwrap(), top.as_ref().unwrap());
+        assert!(lp <= 0.0 && (1..=2).contains(&top.len()), "{token:?} {lp} {top:?}");
+        let best = top.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max);
+        assert!(best <= 0.0 && best + 1e-6 >= lp, "the token is no likelier than the best: {token:?} {lp} {top:?}");
+    }
+    assert_eq!(entries.iter().map(|e| e.0.as_str()).collect::<String>(), prompt);
+    let offsets: Vec<u64> = c["logprobs"]["text_offset"].as_array().unwrap().iter().map(|o| o.as_u64().unwrap()).collect();
+    assert_eq!(offsets[0], 0);
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
+    // A scored prompt is computed whole, so asking again takes nothing from the prefix cache,
+    // and gives the same numbers.
+    let again = complete(json!({"prompt": prompt, "echo": true, "logprobs": 2, "max_tokens": 0}));
+    assert_eq!(again["usage"]["prompt_tokens_details"]["cached_tokens"], 0, "{again}");
+    assert_eq!(again["choices"][0]["logprobs"], c["logprobs"]);
+
+    // With max_tokens: the prompt, then the completion it would get without echo; the
+    // completion's log-probabilities are those of the same tokens scored as a prompt.
+    let plain = complete(json!({"prompt": prompt, "max_tokens": 6, "logprobs": 1}));
+    let generated = plain["choices"][0]["text"].as_str().unwrap();
+    let echoed = complete(json!({"prompt": prompt, "max_tokens": 6, "logprobs": 1, "echo": true}));
+    let c = &echoed["choices"][0];
+    assert_eq!(c["text"].as_str().unwrap(), format!("{prompt}{generated}"));
+    let entries = legacy_entries(&c["logprobs"]);
+    assert_eq!(entries.len(), n_prompt + 6);
+    assert_eq!(c["logprobs"]["text_offset"][n_prompt], prompt.len(), "the completion's offsets follow the prompt");
+    let plain_lps = legacy_entries(&plain["choices"][0]["logprobs"]);
+    assert_eq!(entries[n_prompt..].iter().map(|e| &e.0).collect::<Vec<_>>(), plain_lps.iter().map(|e| &e.0).collect::<Vec<_>>());
+    // Token ids as the prompt: the prompt's ids and the 6 generated, scored in one pass.
+    let ids = |v: &Value| -> Vec<u64> { v["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().strip_prefix("token_id:").unwrap().parse().unwrap()).collect() };
+    let as_ids = complete(json!({"prompt": prompt, "max_tokens": 6, "logprobs": 1, "echo": true, "return_tokens_as_token_ids": true}));
+    let all_ids = ids(&as_ids["choices"][0]["logprobs"]);
+    let scored = complete(json!({"prompt": all_ids, "max_tokens": 0, "logprobs": 1, "echo": true, "return_tokens_as_token_ids": true}));
+    let c = &scored["choices"][0];
+    assert_eq!(c["text"].as_str().unwrap(), format!("{prompt}{generated}"), "token ids echo as their text");
+    assert_eq!(ids(&c["logprobs"]), all_ids);
+    for (i, (decoded, sc)) in plain_lps.iter().zip(&legacy_entries(&c["logprobs"])[n_prompt..]).enumerate() {
+        let (g, s) = (decoded.1.unwrap(), sc.1.unwrap());
+        assert!((g - s).abs() < 1e-3, "generated token {i}: log-probability {g} while decoding, {s} scored as a prompt");
+    }
+
+    // Streamed: the prompt first, then the completion; the same text and log-probabilities.
+    let st = s.stream(COMPLETIONS, &json!({"model": MODEL, "prompt": prompt, "max_tokens": 6, "logprobs": 1, "echo": true, "temperature": 0, "stream": true}), None);
+    assert!(st.done);
+    assert_eq!(st.events[0]["choices"][0]["text"], prompt, "the first chunk is the prompt");
+    let text: String = st.events.iter().map(|e| e["choices"][0]["text"].as_str().unwrap_or("")).collect();
+    assert_eq!(text, echoed["choices"][0]["text"].as_str().unwrap());
+    let streamed: Vec<_> = st.events.iter().filter(|e| !e["choices"][0]["logprobs"].is_null()).flat_map(|e| legacy_entries(&e["choices"][0]["logprobs"])).collect();
+    assert_eq!(streamed, legacy_entries(&echoed["choices"][0]["logprobs"]));
+    let offsets: Vec<&Value> = st.events.iter().filter_map(|e| e["choices"][0]["logprobs"]["text_offset"].as_array()).flatten().collect();
+    // (Past the prompt, a stream counts the text it has sent, which holds back part of a character.)
+    assert_eq!(offsets[..=n_prompt], echoed["choices"][0]["logprobs"]["text_offset"].as_array().unwrap().iter().take(n_prompt + 1).collect::<Vec<_>>());
+
+    // Without logprobs: the text alone; max_tokens 0 without echo: nothing.
+    let r = complete(json!({"prompt": [prompt, "another"], "echo": true, "max_tokens": 0}));
+    assert_eq!((r["choices"][0]["text"].as_str(), r["choices"][1]["text"].as_str()), (Some(prompt), Some("another")));
+    assert!(r["choices"][0]["logprobs"].is_null());
+    let r = complete(json!({"prompt": prompt, "max_tokens": 0}));
+    assert_eq!((r["choices"][0]["text"].as_str(), r["choices"][0]["finish_reason"].as_str()), (Some(""), Some("length")));
+    s.wait_until_idle(Duration::from_secs(10));
+}
+
+/// Teacher-forced through the server (`echo` with `logprobs`, `max_tokens` 0): every llama.cpp
+/// reference case's prompt and greedy continuation as one token-id prompt, all in one request;
+/// at each continuation position our most likely token must be llama.cpp's, up to a near-tie
+/// (`forge_tests::reference`).
+#[test]
+fn echo_logprobs_agree_with_llama_cpp_teacher_forced() {
+    let Some(path) = forge_tests::smollm2_path() else { return };
+    let reference = forge_tests::llama_cpp_reference();
+    let s = Server::start(&path, &["--ctx", "256", "--max-seqs", "8"]);
+    let model = s.get("/v1/models").json()["data"][0]["id"].as_str().unwrap().to_owned();
+    let inputs: Vec<Vec<u32>> = reference.cases.iter().map(|c| [&c.prompt_ids[..], &c.greedy_ids[..]].concat()).collect();
+    let body = json!({"model": model, "prompt": inputs, "echo": true, "logprobs": 1, "max_tokens": 0, "temperature": 0, "return_tokens_as_token_ids": true});
+    let r = s.post(COMPLETIONS, &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = r.json();
+    let id_of = |t: &str| -> u32 { t.strip_prefix("token_id:").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{t:?} is not token_id:N")) };
+    let mut failures = Vec::new();
+    for (i, (case, input)) in reference.cases.iter().zip(&inputs).enumerate() {
+        let c = &r["choices"][i];
+        assert_eq!(c["index"], i);
+        let entries = legacy_entries(&c["logprobs"]);
+        assert_eq!(entries.iter().map(|e| id_of(&e.0)).collect::<Vec<_>>(), *input, "{}: the tokens are the prompt's", case.id);
+        // Position p + i holds llama.cpp's pick i: its log-probability, and our best.
+        let picks: Vec<(u32, f32)> = entries[case.prompt_ids.len()..]
+            .iter()
+            .map(|(_, lp, top)| {
+                let (best, best_lp) = top.as_ref().and_then(|t| t.first().cloned()).expect("one alternative");
+                (id_of(&best), (best_lp - lp.expect("scored")) as f32)
+            })
+            .collect();
+        match forge_tests::reference::check_teacher_forced_picks(case, &picks) {
+            Ok(a) => eprintln!("server {}: {}/{} positions agree ({} near-ties)", case.id, a.positions - a.near_ties, a.positions, a.near_ties),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "server, teacher-forced:\n{}", failures.join("\n"));
+}

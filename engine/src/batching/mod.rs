@@ -60,7 +60,8 @@ impl Default for EngineConfig {
 pub struct Request {
     /// Prompt token ids (already templated and tokenized), at least one.
     pub prompt: Vec<u32>,
-    /// Tokens to generate at most (at least 1; prompt + max_tokens must fit `ctx`).
+    /// Tokens to generate at most (at least 1, or 0 for a request that only scores its prompt;
+    /// prompt + max_tokens must fit `ctx`).
     pub max_tokens: usize,
     pub sampling: SamplerConfig,
     /// Generation ends when the text contains one of these; the stop string is not returned.
@@ -113,6 +114,20 @@ pub enum Event {
 /// client disconnected), which cancels the sequence and frees its blocks.
 pub type Sink = Box<dyn FnMut(Event) -> bool + Send>;
 
+/// Scoring a request's prompt (the completions API's `echo` with `logprobs`, which evaluation
+/// harnesses use for log-likelihoods): each prompt token's log-probability given the tokens
+/// before it, under the model alone (no penalties, no grammar). The first token has none.
+///
+/// Such a prompt is computed whole, never taken from the prefix cache, since every position's
+/// logits are read out.
+pub struct PromptScoring {
+    /// Alternatives reported per position (at most [`MAX_TOP_LOGPROBS`]).
+    pub top: usize,
+    /// Receives prompt tokens 1.. in order, in one call per prefill chunk, all before the
+    /// sequence's first [`Event`]; returns `false` to cancel, as a [`Sink`] does.
+    pub sink: Box<dyn FnMut(Vec<TokenLogprob>) -> bool + Send>,
+}
+
 /// Why a request was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -143,7 +158,7 @@ pub struct EngineStats {
 }
 
 enum Command {
-    Submit(Box<Request>, Sink),
+    Submit(Box<Request>, Option<PromptScoring>, Sink),
 }
 
 /// A running engine: cheap to clone, shared by the server's handlers.
@@ -184,7 +199,13 @@ impl Engine {
     /// Queues a request. Validation (empty prompt, context overflow, ids outside the vocabulary)
     /// happens here, so a bad request never reaches the batch.
     pub fn submit(&self, req: Request, sink: Sink) -> std::result::Result<(), SubmitError> {
-        scheduler::validate(&req, &self.shared.config, self.shared.tokenizer.vocab_size()).map_err(SubmitError::Invalid)?;
+        self.submit_scored(req, None, sink)
+    }
+
+    /// [`Engine::submit`], with the prompt's log-probabilities reported when `scoring` is given
+    /// (then `max_tokens` may be 0: the prompt is only scored).
+    pub fn submit_scored(&self, req: Request, scoring: Option<PromptScoring>, sink: Sink) -> std::result::Result<(), SubmitError> {
+        scheduler::validate(&req, scoring.as_ref().map(|s| s.top), &self.shared.config, self.shared.tokenizer.vocab_size()).map_err(SubmitError::Invalid)?;
         if let Some(why) = self.stats().failed {
             return Err(SubmitError::Stopped(why));
         }
@@ -192,7 +213,7 @@ impl Engine {
         if self.shared.queued.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| (q < max).then_some(q + 1)).is_err() {
             return Err(SubmitError::QueueFull { queued: max });
         }
-        self.tx.try_send(Command::Submit(Box::new(req), sink)).map_err(|e| {
+        self.tx.try_send(Command::Submit(Box::new(req), scoring, sink)).map_err(|e| {
             self.shared.queued.fetch_sub(1, Ordering::SeqCst);
             match e {
                 mpsc::TrySendError::Full(_) => SubmitError::QueueFull { queued: max },

@@ -5,6 +5,9 @@
 //! token), then prompt tokens of sequences still in prefill, oldest first, up to `prefill_chunk`
 //! of them in all. A long prompt therefore takes several steps, and the decodes in the same
 //! batch advance at every one of them (chunked prefill, as in Sarathi/vLLM).
+//!
+//! A sequence whose prompt is scored ([`PromptScoring`]) reads out every prompt row, not just the
+//! last: row `i` gives prompt token `i + 1`'s log-probability.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -12,7 +15,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, PoisonError};
 
 use super::pool::{BlockPool, PROMPT_START, PrefixId, SCRATCH_BLOCK};
-use super::{Command, EngineConfig, EngineStats, Event, Request, Shared, Sink, TokenLogprob, Usage};
+use super::{Command, EngineConfig, EngineStats, Event, PromptScoring, Request, Shared, Sink, TokenLogprob, Usage};
 use crate::constrain::Matcher;
 use crate::error::{ForgeError, Result};
 use crate::generate::{FinishReason, StopFilter};
@@ -23,14 +26,15 @@ use crate::tokenizer::{TokenStream, Tokenizer};
 /// Most alternatives a request may ask log-probabilities for (OpenAI's limit).
 pub const MAX_TOP_LOGPROBS: usize = 20;
 
-/// Refuses what can never run: called before a request is queued.
-pub(super) fn validate(req: &Request, cfg: &EngineConfig, n_vocab: usize) -> Result<()> {
+/// Refuses what can never run: called before a request is queued. `scoring`: the alternatives
+/// per prompt position, when the prompt is scored.
+pub(super) fn validate(req: &Request, scoring: Option<usize>, cfg: &EngineConfig, n_vocab: usize) -> Result<()> {
     let bad = |what: String| Err(ForgeError::InvalidArgument { what });
     if req.prompt.is_empty() {
         return bad("the prompt is empty".into());
     }
-    if req.max_tokens == 0 {
-        return bad("max_tokens must be at least 1".into());
+    if req.max_tokens == 0 && scoring.is_none() {
+        return bad("max_tokens must be at least 1 (0 only where the prompt is scored)".into());
     }
     let need = req.prompt.len().saturating_add(req.max_tokens);
     if need > cfg.ctx {
@@ -39,7 +43,7 @@ pub(super) fn validate(req: &Request, cfg: &EngineConfig, n_vocab: usize) -> Res
     if let Some(&id) = req.prompt.iter().find(|&&id| id as usize >= n_vocab) {
         return bad(format!("token id {id} is outside the vocabulary of {n_vocab}"));
     }
-    if req.logprobs.is_some_and(|k| k > MAX_TOP_LOGPROBS) {
+    if req.logprobs.is_some_and(|k| k > MAX_TOP_LOGPROBS) || scoring.is_some_and(|k| k > MAX_TOP_LOGPROBS) {
         return bad(format!("top_logprobs must be at most {MAX_TOP_LOGPROBS}"));
     }
     Ok(())
@@ -53,6 +57,7 @@ pub fn pool_tokens(cfg: &EngineConfig) -> usize {
 
 struct Waiting {
     req: Request,
+    scoring: Option<PromptScoring>,
     sink: Sink,
 }
 
@@ -60,6 +65,7 @@ struct Waiting {
 struct Seq {
     req: Request,
     sink: Sink,
+    scoring: Option<PromptScoring>,
     blocks: Vec<u32>,
     /// Prompt then generated ids.
     ids: Vec<u32>,
@@ -129,8 +135,8 @@ impl Scheduler {
         format!("{} ({})", self.session.backend_name(), self.session.device())
     }
 
-    pub fn submit(&mut self, req: Request, sink: Sink) {
-        self.waiting.push_back(Waiting { req, sink });
+    pub fn submit(&mut self, req: Request, scoring: Option<PromptScoring>, sink: Sink) {
+        self.waiting.push_back(Waiting { req, scoring, sink });
     }
 
     pub fn has_work(&self) -> bool {
@@ -147,8 +153,9 @@ impl Scheduler {
             let prompt = &w.req.prompt;
             let need = (prompt.len() + w.req.max_tokens).div_ceil(BLOCK_SIZE);
             // Blocks wholly before the last prompt token may come from the cache; that token
-            // always runs, since its logits give the first generated token.
-            let reusable = (prompt.len() - 1) / BLOCK_SIZE;
+            // always runs, since its logits give the first generated token. A scored prompt
+            // needs every position's logits, so it takes nothing from the cache.
+            let reusable = if w.scoring.is_some() { 0 } else { (prompt.len() - 1) / BLOCK_SIZE };
             let (mut blocks, mut chain) = (Vec::new(), PROMPT_START);
             for tokens in prompt.chunks_exact(BLOCK_SIZE).take(reusable) {
                 let Some((b, id)) = self.pool.lookup(chain, tokens) else { break };
@@ -181,6 +188,7 @@ impl Scheduler {
                 matcher,
                 blocks,
                 sink: w.sink,
+                scoring: w.scoring,
                 req: w.req,
             });
         }
@@ -211,6 +219,7 @@ impl Scheduler {
         let mut done = Vec::new();
         for p in &parts {
             let s = &mut self.running[p.seq];
+            let start = s.cached;
             s.cached += p.tokens;
             // Full prompt blocks are now in the cache: later prompts may share them.
             let full = s.req.prompt.len() / BLOCK_SIZE;
@@ -221,11 +230,32 @@ impl Scheduler {
                 s.chain = self.pool.register(s.blocks[i], parent, &s.req.prompt[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE]);
                 s.registered += 1;
             }
+            // A scored prompt's rows come first: all of this chunk's but the read-out one.
+            let mut alive = true;
+            if let Some(sc) = &mut s.scoring
+                && start < s.req.prompt.len()
+            {
+                let rows = p.tokens - usize::from(p.read_out);
+                let lps = (0..rows).map(|k| logprob_of(logits_row(&out, row + k), s.req.prompt[start + k + 1], sc.top)).collect();
+                row += rows;
+                alive = (sc.sink)(lps);
+            }
             if !p.read_out {
+                if !alive {
+                    done.push((p.seq, FinishReason::Stop));
+                }
                 continue;
             }
             let r = row;
             row += 1;
+            if !alive {
+                done.push((p.seq, FinishReason::Stop));
+                continue;
+            }
+            if s.req.max_tokens == 0 {
+                done.push((p.seq, FinishReason::Length));
+                continue;
+            }
             if let Some(finish) = self.advance(p.seq, &out, r) {
                 done.push((p.seq, finish));
             }
@@ -259,14 +289,23 @@ impl Scheduler {
             let s = &self.running[p.seq];
             let mut table = s.blocks.clone();
             table.resize(cols, SCRATCH_BLOCK);
+            let scored = s.scoring.is_some() && !s.decoding();
             for pos in s.cached..s.cached + p.tokens {
+                if scored {
+                    b.out_rows.push(b.tokens.len() as u32);
+                }
                 b.tokens.push(s.ids[pos]);
                 b.positions.push(pos as u32);
                 b.slots.push(s.blocks[pos / BLOCK_SIZE] * BLOCK_SIZE as u32 + (pos % BLOCK_SIZE) as u32);
                 b.table.extend_from_slice(&table);
             }
-            if p.read_out {
+            if p.read_out && !scored {
                 b.out_rows.push(b.tokens.len() as u32 - 1);
+            }
+            // Greedy ids suffice only where no read-out row needs its logits.
+            if scored {
+                b.argmax = false;
+            } else if p.read_out {
                 b.argmax &= s.req.sampling.is_greedy() && s.req.logprobs.is_none() && s.matcher.is_none();
             }
         }
@@ -287,9 +326,8 @@ impl Scheduler {
         let s = &mut self.running[i];
         let (id, logprob) = match out {
             BatchOut::Ids(ids) => (ids[r], None),
-            BatchOut::Logits { values, rows } => {
-                let n_vocab = values.len() / rows;
-                let mut logits = values[r * n_vocab..][..n_vocab].to_vec();
+            BatchOut::Logits { .. } => {
+                let mut logits = logits_row(out, r).to_vec();
                 s.sampler.penalize(&mut logits, &s.ids, &s.generated);
                 if let Some(m) = &mut s.matcher {
                     m.mask(&mut logits);
@@ -367,6 +405,17 @@ impl Scheduler {
     }
 }
 
+/// Read-out row `r` of a batch that returned logits.
+fn logits_row(out: &BatchOut, r: usize) -> &[f32] {
+    match out {
+        BatchOut::Logits { values, rows } => {
+            let n_vocab = values.len() / rows;
+            &values[r * n_vocab..][..n_vocab]
+        }
+        BatchOut::Ids(_) => unreachable!("a batch with scored prompts or sampling reads out logits"),
+    }
+}
+
 /// `id`'s log-probability under `logits` and the `k` most likely alternatives.
 fn logprob_of(logits: &[f32], id: u32, k: usize) -> TokenLogprob {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -382,7 +431,7 @@ const MAX_FAILED_STEPS: usize = 3;
 pub(super) fn run(mut sched: Scheduler, rx: Receiver<Command>, shared: Arc<Shared>) {
     let mut failures = 0;
     let take = |sched: &mut Scheduler, cmd: Command| match cmd {
-        Command::Submit(req, sink) => sched.submit(*req, sink),
+        Command::Submit(req, scoring, sink) => sched.submit(*req, scoring, sink),
     };
     loop {
         if !sched.has_work() {

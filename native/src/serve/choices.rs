@@ -1,13 +1,14 @@
 //! A request's choices in the engine: one engine request per choice, all sending their events
 //! into one channel; following those events for the metrics and the request's log line; and, for
-//! a request that is not streamed, collecting them into whole choices.
+//! a request that is not streamed, collecting them into whole choices. A completion with `echo`
+//! (or `max_tokens: 0`) has its prompt scored by the engine, whose log-probabilities come first.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use forge::serve_api::ApiError;
-use forge::serve_api::response::{TokenLogprob, TopLogprob, Usage, finite_logprob};
-use forge_engine::batching::{self, Event, Request, Sink, SubmitError};
+use forge::serve_api::response::{LegacyLogprobs, TokenLogprob, TopLogprob, Usage, finite_logprob};
+use forge_engine::batching::{self, Event, PromptScoring, Request, Sink, SubmitError};
 use forge_engine::constrain::Grammar;
 use forge_engine::tokenizer::Tokenizer;
 use forge_engine::{FinishReason, SamplerConfig};
@@ -34,11 +35,38 @@ pub(crate) struct Job {
     pub stop: Vec<String>,
     pub logprobs: Option<usize>,
     pub grammar: Option<Arc<Grammar>>,
+    /// Completions' `echo`: each prompt's text, which its choices' texts start with.
+    pub echo: Option<Vec<String>>,
+    /// Log-probabilities name tokens `token_id:ID` (`return_tokens_as_token_ids`).
+    pub tokens_as_ids: bool,
 }
 
 impl Job {
     pub fn choices(&self) -> usize {
         self.prompts.len() * self.n
+    }
+
+    /// Whether the response reports the prompt's log-probabilities (`echo` with `logprobs`).
+    pub fn echo_logprobs(&self) -> bool {
+        self.echo.is_some() && self.logprobs.is_some()
+    }
+
+    /// The text choice `index` starts with: its prompt's, with `echo`.
+    pub fn echo_text(&self, index: usize) -> Option<&str> {
+        self.echo.as_ref().map(|e| e[index / self.n].as_str())
+    }
+
+    /// Choice `index`'s echoed prompt as legacy log-probabilities: the first token without one,
+    /// then `scored` (the engine's for the rest). Returns them and where the completion's text
+    /// starts.
+    pub fn echo_legacy(&self, tok: &Tokenizer, index: usize, scored: &[batching::TokenLogprob]) -> (LegacyLogprobs, usize) {
+        let mut legacy = LegacyLogprobs::default();
+        let Some(text) = self.echo_text(index) else { return (legacy, 0) };
+        if let Some(&first) = self.prompts[index / self.n].0.first() {
+            let offset = legacy.push_unscored(token_name(tok, first, self.tokens_as_ids), 0);
+            legacy.extend(&token_logprobs(tok, scored, self.tokens_as_ids), offset);
+        }
+        (legacy, text.len())
     }
 
     /// Prompt tokens as OpenAI counts them: each prompt once, however many choices it has.
@@ -51,7 +79,13 @@ impl Job {
 pub(crate) struct Note {
     pub index: usize,
     pub at: Instant,
-    pub event: Event,
+    pub event: ChoiceEvent,
+}
+
+pub(crate) enum ChoiceEvent {
+    /// Log-probabilities of the next prompt tokens (of a scored prompt), before any `Engine` event.
+    Prompt(Vec<batching::TokenLogprob>),
+    Engine(Event),
 }
 
 /// Submits every choice of `job`. When one is refused, the error is returned and the receiver
@@ -63,10 +97,19 @@ pub(crate) fn submit(st: &AppState, job: &Job) -> Result<UnboundedReceiver<Note>
             let index = i * job.n + j;
             let sampling = SamplerConfig { seed: job.sampling.seed.wrapping_add(index as u64), ..job.sampling.clone() };
             let req = Request { prompt: prompt.clone(), max_tokens: *max_tokens, sampling, stop: job.stop.clone(), logprobs: job.logprobs, grammar: job.grammar.clone() };
-            let tx = tx.clone();
             // Called on the engine thread; `false` (the response is gone) cancels the sequence.
-            let sink: Sink = Box::new(move |event| tx.send(Note { index, at: Instant::now(), event }).is_ok());
-            st.engine.submit(req, sink).map_err(submit_error)?;
+            let send = {
+                let tx = tx.clone();
+                move |event: ChoiceEvent| tx.send(Note { index, at: Instant::now(), event }).is_ok()
+            };
+            // A prompt is scored where its log-probabilities are returned, and where nothing is
+            // generated (the engine runs a prompt for nothing else).
+            let scoring = (job.echo_logprobs() || *max_tokens == 0).then(|| {
+                let send = send.clone();
+                PromptScoring { top: job.logprobs.unwrap_or(0), sink: Box::new(move |lps| send(ChoiceEvent::Prompt(lps))) }
+            });
+            let sink: Sink = Box::new(move |event| send(ChoiceEvent::Engine(event)));
+            st.engine.submit_scored(req, scoring, sink).map_err(submit_error)?;
         }
     }
     Ok(rx)
@@ -87,14 +130,16 @@ pub(crate) fn finish_reason(f: FinishReason) -> &'static str {
     }
 }
 
+/// How log-probabilities name token `id`: its text, or `token_id:ID` with `as_ids`.
+fn token_name(tok: &Tokenizer, id: u32, as_ids: bool) -> String {
+    if as_ids { format!("token_id:{id}") } else { String::from_utf8_lossy(tok.token_bytes(id).unwrap_or_default()).into_owned() }
+}
+
 /// The engine's log-probabilities in the chat API's form. A token's text is its bytes as UTF-8
-/// (U+FFFD where it holds part of a character); `bytes` are the raw bytes, so a client can join
-/// the pieces of a character split over tokens.
-pub(crate) fn token_logprobs(tok: &Tokenizer, lps: &[batching::TokenLogprob]) -> Vec<TokenLogprob> {
-    let piece = |id: u32| {
-        let bytes = tok.token_bytes(id).unwrap_or_default().to_vec();
-        (String::from_utf8_lossy(&bytes).into_owned(), bytes)
-    };
+/// (U+FFFD where it holds part of a character), or `token_id:ID` with `as_ids`; `bytes` are the
+/// raw bytes, so a client can join the pieces of a character split over tokens.
+pub(crate) fn token_logprobs(tok: &Tokenizer, lps: &[batching::TokenLogprob], as_ids: bool) -> Vec<TokenLogprob> {
+    let piece = |id: u32| (token_name(tok, id, as_ids), tok.token_bytes(id).unwrap_or_default().to_vec());
     lps.iter()
         .map(|lp| {
             let (token, bytes) = piece(lp.id);
@@ -151,7 +196,8 @@ impl Tracker {
     }
 
     pub fn observe(&mut self, note: &Note) {
-        match &note.event {
+        let ChoiceEvent::Engine(event) = &note.event else { return };
+        match event {
             Event::Delta { tokens, .. } if !tokens.is_empty() => match self.last[note.index].replace(note.at) {
                 None => {
                     let d = note.at.saturating_duration_since(self.started);
@@ -217,6 +263,8 @@ impl Drop for Tracker {
 #[derive(Default)]
 pub(crate) struct Choice {
     pub text: String,
+    /// The engine's log-probabilities of the echoed prompt's tokens after the first.
+    pub prompt_logprobs: Vec<batching::TokenLogprob>,
     pub logprobs: Vec<TokenLogprob>,
     pub finish: &'static str,
 }
@@ -231,14 +279,19 @@ pub(crate) async fn collect(st: &AppState, job: &Job, mut rx: UnboundedReceiver<
         tracker.observe(&note);
         let c = &mut choices[note.index];
         match note.event {
-            Event::Delta { text, logprobs, .. } => {
-                c.text.push_str(&text);
-                if job.logprobs.is_some() {
-                    c.logprobs.extend(token_logprobs(st.engine.tokenizer(), &logprobs));
+            ChoiceEvent::Prompt(lps) => {
+                if job.echo_logprobs() {
+                    c.prompt_logprobs.extend(lps);
                 }
             }
-            Event::Done { finish, .. } => c.finish = finish_reason(finish),
-            Event::Error { message } => return Err(ApiError::Internal(format!("generation failed: {message}"))),
+            ChoiceEvent::Engine(Event::Delta { text, logprobs, .. }) => {
+                c.text.push_str(&text);
+                if job.logprobs.is_some() {
+                    c.logprobs.extend(token_logprobs(st.engine.tokenizer(), &logprobs, job.tokens_as_ids));
+                }
+            }
+            ChoiceEvent::Engine(Event::Done { finish, .. }) => c.finish = finish_reason(finish),
+            ChoiceEvent::Engine(Event::Error { message }) => return Err(ApiError::Internal(format!("generation failed: {message}"))),
         }
     }
     Ok((choices, tracker.usage()))

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use forge::serve_api::response::{AssistantMessage, ChatChoice, ChatCompletion, ChatLogprobs, Completion, CompletionChoice, LegacyLogprobs, ModelCard, ModelList};
+use forge::serve_api::response::{AssistantMessage, ChatChoice, ChatCompletion, ChatLogprobs, Completion, CompletionChoice, ModelCard, ModelList};
 use forge::serve_api::{ApiError, Common, Prompt, check_context, parse_chat, parse_completion};
 use forge_engine::SamplerConfig;
 use forge_engine::tokenizer::ChatMessage;
@@ -111,7 +111,7 @@ fn random_u64(salt: u64) -> u64 {
 }
 
 /// The engine job for parsed `common` settings over tokenized prompts; compiles the grammar.
-async fn job(st: &Shared, endpoint: &'static str, started: Instant, prompts: Vec<(Vec<u32>, usize)>, common: &Common, logprobs: Option<usize>) -> Result<Job, ApiError> {
+async fn job(st: &Shared, endpoint: &'static str, started: Instant, prompts: Vec<(Vec<u32>, usize)>, common: &Common, logprobs: Option<usize>, echo: Option<Vec<String>>) -> Result<Job, ApiError> {
     let grammar = match &common.constraint {
         Some(c) => Some(grammar::grammar(st, c).await?),
         None => None,
@@ -129,7 +129,7 @@ async fn job(st: &Shared, endpoint: &'static str, started: Instant, prompts: Vec
         seed: s.seed.unwrap_or_else(|| random_u64(started.elapsed().as_nanos() as u64)),
         ..SamplerConfig::default()
     };
-    Ok(Job { id, endpoint, started, created: unix_now(), prompts, n: common.n, sampling, stop: common.stop.clone(), logprobs, grammar })
+    Ok(Job { id, endpoint, started, created: unix_now(), prompts, n: common.n, sampling, stop: common.stop.clone(), logprobs, grammar, echo, tokens_as_ids: common.tokens_as_ids })
 }
 
 /// Submits the job and answers: an event stream, or the whole response once every choice ended.
@@ -138,7 +138,7 @@ async fn respond(st: &Shared, job: Job, format: Format, common: &Common) -> Resu
     let model = st.limits.model_id.as_str();
     if common.stream {
         let tracker = Tracker::new(st, &job);
-        let stream = EventStream::new(rx, tracker, st.engine.tokenizer().clone(), format, &job, model, common.include_usage);
+        let stream = EventStream::new(rx, tracker, st.engine.tokenizer().clone(), format, job, model, common.include_usage);
         let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
         return Ok((headers, Body::new(stream)).into_response());
     }
@@ -164,11 +164,15 @@ async fn respond(st: &Shared, job: Job, format: Format, common: &Common) -> Resu
                 .enumerate()
                 .map(|(index, c)| {
                     let logprobs = want_logprobs.then(|| {
-                        let mut legacy = LegacyLogprobs::default();
-                        legacy.extend(&c.logprobs, 0);
+                        let (mut legacy, offset) = job.echo_legacy(st.engine.tokenizer(), index, &c.prompt_logprobs);
+                        legacy.extend(&c.logprobs, offset);
                         legacy
                     });
-                    CompletionChoice { index, text: c.text, logprobs, finish_reason: Some(c.finish) }
+                    let text = match job.echo_text(index) {
+                        Some(prompt) => format!("{prompt}{}", c.text),
+                        None => c.text,
+                    };
+                    CompletionChoice { index, text, logprobs, finish_reason: Some(c.finish) }
                 })
                 .collect();
             axum::Json(Completion { id: &job.id, object: "text_completion", created: job.created, model, choices, usage: Some(usage) }).into_response()
@@ -192,7 +196,7 @@ async fn chat(State(st): State<Shared>, headers: HeaderMap, body: Body) -> Respo
             })
             .await??;
         let max_tokens = check_context(prompt.len(), req.common.max_tokens, None, &st.limits)?;
-        let job = job(&st, CHAT, started, vec![(prompt, max_tokens)], &req.common, req.logprobs).await?;
+        let job = job(&st, CHAT, started, vec![(prompt, max_tokens)], &req.common, req.logprobs, None).await?;
         respond(&st, job, Format::Chat, &req.common).await
     }
     .await;
@@ -205,23 +209,30 @@ async fn completions(State(st): State<Shared>, headers: HeaderMap, body: Body) -
         let req = parse_completion(&read_body(&st, &headers, body).await?, &st.limits)?;
         let tok = st.engine.tokenizer().clone();
         let prompts = req.prompts.clone();
+        // Each prompt's ids, and with `echo` its text: as sent, or the ids decoded.
+        let echo = req.echo;
         let encoded = st
             .blocking(move || {
                 prompts
                     .into_iter()
                     .map(|p| match p {
-                        Prompt::Text(t) => tok.encode(&t, true, true).map_err(|e| ApiError::field("prompt", e.to_string())),
-                        Prompt::Tokens(ids) => Ok(ids),
+                        Prompt::Text(t) => Ok((tok.encode(&t, true, true).map_err(|e| ApiError::field("prompt", e.to_string()))?, t)),
+                        Prompt::Tokens(ids) => {
+                            let text = if echo { tok.decode(&ids).map_err(|e| ApiError::field("prompt", e.to_string()))? } else { String::new() };
+                            Ok((ids, text))
+                        }
                     })
                     .collect::<Result<Vec<_>, ApiError>>()
             })
             .await??;
         let mut prompts = Vec::with_capacity(encoded.len());
-        for p in encoded {
+        let mut texts = Vec::with_capacity(encoded.len());
+        for (p, text) in encoded {
             let max_tokens = check_context(p.len(), req.common.max_tokens, Some(COMPLETIONS_DEFAULT_MAX_TOKENS), &st.limits)?;
             prompts.push((p, max_tokens));
+            texts.push(text);
         }
-        let job = job(&st, COMPLETIONS, started, prompts, &req.common, req.logprobs).await?;
+        let job = job(&st, COMPLETIONS, started, prompts, &req.common, req.logprobs, echo.then_some(texts)).await?;
         respond(&st, job, Format::Completion, &req.common).await
     }
     .await;

@@ -4,7 +4,9 @@
 //! text (`delta.content`, and `logprobs.content` when asked for), a chunk with `finish_reason` as
 //! each choice ends, with `stream_options.include_usage` a last chunk with no choices and the
 //! usage, then `data: [DONE]`. Completions: the same with `text_completion` objects and no role
-//! chunk. A failed sequence ends the stream with an `{"error": …}` event instead of `[DONE]`.
+//! chunk; with `echo`, each choice's first chunk is its prompt (and the prompt's log-probabilities),
+//! sent once the engine has scored it. A failed sequence ends the stream with an `{"error": …}`
+//! event instead of `[DONE]`.
 //!
 //! The body is polled by hyper only while it can write to the client; when the client goes away
 //! hyper drops it, and with it the receiver, which cancels the sequences (see `choices::submit`).
@@ -18,12 +20,12 @@ use std::task::{Context, Poll};
 use axum::body::{Bytes, HttpBody};
 use forge::serve_api::ApiError;
 use forge::serve_api::response::{ChatChunk, ChatLogprobs, ChunkChoice, Completion, CompletionChoice, Delta, LegacyLogprobs, Usage};
-use forge_engine::batching::Event;
+use forge_engine::batching::{self, Event};
 use forge_engine::tokenizer::Tokenizer;
 use http_body::Frame;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::choices::{Job, Note, Tracker, finish_reason, token_logprobs};
+use super::choices::{ChoiceEvent, Job, Note, Tracker, finish_reason, token_logprobs};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Format {
@@ -41,9 +43,14 @@ pub(crate) struct EventStream {
     model: String,
     created: u64,
     logprobs: bool,
+    tokens_as_ids: bool,
     include_usage: bool,
     /// Bytes of text sent so far per choice (the legacy format's `text_offset`).
     offsets: Vec<usize>,
+    /// With `echo`: the job (for the prompts), and per choice the prompt's log-probabilities
+    /// gathered until its first event sends them (`None` once sent).
+    echo: Option<Job>,
+    pending: Vec<Option<Vec<batching::TokenLogprob>>>,
     out: VecDeque<Vec<u8>>,
     ended: bool,
 }
@@ -53,7 +60,9 @@ pub(crate) struct EventStream {
 const MAX_EVENTS_PER_FRAME: usize = 64;
 
 impl EventStream {
-    pub fn new(rx: UnboundedReceiver<Note>, tracker: Tracker, tok: Arc<Tokenizer>, format: Format, job: &Job, model: &str, include_usage: bool) -> EventStream {
+    /// Takes the job only for a completion with `echo`, whose prompts it sends.
+    pub fn new(rx: UnboundedReceiver<Note>, tracker: Tracker, tok: Arc<Tokenizer>, format: Format, job: Job, model: &str, include_usage: bool) -> EventStream {
+        let choices = job.choices();
         let mut s = EventStream {
             rx,
             tracker,
@@ -63,14 +72,17 @@ impl EventStream {
             model: model.to_owned(),
             created: job.created,
             logprobs: job.logprobs.is_some(),
+            tokens_as_ids: job.tokens_as_ids,
             include_usage,
-            offsets: vec![0; job.choices()],
+            offsets: vec![0; choices],
+            pending: if job.echo.is_some() { vec![Some(Vec::new()); choices] } else { Vec::new() },
+            echo: job.echo.is_some().then_some(job),
             out: VecDeque::new(),
             ended: false,
         };
         if format == Format::Chat {
             // Sent at once, before any token: the client learns that generation has started.
-            for index in 0..job.choices() {
+            for index in 0..choices {
                 s.chat(vec![ChunkChoice { index, delta: Delta { role: Some("assistant"), content: Some(String::new()) }, logprobs: None, finish_reason: None }], None);
             }
         }
@@ -87,17 +99,40 @@ impl EventStream {
         self.out.push_back(event(&chunk));
     }
 
+    /// Choice `index`'s prompt, before its first event, where the request has `echo`.
+    fn send_echo(&mut self, index: usize) {
+        let Some(job) = &self.echo else { return };
+        let Some(scored) = self.pending[index].take() else { return };
+        let text = job.echo_text(index).unwrap_or_default().to_owned();
+        let (legacy, offset) = job.echo_legacy(&self.tok, index, &scored);
+        self.offsets[index] = offset;
+        let logprobs = self.logprobs.then_some(legacy);
+        self.completion(vec![CompletionChoice { index, text, logprobs, finish_reason: None }], None);
+    }
+
     fn on(&mut self, note: Note) {
         self.tracker.observe(&note);
         let index = note.index;
-        match note.event {
+        let event = match note.event {
+            ChoiceEvent::Prompt(lps) => {
+                if let Some(Some(p)) = self.pending.get_mut(index)
+                    && self.logprobs
+                {
+                    p.extend(lps);
+                }
+                return;
+            }
+            ChoiceEvent::Engine(event) => event,
+        };
+        self.send_echo(index);
+        match event {
             Event::Delta { text, logprobs, .. } => {
                 // Steps that completed no text yet (a partial character, a possible stop string)
                 // send nothing, unless there are log-probabilities to report.
                 if text.is_empty() && (!self.logprobs || logprobs.is_empty()) {
                     return;
                 }
-                let lps = self.logprobs.then(|| token_logprobs(&self.tok, &logprobs));
+                let lps = self.logprobs.then(|| token_logprobs(&self.tok, &logprobs, self.tokens_as_ids));
                 match self.format {
                     Format::Chat => {
                         let choice =

@@ -139,7 +139,7 @@ pub fn fuzz_request(data: &[u8]) {
     if let Ok(r) = parse_chat(data, &limits) {
         assert!(!r.messages.is_empty());
         assert!(r.logprobs.is_none_or(|k| k <= limits.max_top_logprobs));
-        check_common(&r.common, &limits);
+        check_common(&r.common, 1, &limits);
     }
     if let Ok(r) = parse_completion(data, &limits) {
         assert!(!r.prompts.is_empty() && r.prompts.len() * r.common.n <= limits.max_choices);
@@ -149,13 +149,14 @@ pub fn fuzz_request(data: &[u8]) {
                 assert!(ids.iter().all(|&id| (id as usize) < limits.vocab));
             }
         }
-        check_common(&r.common, &limits);
+        check_common(&r.common, 0, &limits);
     }
 }
 
-fn check_common(c: &Common, limits: &Limits) {
+/// `min_tokens`: the least `max_tokens` the endpoint accepts (completions: 0, to score a prompt).
+fn check_common(c: &Common, min_tokens: usize, limits: &Limits) {
     assert!((1..=limits.max_n).contains(&c.n));
-    assert!(c.max_tokens.is_none_or(|m| (1..=limits.ctx).contains(&m)));
+    assert!(c.max_tokens.is_none_or(|m| (min_tokens..=limits.ctx).contains(&m)));
     assert!(c.stop.len() <= limits.max_stop && c.stop.iter().all(|s| !s.is_empty() && s.len() <= limits.max_stop_bytes));
     let s = &c.sampling;
     assert!((0.0..=2.0).contains(&s.temperature) && (0.0..=1.0).contains(&s.top_p) && (0.0..=1.0).contains(&s.min_p));

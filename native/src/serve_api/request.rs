@@ -60,6 +60,9 @@ pub struct Common {
     /// `stream_options.include_usage`: a last chunk with the token counts.
     pub include_usage: bool,
     pub constraint: Option<Constraint>,
+    /// `return_tokens_as_token_ids` (vLLM's extension): log-probabilities name each token
+    /// `token_id:ID` rather than by its text, which may be ambiguous or not valid UTF-8.
+    pub tokens_as_ids: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -88,6 +91,9 @@ pub struct CompletionRequest {
     pub prompts: Vec<Prompt>,
     /// Legacy `logprobs: k`: each token's log-probability with `k` alternatives.
     pub logprobs: Option<usize>,
+    /// `echo`: the text returned starts with the prompt, and with `logprobs` so do the
+    /// log-probabilities (the first token's `null`). `max_tokens` may then be 0.
+    pub echo: bool,
     pub common: Common,
 }
 
@@ -128,8 +134,8 @@ pub fn parse_chat(body: &[u8], limits: &Limits) -> Result<ChatRequest> {
     };
     // `max_completion_tokens` is OpenAI's newer name; it wins where both are sent.
     let max_tokens = match f.get("max_completion_tokens") {
-        Some(_) => max_tokens(&f, "max_completion_tokens", limits)?,
-        None => max_tokens(&f, "max_tokens", limits)?,
+        Some(_) => max_tokens(&f, "max_completion_tokens", 1, limits)?,
+        None => max_tokens(&f, "max_tokens", 1, limits)?,
     };
     let common = common(&f, limits, max_tokens)?;
     Ok(ChatRequest { messages, logprobs, common })
@@ -169,14 +175,13 @@ pub fn parse_completion(body: &[u8], limits: &Limits) -> Result<CompletionReques
     let f = Fields::top(&v)?;
     check_model(&f, limits)?;
     let prompts = prompts(f.get("prompt").ok_or_else(|| ApiError::field("prompt", "`prompt` is required"))?, limits)?;
-    if f.bool("echo")? == Some(true) {
-        return Err(unsupported("echo", "the prompt is not returned"));
-    }
+    let echo = f.bool("echo")?.unwrap_or(false);
     if f.string("suffix")?.is_some_and(|s| !s.is_empty()) {
         return Err(unsupported("suffix", "insertion is not implemented"));
     }
     let logprobs = f.integer("logprobs", 0, limits.max_completion_logprobs as i64)?.map(|k| k as usize);
-    let common = common(&f, limits, max_tokens(&f, "max_tokens", limits)?)?;
+    // 0 is allowed, as OpenAI allows it: with `echo` and `logprobs`, the prompt is only scored.
+    let common = common(&f, limits, max_tokens(&f, "max_tokens", 0, limits)?)?;
     if let Some(b) = f.integer("best_of", 1, limits.max_n as i64)?
         && b as usize != common.n
     {
@@ -185,7 +190,7 @@ pub fn parse_completion(body: &[u8], limits: &Limits) -> Result<CompletionReques
     if prompts.len() * common.n > limits.max_choices {
         return Err(ApiError::field("n", format!("{} prompts × n = {} completions; at most {} per request", prompts.len(), prompts.len() * common.n, limits.max_choices)));
     }
-    Ok(CompletionRequest { prompts, logprobs, common })
+    Ok(CompletionRequest { prompts, logprobs, echo, common })
 }
 
 /// `prompt`: a string, an array of strings, an array of token ids, or an array of such arrays.
@@ -221,8 +226,8 @@ fn prompts(v: &Value, limits: &Limits) -> Result<Vec<Prompt>> {
         .collect()
 }
 
-fn max_tokens(f: &Fields, name: &str, limits: &Limits) -> Result<Option<usize>> {
-    Ok(f.integer(name, 1, limits.ctx as i64)?.map(|m| m as usize))
+fn max_tokens(f: &Fields, name: &str, min: i64, limits: &Limits) -> Result<Option<usize>> {
+    Ok(f.integer(name, min, limits.ctx as i64)?.map(|m| m as usize))
 }
 
 fn common(f: &Fields, limits: &Limits, max_tokens: Option<usize>) -> Result<Common> {
@@ -235,7 +240,8 @@ fn common(f: &Fields, limits: &Limits, max_tokens: Option<usize>) -> Result<Comm
         return Err(unsupported("logit_bias", "token biases are not implemented"));
     }
     let n = f.integer("n", 1, limits.max_n as i64)?.unwrap_or(1) as usize;
-    Ok(Common { max_tokens, sampling: sampling(f, limits)?, stop: stop(f, limits)?, n, stream, include_usage, constraint: constraint(f)? })
+    let tokens_as_ids = f.bool("return_tokens_as_token_ids")?.unwrap_or(false);
+    Ok(Common { max_tokens, sampling: sampling(f, limits)?, stop: stop(f, limits)?, n, stream, include_usage, constraint: constraint(f)?, tokens_as_ids })
 }
 
 fn sampling(f: &Fields, limits: &Limits) -> Result<Sampling> {

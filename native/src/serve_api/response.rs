@@ -54,24 +54,39 @@ pub struct ChatLogprobs {
 }
 
 /// `choices[].logprobs` of the legacy completions API: parallel arrays, offsets into the text.
+/// An echoed prompt's first token has `null` for its log-probability and its alternatives, as
+/// OpenAI's and vLLM's: nothing precedes it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct LegacyLogprobs {
     pub tokens: Vec<String>,
-    pub token_logprobs: Vec<f32>,
-    pub top_logprobs: Vec<BTreeMap<String, f32>>,
+    pub token_logprobs: Vec<Option<f32>>,
+    pub top_logprobs: Vec<Option<BTreeMap<String, f32>>>,
     pub text_offset: Vec<usize>,
 }
 
 impl LegacyLogprobs {
-    /// Appends tokens given in the chat API's form; `offset` is where the first one's text starts.
-    pub fn extend(&mut self, tokens: &[TokenLogprob], mut offset: usize) {
+    /// Appends a token without a log-probability (a prompt's first) whose text starts at
+    /// `offset`; returns where the next token's starts.
+    pub fn push_unscored(&mut self, token: String, offset: usize) -> usize {
+        let next = offset + token.len();
+        self.tokens.push(token);
+        self.token_logprobs.push(None);
+        self.top_logprobs.push(None);
+        self.text_offset.push(offset);
+        next
+    }
+
+    /// Appends tokens given in the chat API's form; `offset` is where the first one's text
+    /// starts. Returns where the text after them starts.
+    pub fn extend(&mut self, tokens: &[TokenLogprob], mut offset: usize) -> usize {
         for t in tokens {
             self.tokens.push(t.token.clone());
-            self.token_logprobs.push(t.logprob);
-            self.top_logprobs.push(t.top_logprobs.iter().map(|a| (a.token.clone(), a.logprob)).collect());
+            self.token_logprobs.push(Some(t.logprob));
+            self.top_logprobs.push(Some(t.top_logprobs.iter().map(|a| (a.token.clone(), a.logprob)).collect()));
             self.text_offset.push(offset);
             offset += t.token.len();
         }
+        offset
     }
 }
 

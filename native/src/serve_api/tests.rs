@@ -102,8 +102,32 @@ fn completion_prompts_in_every_form() {
     // 5 prompts × n 4 is more choices than one request may have.
     assert_eq!(param(completion(json!({"model": "tiny", "prompt": vec!["a"; 5], "n": 4}))), "n");
     assert_eq!(param(completion(json!({"model": "tiny", "prompt": "a", "logprobs": 6}))), "logprobs");
-    assert_eq!(param(completion(json!({"model": "tiny", "prompt": "a", "echo": true}))), "echo");
+    assert_eq!(param(completion(json!({"model": "tiny", "prompt": "a", "echo": 1}))), "echo");
+    assert_eq!(param(completion(json!({"model": "tiny", "prompt": "a", "max_tokens": -1}))), "max_tokens");
     assert_eq!(param(completion(json!({"model": "tiny", "prompt": "a", "n": 2, "best_of": 3}))), "best_of");
+}
+
+#[test]
+fn echo_scores_the_prompt_with_max_tokens_zero() {
+    // lm-evaluation-harness's `local-completions` log-likelihood request.
+    let r = completion(json!({"model": "tiny", "prompt": [[1, 2, 3]], "echo": true, "logprobs": 1, "max_tokens": 0, "temperature": 0})).unwrap();
+    assert_eq!((r.echo, r.logprobs, r.common.max_tokens), (true, Some(1), Some(0)));
+    assert!(!completion(json!({"model": "tiny", "prompt": "a"})).unwrap().echo);
+    assert!(completion(json!({"model": "tiny", "prompt": "a", "logprobs": 0, "return_tokens_as_token_ids": true})).unwrap().common.tokens_as_ids);
+    // Chat has no prompt to score: nothing to generate is refused there.
+    assert_eq!(param(chat(json!({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}))), "max_tokens");
+}
+
+#[test]
+fn an_echoed_prompt_s_first_token_has_null_logprobs() {
+    use response::{LegacyLogprobs, TokenLogprob, TopLogprob};
+    let mut lp = LegacyLogprobs::default();
+    let next = lp.push_unscored("The".into(), 0);
+    let alt = TopLogprob { token: " sky".into(), logprob: -0.5, bytes: b" sky".to_vec() };
+    let end = lp.extend(&[TokenLogprob { token: " sky".into(), logprob: -0.5, bytes: b" sky".to_vec(), top_logprobs: vec![alt] }], next);
+    assert_eq!(end, 7);
+    let v = serde_json::to_value(&lp).unwrap();
+    assert_eq!(v, json!({"tokens": ["The", " sky"], "token_logprobs": [null, -0.5], "top_logprobs": [null, {" sky": -0.5}], "text_offset": [0, 3]}));
 }
 
 #[test]
