@@ -13,7 +13,6 @@
 //! In every tensor the first dimension (`shape[0]` in GGUF order, the last in row-major
 //! notation) is the contiguous one, and a row must hold a whole number of blocks.
 
-use crate::error::{ForgeError, Result};
 
 /// The element types a tensor may have. Activations are always `F32`; `U32` carries ids and
 /// positions.
@@ -73,24 +72,24 @@ impl DType {
     }
 
     /// Bytes taken by a row of `n` elements; `n` must be a whole number of blocks.
-    pub fn row_bytes(self, n: usize) -> Result<usize> {
+    pub fn row_bytes(self, n: usize) -> Result<usize, SizeError> {
         if !n.is_multiple_of(self.block_len()) {
-            return Err(ForgeError::BadShape {
-                what: format!(
-                    "a {} row of {n} elements is not a whole number of {}-element blocks",
-                    self.name(),
-                    self.block_len()
-                ),
-            });
+            return Err(SizeError::PartialBlock { dtype: self, n });
         }
-        (n / self.block_len())
-            .checked_mul(self.block_bytes())
-            .ok_or_else(|| ForgeError::BadShape { what: format!("{} row of {n} elements overflows", self.name()) })
+        (n / self.block_len()).checked_mul(self.block_bytes()).ok_or(SizeError::Overflow { dtype: self, n })
     }
 
     /// Bytes taken by `n` elements (a whole number of blocks), overflow-checked.
-    pub fn bytes_for(self, n: usize) -> Result<usize> {
+    pub fn bytes_for(self, n: usize) -> Result<usize, SizeError> {
         self.row_bytes(n)
+    }
+
+    /// Bytes taken by a row-major tensor of `shape` (rows of whole blocks), overflow-checked.
+    pub fn tensor_bytes(self, shape: &[usize]) -> Result<usize, SizeError> {
+        let overflow = || SizeError::TooLarge { dtype: self, shape: shape.to_vec() };
+        let cols = shape.last().copied().unwrap_or(1);
+        let rows = shape[..shape.len().saturating_sub(1)].iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(overflow)?;
+        self.row_bytes(cols)?.checked_mul(rows).ok_or_else(overflow)
     }
 
     /// ggml's type id, as stored in GGUF tensor infos.
@@ -175,3 +174,29 @@ mod tests {
         assert!(DType::F32.row_bytes(usize::MAX).is_err());
     }
 }
+
+/// Why `n` elements of a type have no size in bytes. A leaf of its own, so this module needs
+/// nothing from the rest of the crate; [`crate::ForgeError`] takes it as `BadShape`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SizeError {
+    /// Not a whole number of blocks.
+    PartialBlock { dtype: DType, n: usize },
+    /// More bytes than a `usize` counts.
+    Overflow { dtype: DType, n: usize },
+    /// A tensor of more bytes than a `usize` counts.
+    TooLarge { dtype: DType, shape: Vec<usize> },
+}
+
+impl std::fmt::Display for SizeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SizeError::PartialBlock { dtype, n } => {
+                write!(f, "a {} row of {n} elements is not a whole number of {}-element blocks", dtype.name(), dtype.block_len())
+            }
+            SizeError::Overflow { dtype, n } => write!(f, "{} row of {n} elements overflows", dtype.name()),
+            SizeError::TooLarge { dtype, shape } => write!(f, "{dtype} tensor {shape:?} is too large"),
+        }
+    }
+}
+
+impl std::error::Error for SizeError {}

@@ -80,3 +80,9 @@ mod tests {
         assert!(e.source().is_none(), "a source would be printed again by error chains");
     }
 }
+
+impl From<crate::dtype::SizeError> for ForgeError {
+    fn from(e: crate::dtype::SizeError) -> Self {
+        ForgeError::BadShape { what: e.to_string() }
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use web_time::Instant;
 
 use crate::error::{ForgeError, Result};
-use crate::models::llama::Readout;
+use crate::session::Readout;
 use crate::sampler::{Sampler, SamplerConfig, top_k};
 use crate::session::{Forward, Session};
 use crate::tokenizer::{TokenStream, Tokenizer};

@@ -4,7 +4,7 @@
 //! context). With a BOS-adding model, each chunk's first token is replaced by BOS.
 
 use crate::error::{ForgeError, Result};
-use crate::models::llama::Readout;
+use crate::session::Readout;
 use crate::session::{Forward, Session};
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

@@ -13,7 +13,7 @@ use crate::backend::{Backend, ParamDesc, ParamKind, ParamTable};
 use crate::error::{ForgeError, Result};
 use crate::graph::Graph;
 use crate::model::{Model, ModelConfig};
-use crate::models::llama::{self, BatchShape, KvParams, Readout};
+use crate::models::llama::{self, BatchShape, KvParams};
 use crate::tensor::HostTensor;
 
 /// What a forward pass returned.
@@ -32,6 +32,17 @@ pub enum BatchOut {
     Ids(Vec<u32>),
     /// Logits, `rows × n_vocab`, row-major.
     Logits { rows: usize, values: Vec<f32> },
+}
+
+/// What a forward pass hands back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Readout {
+    /// The id of the most likely next token after the last input token (greedy decoding).
+    ArgmaxLast,
+    /// Logits of the last token: `[1, n_vocab]`.
+    LogitsLast,
+    /// Logits of every token: `[T, n_vocab]` (perplexity, scoring).
+    LogitsAll,
 }
 
 /// One batched forward pass over tokens of any number of sequences (see `llama::forward`).

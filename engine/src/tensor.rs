@@ -43,10 +43,7 @@ impl HostTensor {
 
     /// Bytes a tensor of this type and shape takes, overflow-checked.
     pub fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
-        let overflow = || ForgeError::BadShape { what: format!("{dtype} tensor {shape:?} is too large") };
-        let cols = shape.last().copied().unwrap_or(1);
-        let rows = shape[..shape.len().saturating_sub(1)].iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(overflow)?;
-        dtype.row_bytes(cols)?.checked_mul(rows).ok_or_else(overflow)
+        Ok(dtype.tensor_bytes(shape)?)
     }
 
     pub fn as_bytes(&self) -> &[u8] {

@@ -7,7 +7,7 @@ use forge_engine::backend::Backend;
 use forge_engine::backend::cpu::CpuBackend;
 use forge_engine::devices::config::{Flags, resolve};
 use forge_engine::devices::{self, BackendKind, Candidate, FaultPlan, OpenOptions, RankOptions};
-use forge_engine::models::llama::Readout;
+use forge_engine::session::Readout;
 use forge_engine::session::Forward;
 use forge_engine::{Model, Session};
 use forge_tests::reference::{Agreement, check_teacher_forced};

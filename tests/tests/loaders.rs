@@ -2,7 +2,7 @@
 //! safetensors directory must give the same logits through both loaders, for every weight type.
 
 use forge_engine::backend::cpu::CpuBackend;
-use forge_engine::models::llama::Readout;
+use forge_engine::session::Readout;
 use forge_engine::session::Forward;
 use forge_engine::{DType, Model, Session};
 use forge_tests::tiny::{TinyArch, TinyModel, TinySpec, temp_dir};

@@ -19,7 +19,7 @@ use std::rc::Rc;
 use forge_engine::backend::wgpu::WgpuBackend;
 use forge_engine::formats::FileBytes;
 use forge_engine::formats::gguf::GgufFile;
-use forge_engine::models::llama::Readout;
+use forge_engine::session::Readout;
 use forge_engine::session::Forward;
 use forge_engine::tokenizer::{ChatMessage, Tokenizer};
 use forge_engine::{Model, Session, generate_async};

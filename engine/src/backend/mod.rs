@@ -5,6 +5,8 @@
 //! is refused before anything executes.
 
 pub mod cpu;
+pub mod fault;
+pub mod probe_cuda;
 pub mod plan_cache;
 #[cfg(test)]
 mod test_util;
@@ -20,31 +22,7 @@ use crate::tensor::HostTensor;
 /// A boxed future, not `Send`: on wasm GPU futures are tied to the page's one thread.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
 
-/// A param's handle, given out by the backend that holds it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ParamId(pub u32);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ParamKind {
-    /// Read-only, uploaded once from the model file.
-    Weight,
-    /// Read-write, zero-filled at creation (a KV cache); written by `ScatterRows`.
-    State,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ParamDesc {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub dtype: DType,
-    pub kind: ParamKind,
-}
-
-impl ParamDesc {
-    pub fn bytes(&self) -> Result<usize> {
-        HostTensor::byte_len(self.dtype, &self.shape)
-    }
-}
+pub use crate::graph::{ParamDesc, ParamId, ParamKind};
 
 pub trait Backend: Send {
     /// Short name: `cpu`, `wgpu`, `cuda`.

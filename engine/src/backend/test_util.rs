@@ -30,7 +30,7 @@ pub(crate) fn paged_attention_case(t_rows: usize) -> (crate::graph::Graph, Vec<c
     let v = g.input(&[s, n_kv * hd], DType::F32);
     let pos = g.input(&[t_rows], DType::U32);
     let table = g.input(&[t_rows, cols], DType::U32);
-    let o = g.paged_attention(q, k, v, pos, table, n_head, n_kv, hd, bs).expect("a valid paged attention");
+    let o = g.paged_attention(q, k, v, pos, table, n_head, n_kv, hd, bs, crate::graph::AttnMask::Causal).expect("a valid paged attention");
     g.output(o);
     let table_rows: Vec<u32> = rows.iter().flat_map(|&(sq, _)| tables[sq]).collect();
     let positions: Vec<u32> = rows.iter().map(|r| r.1).collect();

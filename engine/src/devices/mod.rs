@@ -16,11 +16,9 @@
 pub mod bench;
 pub mod check;
 pub mod config;
-pub mod fault;
 pub mod fit;
 pub mod open;
 pub mod probe_cpu;
-pub mod probe_cuda;
 pub mod probe_wgpu;
 pub mod rank;
 pub mod select;
@@ -28,6 +26,8 @@ pub mod select;
 #[cfg(test)]
 mod tests;
 
+/// Moved to the backends, which check them; re-exported where callers have always found them.
+pub use crate::backend::{fault, probe_cuda};
 pub use config::{BackendChoice, DeviceChoice, Env, Flags, Settings};
 pub use fault::FaultPlan;
 pub use open::{FallbackEvent, OpenOptions, Opened, fallback_line, open_session};

@@ -5,13 +5,13 @@
 //! The loop is here, not in the binary, so the CLI, the server and the benchmarks fall back the
 //! same way; each prints the returned [`FallbackEvent`]s as it likes ([`fallback_line`]).
 
-use super::fault::{self, FaultPlan, Stage};
+use crate::backend::fault::{self, FaultPlan, Stage};
 use super::fit;
 use super::rank::{BackendKind, Candidate};
 use crate::backend::Backend;
 use crate::error::{ForgeError, Result};
 use crate::model::Model;
-use crate::models::llama::Readout;
+use crate::session::Readout;
 use crate::session::Session;
 
 #[derive(Clone, Debug)]

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use super::Probe;
-use super::probe_cuda::CudaProbe;
+use crate::backend::probe_cuda::CudaProbe;
 use super::probe_wgpu::{Api, GpuType, WgpuAdapter};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

@@ -5,11 +5,12 @@
 //! order (inputs always exist before the node that reads them).
 
 mod op;
+mod param;
 
 
 pub use op::{AttnMask, KvLayout, Op, RopeLayout};
+pub use param::{ParamDesc, ParamId, ParamKind};
 
-use crate::backend::{ParamDesc, ParamId};
 use crate::dtype::DType;
 use crate::error::{ForgeError, Result};
 
@@ -32,7 +33,7 @@ pub struct Node {
 }
 
 /// Equal graphs (same nodes, wiring and outputs) run the same kernels on the same buffers, so
-/// backends cache a plan per graph ([`crate::backend::plan_cache`]).
+/// backends cache a plan per graph (`backend::plan_cache`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Graph {
     nodes: Vec<Node>,
@@ -217,10 +218,15 @@ impl Graph {
         self.attention_node(q, k, v, positions, heads, mask, KvLayout::Contiguous, None)
     }
 
-    /// Causal attention over a paged KV pool (see [`KvLayout::Paged`]): `k` and `v` hold whole
-    /// blocks of `block_size` rows, `block_table [T, M]` names each query row's blocks in order.
+    /// Attention over a paged KV pool (see [`KvLayout::Paged`]): `k` and `v` hold whole blocks of
+    /// `block_size` rows, `block_table [T, M]` names each query row's blocks in order. `mask`
+    /// must be [`AttnMask::Causal`]: a query's position is all that says how many of its
+    /// sequence's keys exist, so there is no paged attention without it (the caller says so).
     #[allow(clippy::too_many_arguments)]
-    pub fn paged_attention(&mut self, q: NodeId, k: NodeId, v: NodeId, positions: NodeId, block_table: NodeId, n_head: usize, n_kv_head: usize, head_dim: usize, block_size: usize) -> Result<NodeId> {
+    pub fn paged_attention(&mut self, q: NodeId, k: NodeId, v: NodeId, positions: NodeId, block_table: NodeId, n_head: usize, n_kv_head: usize, head_dim: usize, block_size: usize, mask: AttnMask) -> Result<NodeId> {
+        if mask != AttnMask::Causal {
+            return Err(err(format!("paged attention needs the causal mask (positions give each sequence's length), got {mask:?}")));
+        }
         let t = rows_cols(self.shape(q)).0;
         let bt = self.shape(block_table).to_vec();
         if self.dtype(block_table) != DType::U32 || bt.len() != 2 || bt[0] != t || bt[1] == 0 {
@@ -230,7 +236,7 @@ impl Graph {
             return Err(err(format!("paged attention: {} key rows are not whole blocks of {block_size}", rows_cols(self.shape(k)).0)));
         }
         let heads = Heads { n_head, n_kv_head, head_dim };
-        self.attention_node(q, k, v, Some(positions), heads, AttnMask::Causal, KvLayout::Paged { block_size }, Some(block_table))
+        self.attention_node(q, k, v, Some(positions), heads, mask, KvLayout::Paged { block_size }, Some(block_table))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -293,5 +299,25 @@ impl Graph {
         self.expect_f32("argmax", x)?;
         let (rows, _) = rows_cols(self.shape(x));
         Ok(self.push(Op::Argmax, vec![x], vec![rows], DType::U32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Paged attention is causal by construction; asking for it without the mask is an error,
+    /// not a mask silently replaced.
+    #[test]
+    fn paged_attention_states_its_causal_mask() {
+        let mut g = Graph::new();
+        let q = g.input(&[2, 16], DType::F32);
+        let k = g.input(&[32, 16], DType::F32);
+        let pos = g.input(&[2], DType::U32);
+        let table = g.input(&[2, 2], DType::U32);
+        let e = g.paged_attention(q, k, k, pos, table, 2, 2, 8, 16, AttnMask::None).unwrap_err();
+        assert!(e.to_string().contains("needs the causal mask"), "{e}");
+        let o = g.paged_attention(q, k, k, pos, table, 2, 2, 8, 16, AttnMask::Causal).unwrap();
+        assert!(matches!(g.node(o).op, Op::Attention { mask: AttnMask::Causal, kv: KvLayout::Paged { block_size: 16 }, .. }));
     }
 }

@@ -46,10 +46,10 @@ pub enum KvLayout {
 /// would only make a graph unequal to itself (a plan rebuilt, never a wrong one shared).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
-    /// A tensor supplied with each execution: `inputs[slot]` of [`crate::backend::Backend::execute`].
+    /// A tensor supplied with each execution: `inputs[slot]` of a backend's `execute`.
     Input { slot: usize },
     /// A tensor resident on the backend for the life of a session: a weight or a state buffer.
-    Param { id: crate::backend::ParamId },
+    Param { id: super::ParamId },
     /// `out[i, :] = table[ids[i], :]`. Inputs: `table [R, C]` (any dtype), `ids [T]` (u32) → `[T, C]` f32.
     GetRows,
     /// `out = x · wᵀ`. Inputs: `x [T, K]` f32, `w [N, K]` (any dtype) → `[T, N]`.
@@ -67,7 +67,8 @@ pub enum Op {
     /// Scaled dot-product attention with grouped-query heads and an online softmax.
     /// Inputs: `q [T, n_head*head_dim]`, `k [S, n_kv_head*head_dim]`, `v [S, n_kv_head*head_dim]`,
     /// for `Causal` `positions [T]` (u32), and for `Paged` `block_table [T, M]` (u32)
-    /// → `[T, n_head*head_dim]`. `Paged` implies `Causal` (positions say how many keys there are).
+    /// → `[T, n_head*head_dim]`. `Paged` takes `Causal` only (positions say how many keys
+    /// there are); the graph refuses any other mask rather than imply it.
     Attention { n_head: usize, n_kv_head: usize, head_dim: usize, scale: f32, mask: AttnMask, kv: KvLayout },
     /// Writes `src` rows into a state param: `dst[positions[i], :] = src[i, :]`. Inputs: `dst` (a
     /// `State` param), `src [T, C]`, `positions [T]`. The node stands for `dst` after the write, so

@@ -5,18 +5,19 @@
 mod config;
 pub mod hf_names;
 mod sampling;
+mod weights;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use config::{Arch, ModelConfig, SUPPORTED_ARCHS};
 pub use sampling::SamplingDefaults;
+pub use weights::weight_shapes;
 
 use crate::dtype::DType;
 use crate::error::{ForgeError, Result};
 use crate::formats::gguf::GgufFile;
 use crate::formats::safetensors::SafetensorsDir;
-use crate::models::llama;
 use crate::tensor::HostTensor;
 use crate::tokenizer::Tokenizer;
 
@@ -68,7 +69,7 @@ impl Model {
         let config = ModelConfig::from_gguf(&file.metadata, file.tensor("output.weight").is_some())?;
         let tokenizer = Tokenizer::from_gguf(&file.metadata)?;
         let mut weights = BTreeMap::new();
-        for (name, shape) in llama::weight_shapes(&config) {
+        for (name, shape) in weight_shapes(&config) {
             let info = file.tensor(&name).ok_or_else(|| ForgeError::MissingTensor { name: name.clone() })?;
             let t = HostTensor::from_file(info.dtype, info.shape.clone(), file.bytes().clone(), info.offset, info.n_bytes)?;
             weights.insert(name.clone(), checked(&name, t, &shape)?);
@@ -83,7 +84,7 @@ impl Model {
         let config = ModelConfig::from_hf(&st.config, st.tensor("lm_head.weight").is_some())?;
         let tokenizer = Tokenizer::from_hf_dir(dir)?;
         let mut weights = BTreeMap::new();
-        for (name, shape) in llama::weight_shapes(&config) {
+        for (name, shape) in weight_shapes(&config) {
             let hf = hf_names::hf_name(&name);
             let info = st.tensor(&hf).ok_or_else(|| ForgeError::MissingTensor { name: hf.clone() })?;
             let t = HostTensor::from_bytes(info.dtype, info.shape.clone(), st.tensor_bytes(info).to_vec())?;

@@ -17,19 +17,9 @@
 use crate::backend::ParamTable;
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::graph::{Graph, NodeId};
+use crate::graph::{AttnMask, Graph, NodeId};
 use crate::model::ModelConfig;
-
-/// What a forward pass hands back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Readout {
-    /// The id of the most likely next token after the last input token (greedy decoding).
-    ArgmaxLast,
-    /// Logits of the last token: `[1, n_vocab]`.
-    LogitsLast,
-    /// Logits of every token: `[T, n_vocab]` (perplexity, scoring).
-    LogitsAll,
-}
+pub use crate::model::weight_shapes;
 
 /// The per-layer state params keys and values are written into: pools of blocks of
 /// `block_size` rows.
@@ -51,33 +41,6 @@ pub struct BatchShape {
     pub out_rows: Option<usize>,
     /// Return each read-out row's argmax instead of its logits.
     pub argmax: bool,
-}
-
-/// Every weight the graph reads, with its row-major shape.
-pub fn weight_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (e, f) = (c.n_embd, c.n_ff);
-    let mut w = vec![("token_embd.weight".to_string(), vec![c.n_vocab, e]), ("output_norm.weight".to_string(), vec![e])];
-    if !c.tied_embeddings {
-        w.push(("output.weight".to_string(), vec![c.n_vocab, e]));
-    }
-    for l in 0..c.n_layer {
-        let mut add = |n: &str, s: Vec<usize>| w.push((format!("blk.{l}.{n}"), s));
-        add("attn_norm.weight", vec![e]);
-        add("attn_q.weight", vec![c.q_dim(), e]);
-        add("attn_k.weight", vec![c.kv_dim(), e]);
-        add("attn_v.weight", vec![c.kv_dim(), e]);
-        if c.qkv_bias {
-            add("attn_q.bias", vec![c.q_dim()]);
-            add("attn_k.bias", vec![c.kv_dim()]);
-            add("attn_v.bias", vec![c.kv_dim()]);
-        }
-        add("attn_output.weight", vec![e, c.q_dim()]);
-        add("ffn_norm.weight", vec![e]);
-        add("ffn_gate.weight", vec![f, e]);
-        add("ffn_up.weight", vec![f, e]);
-        add("ffn_down.weight", vec![e, f]);
-    }
-    w
 }
 
 /// The KV-cache params a session must create: one `[n_blocks * block_size, kv_dim]` f32 state
@@ -132,7 +95,7 @@ impl Builder<'_> {
         let v_cache = self.w(&kv.v[l])?;
         let k_all = self.g.scatter_rows(k_cache, k, self.slots)?;
         let v_all = self.g.scatter_rows(v_cache, v, self.slots)?;
-        let o = self.g.paged_attention(q, k_all, v_all, self.positions, self.block_table, c.n_head, c.n_kv_head, c.head_dim, kv.block_size)?;
+        let o = self.g.paged_attention(q, k_all, v_all, self.positions, self.block_table, c.n_head, c.n_kv_head, c.head_dim, kv.block_size, AttnMask::Causal)?;
         self.linear(o, &format!("blk.{l}.attn_output.weight"), None)
     }
 

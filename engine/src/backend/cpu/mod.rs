@@ -55,7 +55,7 @@ impl CpuBackend {
 
     /// [`new`](Self::new), failing where fault injection says so (`FORGE_FAULT=cpu:init`).
     pub fn try_new() -> Result<Self> {
-        crate::devices::fault::check("cpu", crate::devices::fault::Stage::Init)?;
+        crate::backend::fault::check("cpu", crate::backend::fault::Stage::Init)?;
         Ok(Self::new())
     }
 
@@ -214,7 +214,7 @@ impl Backend for CpuBackend {
     }
 
     fn create_param(&mut self, desc: &ParamDesc, data: Option<&HostTensor>) -> Result<ParamId> {
-        crate::devices::fault::check("cpu", crate::devices::fault::Stage::Alloc)?;
+        crate::backend::fault::check("cpu", crate::backend::fault::Stage::Alloc)?;
         let id = ParamId(self.params.len() as u32);
         let p = match (desc.kind, data) {
             (ParamKind::Weight, Some(t)) => {
@@ -232,7 +232,7 @@ impl Backend for CpuBackend {
 
     fn execute(&mut self, graph: &Graph, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
         // The CPU compiles nothing; its "compile" stage is preparing to run a graph.
-        crate::devices::fault::check("cpu", crate::devices::fault::Stage::Compile)?;
+        crate::backend::fault::check("cpu", crate::backend::fault::Stage::Compile)?;
         check_supported(self, graph)?;
         check_inputs(graph, inputs)?;
         let nodes = graph.nodes();

@@ -8,7 +8,7 @@
 //! through NVRTC without a GPU; every op against the CPU where a GPU exists).
 //!
 //! **Architecture Invariant:** nothing here runs, links or panics on a machine without NVIDIA's
-//! driver: the driver library is probed (`devices::probe_cuda`) before cudarc touches it, since
+//! driver: the driver library is probed (`backend::probe_cuda`) before cudarc touches it, since
 //! cudarc panics when `libcuda` is missing, and NVRTC is loaded by hand for the same reason.
 //! Weights and the KV cache stay on the device from `create_param` on; a forward pass uploads
 //! only its inputs and downloads only its outputs.
@@ -25,7 +25,7 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DriverError};
 
 use super::plan_cache::PlanCache;
 use super::{Backend, ParamDesc, ParamId, ParamKind, check_inputs, check_supported};
-use crate::devices::probe_cuda::{self, CudaProbe};
+use crate::backend::probe_cuda::{self, CudaProbe};
 use crate::dtype::DType;
 use crate::error::{ForgeError, Result};
 use crate::graph::{Graph, Op};
@@ -70,7 +70,7 @@ impl CudaBackend {
     /// Opens CUDA device `device_index` (the driver's ordinal). Fails, without panicking, when
     /// there is no NVIDIA driver, no such device, or no NVRTC to compile the kernels with.
     pub fn new(device_index: usize) -> Result<CudaBackend> {
-        crate::devices::fault::check("cuda", crate::devices::fault::Stage::Init)?;
+        crate::backend::fault::check("cuda", crate::backend::fault::Stage::Init)?;
         let (driver_version, device) = match probe_cuda::probe() {
             CudaProbe::Absent { .. } => return Err(err(format!("{} not found: no NVIDIA driver", probe_cuda::LIBRARY_NAMES[0]))),
             CudaProbe::Failed { library, reason } => return Err(err(format!("{library}: {reason}"))),
@@ -88,7 +88,7 @@ impl CudaBackend {
         let stream = ctx.new_stream().map_err(|e| driver_err("creating a stream", e))?;
         let cc = (device.compute_capability.0 as i32, device.compute_capability.1 as i32);
         let dv = driver_version.map(|(a, b)| (a * 1000 + b * 10) as i32).unwrap_or(0);
-        crate::devices::fault::check("cuda", crate::devices::fault::Stage::Compile)?;
+        crate::backend::fault::check("cuda", crate::backend::fault::Stage::Compile)?;
         let kernels = Kernels::load(&ctx, cc, dv)?;
         let err_word = stream.alloc_zeros::<u8>(4).map_err(|e| driver_err("allocating", e))?;
         let use_graphs = std::env::var("FORGE_CUDA_GRAPH").map(|v| v != "0").unwrap_or(true);
@@ -135,7 +135,7 @@ impl Backend for CudaBackend {
     }
 
     fn create_param(&mut self, desc: &ParamDesc, data: Option<&HostTensor>) -> Result<ParamId> {
-        crate::devices::fault::check("cuda", crate::devices::fault::Stage::Alloc)?;
+        crate::backend::fault::check("cuda", crate::backend::fault::Stage::Alloc)?;
         let bytes = desc.bytes()?;
         let buf = match (desc.kind, data) {
             (ParamKind::Weight, Some(t)) => {

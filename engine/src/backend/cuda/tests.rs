@@ -111,7 +111,7 @@ fn cache_keys_change_with_arch_and_driver_and_a_cached_image_needs_no_nvrtc() {
 
 #[test]
 fn no_driver_is_an_error_not_a_panic() {
-    if let crate::devices::probe_cuda::CudaProbe::Absent { .. } = crate::devices::probe_cuda::probe() {
+    if let crate::backend::probe_cuda::CudaProbe::Absent { .. } = crate::backend::probe_cuda::probe() {
         let e = CudaBackend::new(0).err().expect("no driver, no backend");
         assert!(e.to_string().contains("libcuda.so.1 not found: no NVIDIA driver"), "{e}");
     }

@@ -16,7 +16,7 @@ mod kernels;
 mod plan;
 mod readback;
 
-use crate::devices::fault::{self, Stage};
+use crate::backend::fault::{self, Stage};
 
 use buffers::Param;
 use device::Gpu;

@@ -30,7 +30,7 @@ impl Pipelines {
         if let Some(p) = self.pipelines.get(key) {
             return Ok(p.clone());
         }
-        crate::devices::fault::check("wgpu", crate::devices::fault::Stage::Compile)?;
+        crate::backend::fault::check("wgpu", crate::backend::fault::Stage::Compile)?;
         let module = self
             .modules
             .entry(key.shader)

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use forge_engine::devices::{self, BackendChoice, BackendKind, Candidate, Opened};
-use forge_engine::models::llama::Readout;
+use forge_engine::session::Readout;
 use forge_engine::session::Forward;
 use forge_engine::{Model, Session};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,11 +19,8 @@ use serde::Serialize;
 use crate::backends;
 use crate::devices::SelectArgs;
 
-#[path = "bench_report.rs"]
 mod report;
-#[path = "bench_peer.rs"]
 mod peer;
-#[path = "bench_browser.rs"]
 mod browser;
 
 #[derive(Args)]

@@ -2,7 +2,7 @@
 //! on a machine that has nothing to fail.
 //!
 //! A [`FaultPlan`] is parsed from `FORGE_FAULT=<backend>:<stage>[,<backend>:<stage>…]` at the
-//! binary's edge and handed to [`open_session`](super::open_session), which makes it the current
+//! binary's edge and handed to `devices::open_session`, which makes it the current
 //! plan of its thread while it opens backends and builds sessions. Backends call [`check`] at
 //! their injection points:
 //!
