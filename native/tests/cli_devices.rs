@@ -35,6 +35,9 @@ fn devices_lists_the_cpu_and_explains_cuda() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let devices = v["devices"].as_array().unwrap();
     assert!(devices.iter().any(|d| d["backend"] == "cpu" && d["usable"] == true));
+    if forge_tests::required("FORGE_REQUIRE_WGPU") {
+        assert!(devices.iter().any(|d| d["backend"] == "wgpu" && d["usable"] == true), "FORGE_REQUIRE_WGPU=1 but no usable wgpu device listed: {devices:#?}");
+    }
     for d in devices.iter().filter(|d| d["usable"] == false) {
         assert!(d["reason"].as_str().is_some_and(|r| !r.is_empty()), "{d}");
     }
@@ -72,17 +75,10 @@ fn flag_overrides_env_overrides_config() {
     assert_eq!(selected(&["--backend", "cpu"], &[("FORGE_CONFIG", cfg), ("FORGE_BACKEND", "wgpu")]).0, "cpu");
 }
 
+/// The real model where `forge pull` puts it, by the shared rule: skipped when absent, a failure
+/// with `FORGE_REQUIRE_MODEL=1`.
 fn model() -> Option<PathBuf> {
-    let dir = std::env::var_os("FORGE_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache")).join("forge/models")
-    });
-    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} not found", p.display());
-        None
-    }
+    forge_tests::smollm2_path()
 }
 
 #[test]

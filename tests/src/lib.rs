@@ -18,18 +18,27 @@ pub fn model_dir() -> PathBuf {
     forge_engine::model::model_dir(|k| std::env::var_os(k))
 }
 
-/// Path to SmolLM2-135M-Instruct Q4_1, or `None` (with a note on stderr) when it is not there.
-/// With `FORGE_REQUIRE_MODEL=1` (CI sets it) a missing model is a test failure, not a skip.
-pub fn smollm2_path() -> Option<PathBuf> {
-    let p = model_dir().join(SMOLLM2_FILE);
+/// Where SmolLM2-135M-Instruct Q4_1 is, with the environment read through `env`: in the model
+/// cache by `forge`'s own rule (`forge_engine::model::model_dir`: `FORGE_MODEL_DIR`, else
+/// `$XDG_CACHE_HOME/forge/models`, else `$HOME/.cache/forge/models`). `Ok(None)` when it is not
+/// there, an error saying so when `FORGE_REQUIRE_MODEL=1` asks for it.
+pub fn find_smollm2(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Option<PathBuf>, String> {
+    let p = forge_engine::model::model_dir(&env).join(SMOLLM2_FILE);
     if p.is_file() {
-        return Some(p);
+        Ok(Some(p))
+    } else if env("FORGE_REQUIRE_MODEL").is_some_and(|v| v == "1") {
+        Err(format!("FORGE_REQUIRE_MODEL=1 but {} is missing; run `cargo run --release -p forge -- pull smollm2-135m`", p.display()))
+    } else {
+        eprintln!("skipping: {} not found (run `forge pull smollm2-135m`)", p.display());
+        Ok(None)
     }
-    if std::env::var("FORGE_REQUIRE_MODEL").is_ok_and(|v| v == "1") {
-        panic!("FORGE_REQUIRE_MODEL=1 but {} is missing; run `cargo run --release -p forge -- pull smollm2-135m`", p.display());
-    }
-    eprintln!("skipping: {} not found (run `forge pull smollm2-135m`)", p.display());
-    None
+}
+
+/// Path to SmolLM2-135M-Instruct Q4_1 ([`find_smollm2`] on the process environment), or `None`
+/// (with a note on stderr) when it is not there. With `FORGE_REQUIRE_MODEL=1` (CI sets it) a
+/// missing model is a test failure, not a skip.
+pub fn smollm2_path() -> Option<PathBuf> {
+    find_smollm2(|k| std::env::var_os(k)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Whether CI requires what `var` names (`FORGE_REQUIRE_MODEL=1`, `FORGE_REQUIRE_WGPU=1`): then
