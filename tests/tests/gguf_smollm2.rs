@@ -7,7 +7,7 @@ use forge_engine::formats::gguf::GgufFile;
 use forge_tests::smollm2_path;
 
 #[test]
-fn real_smollm2_q4_1_parses_quickly_with_its_known_structure() {
+fn real_smollm2_q4_1_parses_with_its_known_structure() {
     let Some(path) = smollm2_path() else { return };
     let t0 = std::time::Instant::now();
     let f = GgufFile::open(&path).unwrap();
@@ -25,6 +25,5 @@ fn real_smollm2_q4_1_parses_quickly_with_its_known_structure() {
     assert_eq!(f.tensor_bytes(emb).len(), emb.n_bytes);
     assert!(f.tensors.iter().all(|t| t.offset % f.alignment == 0));
     assert_eq!(f.metadata.str_array("tokenizer.ggml.tokens").unwrap().len(), 49152);
-    assert!(took.as_millis() < 2000, "parsing took {took:?}");
     eprintln!("parsed {} tensors, {} metadata keys in {took:?}", f.tensors.len(), f.metadata.len());
 }

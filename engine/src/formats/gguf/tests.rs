@@ -1,40 +1,7 @@
 use super::*;
 
-/// `$FORGE_MODEL_DIR/<name>`, else `~/.cache/forge/models/<name>`, if it exists.
-fn model_path(name: &str) -> Option<std::path::PathBuf> {
-    let dir = match std::env::var_os("FORGE_MODEL_DIR") {
-        Some(d) => std::path::PathBuf::from(d),
-        None => std::path::PathBuf::from(std::env::var_os("HOME")?).join(".cache/forge/models"),
-    };
-    let p = dir.join(name);
-    p.exists().then_some(p)
-}
-
-#[test]
-fn real_smollm2_q4_1() {
-    let Some(path) = model_path("SmolLM2-135M-Instruct.Q4_1.gguf") else {
-        eprintln!("skipping: SmolLM2-135M-Instruct.Q4_1.gguf not found");
-        return;
-    };
-    let t0 = std::time::Instant::now();
-    let f = GgufFile::open(&path).unwrap();
-    let took = t0.elapsed();
-    assert_eq!(f.tensors.len(), 272);
-    let mut types: Vec<DType> = f.tensors.iter().map(|t| t.dtype).collect();
-    types.sort();
-    types.dedup();
-    assert_eq!(types, [DType::F32, DType::Q4_1, DType::Q8_0]);
-    assert_eq!(f.architecture().unwrap(), "llama");
-    assert_eq!(f.metadata.u64("llama.block_count").unwrap(), 30);
-    assert_eq!(f.metadata.u64("llama.embedding_length").unwrap(), 576);
-    let emb = f.tensor("token_embd.weight").unwrap();
-    assert_eq!(emb.shape, [49152, 576]);
-    assert_eq!(f.tensor_bytes(emb).len(), emb.n_bytes);
-    assert!(f.tensors.iter().all(|t| t.offset % f.alignment == 0));
-    assert_eq!(f.metadata.str_array("tokenizer.ggml.tokens").unwrap().len(), 49152);
-    assert!(took.as_millis() < 2000, "parsing took {took:?}");
-    eprintln!("parsed {} tensors, {} metadata keys in {took:?}", f.tensors.len(), f.metadata.len());
-}
+// The real SmolLM2 file is read in forge-tests (`tests/tests/gguf_smollm2.rs`), which finds it
+// by the one model-path rule and fails when FORGE_REQUIRE_MODEL=1 and it is missing.
 
 // ---- writer → reader round trip ----
 
@@ -257,9 +224,9 @@ fn bad_magic_and_versions() {
     assert!(parse(b).is_ok(), "v2 has the same layout");
 }
 
+/// Each absurd count is refused by its limit before anything of that size is allocated or read.
 #[test]
 fn absurd_counts_fail_fast() {
-    let t0 = std::time::Instant::now();
     assert!(matches!(err(Raw::new(3, 1 << 60, 0).0), ForgeError::TooLarge { .. }));
     assert!(matches!(err(Raw::new(3, 0, u64::MAX).0), ForgeError::TooLarge { .. }));
     // Under the limits but more than the file could hold.
@@ -282,7 +249,6 @@ fn absurd_counts_fail_fast() {
     assert!(matches!(err(deep), ForgeError::TooLarge { .. }), "nesting depth 3 is the limit");
     // A tensor name of 2^62 bytes.
     assert!(matches!(err(Raw::new(3, 1, 0).u64(1 << 62).data(64)), ForgeError::TooLarge { .. }));
-    assert!(t0.elapsed().as_millis() < 500, "hostile counts took {:?}", t0.elapsed());
 }
 
 #[test]
