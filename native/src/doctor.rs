@@ -36,11 +36,8 @@ fn line(name: impl Into<String>, verdict: Verdict, detail: impl Into<String>) ->
 fn backend_checks(c: &Candidate, m: &Machine, out: &mut Vec<CheckResult>) {
     let who = format!("{} {}", c.backend.name(), c.label);
     let mut open = || m.faults.scope(|| backends::open(c));
-    for mut r in check::compare_with_cpu(&mut open) {
+    for mut r in check::compare_with_reference(&mut open) {
         r.name = format!("{who}: {}", r.name);
-        if c.backend == BackendKind::Cpu && r.verdict == Verdict::Pass {
-            r.detail = format!("{} (the reference itself)", r.detail);
-        }
         out.push(r);
     }
     let bw = match c.backend {

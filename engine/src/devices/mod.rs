@@ -18,6 +18,7 @@ pub mod check;
 pub mod config;
 pub mod fit;
 pub mod open;
+mod plain_forward;
 pub mod probe_cpu;
 pub mod probe_wgpu;
 pub mod rank;
