@@ -8,8 +8,12 @@
 //! - `forge.generate(ids, optionsJson, onText)` → a Promise of a JSON summary; `onText(piece)` is
 //!   called with each complete piece of text. `forge.stop()` ends it before the next forward pass.
 //! - `forge.bench(nPrompt, nGen, seed)` → a Promise of JSON `{prefill_ms, decode_ms}`: a greedy
-//!   prefill of `nPrompt` deterministic ids (`bench.rs`), then `nGen` decode steps, as native
+//!   prefill of `nPrompt` deterministic ids (`devices::bench`), then `nGen` decode steps, as native
 //!   `forge bench` times them.
+//! - `forge.forcedLogits(ids, first, probe)` → a Promise of JSON `{argmax, best, probe, ms}`: one
+//!   prefill of all of `ids` (teacher-forced: the model sees them whatever it would have picked),
+//!   reduced from row `first` on to each row's argmax, best logit and the logits of the `probe`
+//!   ids (`forced.rs`). web/test/browser.mjs checks the page against llama.cpp's reference with it.
 //! - `forge.unload()` frees the GPU buffers (also done by `free()`, wasm-bindgen's destructor).
 
 use std::cell::{Cell, RefCell};
@@ -27,6 +31,7 @@ use serde_json::json;
 use wasm_bindgen::prelude::*;
 use web_time::Instant;
 
+use crate::forced::ForcedRows;
 use crate::options::{Message, WebOptions};
 use crate::stop::{StopSignal, Stoppable};
 
@@ -297,6 +302,43 @@ impl Forge {
             Ok(JsValue::from_str(
                 &json!({ "prefill_ms": prefill_ms, "decode_ms": decode_ms }).to_string(),
             ))
+        })
+    }
+
+    /// One prefill of `ids` from an empty cache, every row read out (row `j` predicts the id
+    /// after `ids[j]`), reduced from row `first` on by [`ForcedRows::of`] to argmax, best logit
+    /// and the logits of `probe`. Resolves to JSON `{argmax, best, probe, ms}`, one entry per row
+    /// from `first` to `ids.len() - 1`.
+    #[wasm_bindgen(js_name = forcedLogits)]
+    pub fn forced_logits(&self, ids: Vec<u32>, first: usize, probe: Vec<u32>) -> js_sys::Promise {
+        let (session, busy, stop) = (self.session.clone(), self.busy.clone(), self.stop.clone());
+        wasm_bindgen_futures::future_to_promise(async move {
+            if busy.get() {
+                return Err(err("a generation is running: stop it first").into());
+            }
+            let mut s = session
+                .borrow_mut()
+                .take()
+                .ok_or_else(|| JsValue::from(err("the model was unloaded")))?;
+            busy.set(true);
+            stop.reset();
+            let t = Instant::now();
+            s.reset();
+            let result = s.forward_async(&ids, Readout::LogitsAll).await;
+            s.reset();
+            busy.set(false);
+            let n_vocab = s.config().n_vocab;
+            if !stop.unload_requested() {
+                *session.borrow_mut() = Some(s);
+            }
+            let Forward::Logits { values, .. } = result.map_err(|e| JsValue::from(err(e)))? else {
+                return Err(err("the prefill returned no logits").into());
+            };
+            let rows = ForcedRows::of(&values, n_vocab, first, &probe)
+                .map_err(|e| JsValue::from(err(e)))?;
+            let mut out = serde_json::to_value(rows).map_err(|e| JsValue::from(err(e)))?;
+            out["ms"] = json!(t.elapsed().as_secs_f64() * 1e3);
+            Ok(JsValue::from_str(&out.to_string()))
         })
     }
 

@@ -1,9 +1,18 @@
 // The browser test: serves web/dist (web/build.sh) with web/serve.py, drives the demo page in
-// headless Chromium (SwiftShader's WebGPU), loads SmolLM2-135M-Instruct Q4_1 from the server and
-// checks that greedy generation through the page's own controls gives llama.cpp's ids
-// (tests/fixtures/smollm2-135m-q4_1.llama-cpp.json). Then: the stop button ends a long
-// generation, and a reload takes the model from the browser cache instead of the network.
-// Any console error or page error fails the test. Screenshot: web/test-output/page.png.
+// headless Chromium (SwiftShader's WebGPU) and loads SmolLM2-135M-Instruct Q4_1 from the server.
+//
+// Against llama.cpp (tests/fixtures/smollm2-135m-q4_1.llama-cpp.json, the fixture the native
+// tests read), teacher-forced as tests/src/reference.rs `check_teacher_forced` does it: for every
+// case the page's model gets the prompt plus llama.cpp's greedy continuation in one prefill
+// (forge.forcedLogits), and at every continuation position our argmax must equal llama.cpp's,
+// unless both picks lie within NEAR_TIE of each other's best logit; llama.cpp's recorded top-3
+// logits must lie within LOGIT_TOLERANCE of ours. This is the pass criterion.
+//
+// Then the page's own controls: greedy generation of two cases (one chat, the template rendered
+// in wasm) gives llama.cpp's prompt ids, and where its free-running ids first leave llama.cpp's,
+// both picks are near-tied (our side read from the teacher-forced pass at the same context); the
+// stop button ends a long generation; a reload takes the model from the browser cache instead of
+// the network. Any console error or page error fails the test. Screenshot: web/test-output/page.png.
 //
 //   node web/test/browser.mjs        (after web/build.sh)
 //
@@ -17,11 +26,15 @@ import { join } from "node:path";
 import { ROOT, WEB, hasWebGPU, launch, startServer } from "./chromium.mjs";
 
 const MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf";
-const N_GEN = 16;
-// Cases: one raw completion, one chat (the chat template is rendered in wasm).
-const CASES = ["dev-capital", "dev-chat-hello"];
-// Below this logit margin llama.cpp's own choice is a near tie (tests/src/lib.rs NEAR_TIE).
-const NEAR_TIE = 0.25;
+const FIXTURE = join(ROOT, "tests", "fixtures", "smollm2-135m-q4_1.llama-cpp.json");
+// Generated through the page's controls: one raw completion, one chat.
+const UI_CASES = ["dev-capital", "dev-chat-hello"];
+const N_UI = 16;
+// tests/src/reference.rs: two picks within NEAR_TIE of each other's best are a near-tie; our
+// logits may sit LOGIT_TOLERANCE from llama.cpp's recorded top 3. Compared in f32, as there.
+const f32 = Math.fround;
+const NEAR_TIE = f32(0.4);
+const LOGIT_TOLERANCE = f32(1.0);
 
 const cleanups = [];
 
@@ -37,23 +50,85 @@ function skip(line, requireVar) {
   process.exit(0);
 }
 
-// The first mismatch must be a near tie in llama.cpp's own logits; after it the texts diverge.
-function checkGreedy(c, ids) {
-  for (let i = 0; i < Math.min(ids.length, c.greedy_ids.length); i++) {
-    if (ids[i] !== c.greedy_ids[i]) {
-      const margin = c.margins[i] ?? Infinity;
-      if (margin < NEAR_TIE) return `${i} ids agree, then a near tie (margin ${margin})`;
-      throw new Error(`${c.id}: position ${i}: got ${ids[i]}, llama.cpp chose ${c.greedy_ids[i]} with a clear margin of ${margin} (ours ${JSON.stringify(ids.slice(0, i + 1))})`);
+// A lower bound on llama.cpp's best logit minus its logit for `id` at position i (reference.rs
+// `their_gap`): exact where `id` is in its recorded top list, else below the list's last entry;
+// where no top list is recorded, its top-1 minus top-2 margin.
+function theirGap(c, i, id) {
+  if (id === c.greedy_ids[i]) return 0;
+  const top = c.top_logits[i];
+  if (top) {
+    const hit = top.find(([t]) => t === id) ?? top[top.length - 1];
+    return f32(f32(top[0][1]) - f32(hit[1]));
+  }
+  return c.margins[i] === undefined ? Infinity : f32(c.margins[i]);
+}
+
+// llama.cpp's logit for `id` at position i where recorded, for messages.
+function theirLogit(c, i, id) {
+  const hit = (c.top_logits[i] ?? []).find(([t]) => t === id);
+  return hit ? hit[1].toFixed(3) : "unrecorded";
+}
+
+// One case teacher-forced through the page (window.forgeForced) over `n` positions, checked as
+// reference.rs `check_teacher_forced` checks it. `extra` ids are probed too (the free-running
+// picks). Returns {positions, nearTies, differ, worst, errors, logit(i, id), best, argmax, ms}.
+async function teacherForced(page, c, n, extra) {
+  const p = c.prompt_ids.length;
+  const ids = [...c.prompt_ids, ...c.greedy_ids.slice(0, n - 1)];
+  const probe = [...new Set([...c.greedy_ids.slice(0, n), ...c.top_logits.flatMap((t) => t.map(([id]) => id)), ...extra])];
+  const r = await page.evaluate((args) => window.forgeForced(args), { ids, first: p - 1, probe, text: c.text_fed });
+  if (JSON.stringify(r.text_ids) !== JSON.stringify(c.prompt_ids)) throw new Error(`${c.id}: the page tokenizes the prompt to ${JSON.stringify(r.text_ids)}, llama.cpp to ${JSON.stringify(c.prompt_ids)}`);
+  if (r.argmax.length !== n) throw new Error(`${c.id}: ${r.argmax.length} rows read out, expected ${n}`);
+  // f32 as the wasm computed them (JSON carries the shortest decimal; non-finite values as null).
+  const asF32 = (v) => (v === null ? NaN : f32(v));
+  r.best = r.best.map(asF32);
+  r.probe = r.probe.map((row) => row.map(asF32));
+  const column = new Map(probe.map((id, k) => [id, k]));
+  const logit = (i, id) => r.probe[i][column.get(id)];
+  const out = { positions: n, nearTies: 0, differ: 0, worst: 0, errors: [], logit, best: r.best, argmax: r.argmax, ms: r.ms };
+  for (let i = 0; i < n; i++) {
+    const ours = r.argmax[i];
+    const theirs = c.greedy_ids[i];
+    if (ours !== theirs) {
+      const ourGap = f32(r.best[i] - logit(i, theirs));
+      const gap = theirGap(c, i, ours);
+      if (ourGap <= NEAR_TIE && gap <= NEAR_TIE) {
+        out.nearTies += 1;
+      } else {
+        out.differ += 1;
+        out.errors.push(`${c.id} position ${i}: we pick ${ours} (logit ${r.best[i].toFixed(3)}; llama.cpp's ${theirLogit(c, i, ours)}), llama.cpp picks ${theirs} (logit ${theirLogit(c, i, theirs)}; ours ${logit(i, theirs).toFixed(3)}); their pick is ${ourGap.toFixed(3)} below our best, ours at least ${gap.toFixed(3)} below theirs (a near-tie needs both within ${NEAR_TIE.toFixed(1)})`);
+      }
+    }
+    for (const [id, theirLogitValue] of (c.top_logits[i] ?? []).slice(0, 3)) {
+      const d = Math.abs(f32(logit(i, id) - f32(theirLogitValue)));
+      out.worst = Math.max(out.worst, d);
+      if (d > LOGIT_TOLERANCE) out.errors.push(`${c.id} position ${i}: id ${id} logit ${logit(i, id)} vs llama.cpp's ${theirLogitValue}`);
     }
   }
-  return `${ids.length} ids agree`;
+  return out;
+}
+
+// Free-running ids from the page's controls: equal to llama.cpp's up to the first difference,
+// where both picks must be near-tied, our side by the teacher-forced logits at that same context
+// (reference.rs `check_free_running`); after it the continuations legitimately part.
+function checkFreeRunning(c, ids, forced) {
+  for (let i = 0; i < Math.min(ids.length, forced.positions); i++) {
+    const ours = ids[i];
+    const theirs = c.greedy_ids[i];
+    if (ours === theirs) continue;
+    const ourGaps = [ours, theirs].map((id) => f32(forced.best[i] - forced.logit(i, id)));
+    const gap = theirGap(c, i, ours);
+    if (Math.max(...ourGaps) <= NEAR_TIE && gap <= NEAR_TIE) return `${i}/${ids.length} ids agree, then a near-tie`;
+    throw new Error(`${c.id}: free-running position ${i}: generated ${ours}, llama.cpp chose ${theirs} (ours ${ourGaps[0].toFixed(3)} and theirs ${ourGaps[1].toFixed(3)} below our best, ours at least ${gap.toFixed(3)} below llama.cpp's best: not a near-tie)`);
+  }
+  return `${ids.length}/${ids.length} ids agree`;
 }
 
 async function main() {
   if (!existsSync(join(WEB, "dist", "index.html"))) finish(false, "web/dist is missing: run web/build.sh first");
   const modelDir = process.env.FORGE_MODEL_DIR || join(homedir(), ".cache", "forge", "models");
   if (!existsSync(join(modelDir, MODEL))) skip(`${MODEL} not in ${modelDir} (forge pull smollm2-135m)`, "FORGE_REQUIRE_MODEL");
-  const reference = JSON.parse(readFileSync(join(ROOT, "tests", "fixtures", "smollm2-135m-q4_1.llama-cpp.json"), "utf8"));
+  const reference = JSON.parse(readFileSync(FIXTURE, "utf8"));
 
   const { server, url } = await startServer(modelDir);
   cleanups.push(() => server.kill());
@@ -80,7 +155,8 @@ async function main() {
     console.log(`model loaded in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${await page.textContent("#model-info")}`);
     console.log(`adapter: ${await page.textContent("#adapter")}`);
 
-    await page.fill("input[name=max_tokens]", String(N_GEN));
+    // The page's controls first: their free-running ids are probed in the teacher-forced pass.
+    await page.fill("input[name=max_tokens]", String(N_UI));
     await page.fill("input[name=temperature]", "0");
     const speeds = [];
     const generate = async (mode, prompt) => {
@@ -94,15 +170,42 @@ async function main() {
       if (!g) throw new Error(`generation failed: ${await page.evaluate(() => document.body.dataset.error)}`);
       return g;
     };
-
-    for (const id of CASES) {
+    const free = new Map();
+    for (const id of UI_CASES) {
       const c = reference.cases.find((x) => x.id === id);
       const g = await generate(c.mode, c.prompt);
       if (JSON.stringify(g.prompt_ids) !== JSON.stringify(c.prompt_ids)) throw new Error(`${id}: prompt ids ${JSON.stringify(g.prompt_ids)} differ from llama.cpp's ${JSON.stringify(c.prompt_ids)}`);
-      const verdict = checkGreedy(c, g.ids);
-      if (g.ids.length !== N_GEN) throw new Error(`${id}: ${g.ids.length} ids, expected ${N_GEN}`);
+      if (g.ids.length !== N_UI) throw new Error(`${id}: ${g.ids.length} ids, expected ${N_UI}`);
+      free.set(id, g);
       speeds.push(g.decode_tok_s);
-      console.log(`${id}: ${verdict}; prefill ${g.prefill_tok_s.toFixed(1)} tok/s, decode ${g.decode_tok_s.toFixed(1)} tok/s: ${JSON.stringify(g.text)}`);
+    }
+
+    // Teacher-forced against llama.cpp, every case, every continuation position: the pass criterion.
+    const n = reference.n_gen;
+    const forced = new Map();
+    const failures = [];
+    let positions = 0;
+    let nearTies = 0;
+    let differ = 0;
+    let worst = 0;
+    const t1 = Date.now();
+    for (const c of reference.cases) {
+      const a = await teacherForced(page, c, Math.min(n, c.greedy_ids.length), free.get(c.id)?.ids ?? []);
+      forced.set(c.id, a);
+      positions += a.positions;
+      nearTies += a.nearTies;
+      differ += a.differ;
+      worst = Math.max(worst, a.worst);
+      failures.push(...a.errors);
+      console.log(`${c.id}: teacher-forced ${a.positions - a.nearTies - a.differ}/${a.positions} positions agree, ${a.nearTies} near-ties, ${a.differ} differ, in one pass of ${c.prompt_ids.length + a.positions - 1} ids, ${(a.ms / 1000).toFixed(1)} s`);
+    }
+    const forcedLine = `teacher-forced: ${positions - nearTies - differ}/${positions} positions agree with llama.cpp, ${nearTies} near-ties (within ${NEAR_TIE.toFixed(1)}), ${differ} differ, ${reference.cases.length} cases in ${((Date.now() - t1) / 1000).toFixed(1)} s; largest difference from llama.cpp's recorded top-3 logits ${worst.toFixed(3)}`;
+    console.log(forcedLine);
+    if (failures.length) throw new Error(`teacher-forced against llama.cpp:\n  ${failures.join("\n  ")}`);
+
+    for (const [id, g] of free) {
+      const verdict = checkFreeRunning(reference.cases.find((x) => x.id === id), g.ids, forced.get(id));
+      console.log(`${id}: free-running through the page: ${verdict}; prefill ${g.prefill_tok_s.toFixed(1)} tok/s, decode ${g.decode_tok_s.toFixed(1)} tok/s: ${JSON.stringify(g.text)}`);
     }
     mkdirSync(join(WEB, "test-output"), { recursive: true });
     await page.screenshot({ path: join(WEB, "test-output", "page.png"), fullPage: true });
@@ -131,7 +234,7 @@ async function main() {
 
     if (errors.length) throw new Error(`console errors:\n  ${errors.join("\n  ")}`);
     const mean = speeds.reduce((a, b) => a + b, 0) / speeds.length;
-    finish(true, `greedy ids match llama.cpp on ${CASES.join(", ")} (${N_GEN} tokens each), decode ${mean.toFixed(1)} tok/s; screenshot web/test-output/page.png`);
+    finish(true, `${forcedLine}; page controls: ${UI_CASES.join(", ")} (${N_UI} tokens each), decode ${mean.toFixed(1)} tok/s; screenshot web/test-output/page.png`);
   } catch (e) {
     finish(false, `${e.message}${errors.length ? `\n  ${errors.join("\n  ")}` : ""}`);
   }

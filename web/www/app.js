@@ -4,6 +4,7 @@
 // Bench mode: `?bench=1&model=models/<file>.gguf&p=32&n=8&r=1` loads the model, then runs
 // `forgeBench({p, n, r})` and publishes its row (native `forge bench`'s `Row`) as JSON in #bench
 // and `document.body.dataset.bench`; web/test/bench.mjs reads it for `forge bench --browser`.
+// `forgeForced({ids, first, probe})` gives web/test/browser.mjs teacher-forced logits.
 
 import init, { adapterInfo, Forge } from "./pkg/forge_web.js";
 
@@ -302,6 +303,25 @@ async function forgeBench({ p = 32, n = 8, r = 1 } = {}) {
   }
 }
 window.forgeBench = forgeBench;
+
+// ---- Teacher-forced logits (web/test/browser.mjs) -------------------------------------------
+
+// One prefill of `ids`, read out from row `first` on: each row's argmax, best logit and the logits
+// of the `probe` ids (forge.forcedLogits). `text`, when given, is also tokenized as send() does it,
+// so the caller can check that the page's tokenizer gives the ids it fed.
+async function forgeForced({ ids, first, probe, text = null }) {
+  if (!forge) throw new Error("forgeForced: no model is loaded");
+  if (generating) throw new Error("forgeForced: a generation is running");
+  setBusy(true);
+  try {
+    const r = JSON.parse(await forge.forcedLogits(Uint32Array.from(ids), first, Uint32Array.from(probe)));
+    if (text !== null) r.text_ids = Array.from(forge.tokenize(text, true, true));
+    return r;
+  } finally {
+    setBusy(false);
+  }
+}
+window.forgeForced = forgeForced;
 
 // ---- Wiring ---------------------------------------------------------------------------------
 
