@@ -26,6 +26,25 @@ struct Params {
 @group(0) @binding(2) var<storage, read> positions: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
+// (sin t, cos t) to ~1e-7 for the angles RoPE meets (t ≥ 0, up to a few thousand). WGSL's own
+// sin/cos need only an absolute error of 2^-11 (Vulkan's precision rules), and SwiftShader (the
+// browser test's WebGPU) is that coarse: ~2e-4 at every angle, enough to move logits by ~0.3.
+// So: t = k·π/2 + r with π/2 in two parts (k·1.5703125 is exact; the small second part's product
+// rounds by far less than 1e-7), |r| ≤ π/4, then Taylor polynomials to r⁹ and r¹⁰.
+fn sin_cos(t: f32) -> vec2<f32> {
+    let k = round(t * 0.63661975);
+    let r = (t - k * 1.5703125) - k * 4.8382679e-4;
+    let r2 = r * r;
+    let s = r * (1.0 + r2 * (-1.0 / 6.0 + r2 * (1.0 / 120.0 + r2 * (-1.0 / 5040.0 + r2 * (1.0 / 362880.0)))));
+    let c = 1.0 + r2 * (-0.5 + r2 * (1.0 / 24.0 + r2 * (-1.0 / 720.0 + r2 * (1.0 / 40320.0 + r2 * (-1.0 / 3628800.0)))));
+    switch (u32(k) & 3u) {
+        case 0u: { return vec2<f32>(s, c); }
+        case 1u: { return vec2<f32>(c, -s); }
+        case 2u: { return vec2<f32>(-s, -c); }
+        default: { return vec2<f32>(-c, s); }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let e = (wid.y * nwg.x + wid.x) * WG + lid;
@@ -55,8 +74,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var k = 0u; k < i; k++) {
         theta *= p.theta_scale;
     }
-    let c = cos(theta);
-    let s = sin(theta);
+    let sc = sin_cos(theta);
+    let c = sc.y;
+    let s = sc.x;
     if (first) {
         out[e] = x[e] * c - x[partner] * s;
     } else {

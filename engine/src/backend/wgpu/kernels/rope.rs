@@ -44,7 +44,7 @@ mod tests {
                 g.output(o);
                 let positions: Vec<u32> = (0..t as u32).map(|i| i * 577 % 4000).collect();
                 let inputs = vec![HostTensor::from_f32(vec![t, c], &rand_vec(t * c, 5)).unwrap(), HostTensor::from_u32(vec![t], &positions).unwrap()];
-                gpu.check(&format!("rope {layout:?} [{t}, {heads}x{hd}] n_rot {n_rot}"), &g, &inputs, 5e-4);
+                gpu.check(&format!("rope {layout:?} [{t}, {heads}x{hd}] n_rot {n_rot}"), &g, &inputs, 1e-5);
             }
         }
     }
