@@ -25,8 +25,9 @@ use crate::error::{ForgeError, Result};
 
 const NAME: &str = "chat";
 /// Instructions one render may execute. A long chat with a tool-heavy template needs well under a
-/// million; this leaves room and stops a runaway loop in about a second.
-pub const FUEL: u64 = 20_000_000;
+/// million; this leaves room and stops a runaway loop in about 0.1 s (a release build spends
+/// ~30 ns an instruction), so a hostile model file cannot make each chat request burn a second.
+pub const FUEL: u64 = 4_000_000;
 const RECURSION_LIMIT: usize = 64;
 /// Marks errors raised by the template itself, to report them as such.
 const RAISED: &str = "raise_exception: ";

@@ -219,6 +219,20 @@ fn hostile_templates_fail_typed() {
     assert!(ChatTemplate::new("{% for %}", "", "").is_err());
 }
 
+/// Fuel bounds a render to about 0.1 s: four million loop steps (found by the `chat_template`
+/// fuzz target as a 10 s timeout under its instrumented build; 0.6 s in release with the old
+/// limit) run out of it, while a chat far longer than any context is served well within it.
+#[test]
+fn fuel_stops_busy_templates_but_not_long_chats() {
+    let msgs = [ChatMessage::new("user", "x")];
+    let busy = "{% set ns = namespace(n=0) %}{% for i in range(568) %}{% for j in range(7354) %}{% set ns.n = ns.n + 1 %}{% endfor %}{% endfor %}{{ ns.n }}";
+    let e = ChatTemplate::new(busy, "", "").unwrap().render(&msgs, true).unwrap_err();
+    assert!(e.to_string().contains("ran too long"), "{e}");
+    let long: Vec<ChatMessage> = (0..5000).map(|i| ChatMessage::new(if i % 2 == 0 { "user" } else { "assistant" }, "a message of a few words")).collect();
+    let out = ChatTemplate::new(CHATML, "", "").unwrap().render(&long, true).unwrap();
+    assert_eq!(out.matches("<|im_start|>").count(), 5001);
+}
+
 /// Values that contain themselves or nest thousands deep used to overflow the stack while being
 /// printed, compared or serialized, aborting the process (found by the `chat_template` fuzz
 /// target; `fuzz/regressions/chat_template/`). Each is now a typed error naming the template.
