@@ -228,14 +228,7 @@ impl Forge {
         );
         wasm_bindgen_futures::future_to_promise(async move {
             let opts = opts.map_err(|e| JsValue::from(err(e)))?;
-            if busy.get() {
-                return Err(err("a generation is already running: stop it first").into());
-            }
-            let mut s = session
-                .borrow_mut()
-                .take()
-                .ok_or_else(|| JsValue::from(err("the model was unloaded")))?;
-            busy.set(true);
+            let mut s = take_session(&session, &busy)?;
             stop.reset();
             let start = Instant::now();
             let mut callback_error = None;
@@ -287,14 +280,7 @@ impl Forge {
     pub fn bench(&self, n_prompt: usize, n_gen: usize, seed: u64) -> js_sys::Promise {
         let (session, busy) = (self.session.clone(), self.busy.clone());
         wasm_bindgen_futures::future_to_promise(async move {
-            if busy.get() {
-                return Err(err("a generation is running: stop it first").into());
-            }
-            let mut s = session
-                .borrow_mut()
-                .take()
-                .ok_or_else(|| JsValue::from(err("the model was unloaded")))?;
-            busy.set(true);
+            let mut s = take_session(&session, &busy)?;
             let result = bench_once(&mut s, n_prompt, n_gen, seed).await;
             busy.set(false);
             *session.borrow_mut() = Some(s);
@@ -313,14 +299,7 @@ impl Forge {
     pub fn forced_logits(&self, ids: Vec<u32>, first: usize, probe: Vec<u32>) -> js_sys::Promise {
         let (session, busy, stop) = (self.session.clone(), self.busy.clone(), self.stop.clone());
         wasm_bindgen_futures::future_to_promise(async move {
-            if busy.get() {
-                return Err(err("a generation is running: stop it first").into());
-            }
-            let mut s = session
-                .borrow_mut()
-                .take()
-                .ok_or_else(|| JsValue::from(err("the model was unloaded")))?;
-            busy.set(true);
+            let mut s = take_session(&session, &busy)?;
             stop.reset();
             let t = Instant::now();
             s.reset();
@@ -380,4 +359,16 @@ async fn bench_once(
         }
     }
     Ok((prefill_ms, t.elapsed().as_secs_f64() * 1e3))
+}
+
+/// The session for one task of the page (a generation, a bench, a scoring pass), marked busy;
+/// the caller puts it back and clears `busy`. An error while another task holds it, or after an
+/// unload.
+fn take_session(session: &RefCell<Option<Session>>, busy: &Cell<bool>) -> Result<Session, JsValue> {
+    if busy.get() {
+        return Err(err("a generation is already running: stop it first").into());
+    }
+    let s = session.borrow_mut().take().ok_or_else(|| JsValue::from(err("the model was unloaded")))?;
+    busy.set(true);
+    Ok(s)
 }

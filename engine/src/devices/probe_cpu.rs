@@ -34,7 +34,7 @@ fn read_proc() -> (Option<String>, Option<u64>, Option<u64>) {
     (None, None, None)
 }
 
-#[allow(clippy::vec_init_then_push)]
+#[allow(clippy::vec_init_then_push, unused_mut)] // no feature is pushed on other targets (wasm)
 fn simd_features() -> Vec<&'static str> {
     let mut f = Vec::new();
     #[cfg(target_arch = "x86_64")]
