@@ -240,18 +240,16 @@ impl Scheduler {
                 row += rows;
                 alive = (sc.sink)(lps);
             }
+            if !alive {
+                row += usize::from(p.read_out);
+                done.push((p.seq, FinishReason::Stop));
+                continue;
+            }
             if !p.read_out {
-                if !alive {
-                    done.push((p.seq, FinishReason::Stop));
-                }
                 continue;
             }
             let r = row;
             row += 1;
-            if !alive {
-                done.push((p.seq, FinishReason::Stop));
-                continue;
-            }
             if s.req.max_tokens == 0 {
                 done.push((p.seq, FinishReason::Length));
                 continue;
