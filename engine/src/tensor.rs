@@ -73,7 +73,12 @@ impl HostTensor {
 
     /// The values of a `U32` tensor.
     pub fn to_u32_vec(&self) -> Vec<u32> {
-        assert_eq!(self.dtype, DType::U32, "to_u32_vec on a {} tensor", self.dtype);
-        self.as_bytes().chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        self.u32s().collect()
+    }
+
+    /// The values of a `U32` tensor, read in place.
+    pub fn u32s(&self) -> impl Iterator<Item = u32> + '_ {
+        assert_eq!(self.dtype, DType::U32, "u32s on a {} tensor", self.dtype);
+        self.as_bytes().chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
     }
 }

@@ -75,7 +75,8 @@ pub fn check_inputs(graph: &Graph, inputs: &[HostTensor]) -> Result<()> {
 /// The first value of input `id` that is `>= limit`, if `id` is an input.
 fn index_past(graph: &Graph, inputs: &[HostTensor], id: NodeId, limit: usize) -> Option<u32> {
     let Op::Input { slot } = graph.node(id).op else { return None };
-    inputs[slot].to_u32_vec().into_iter().find(|&i| i as usize >= limit)
+    // Read in place: this runs before every execute, over every block table.
+    inputs[slot].u32s().find(|&i| i as usize >= limit)
 }
 
 fn check_indices(graph: &Graph, inputs: &[HostTensor]) -> Result<()> {
