@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use forge_engine::tokenizer::ChatMessage;
 use forge_engine::devices;
+use forge_engine::model::SamplingDefaults;
 use forge_engine::{GenerateOptions, Model, SamplerConfig, Session, generate};
 
 use crate::backends;
@@ -79,14 +80,9 @@ fn sampler_config(a: &RunArgs, model: &Model, path: &std::path::Path, seed: u64)
         }
         None => base,
     };
-    SamplerConfig {
-        temperature: a.temperature.unwrap_or(base.temperature),
-        top_k: a.top_k.unwrap_or(base.top_k),
-        top_p: a.top_p.unwrap_or(base.top_p),
-        min_p: a.min_p.unwrap_or(base.min_p),
-        repeat_penalty: a.repeat_penalty.unwrap_or(base.repeat_penalty),
-        ..base
-    }
+    // The flags are settings given or not, as the model's are: the same overlay, applied last.
+    let flags = SamplingDefaults { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, min_p: a.min_p, repeat_penalty: a.repeat_penalty };
+    flags.apply(base)
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<()> {

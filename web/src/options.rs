@@ -1,5 +1,6 @@
 //! What the page sends: generation settings and chat messages, as JSON.
 
+use forge_engine::model::SamplingDefaults;
 use forge_engine::{GenerateOptions, SamplerConfig};
 use serde::Deserialize;
 
@@ -28,15 +29,8 @@ impl WebOptions {
 
     pub fn to_generate(&self) -> GenerateOptions {
         let d = SamplerConfig::default();
-        let sampler = SamplerConfig {
-            temperature: self.temperature.unwrap_or(d.temperature),
-            top_k: self.top_k.unwrap_or(d.top_k),
-            top_p: self.top_p.unwrap_or(d.top_p),
-            min_p: self.min_p.unwrap_or(d.min_p),
-            repeat_penalty: self.repeat_penalty.unwrap_or(d.repeat_penalty),
-            seed: self.seed.unwrap_or(d.seed),
-            ..d
-        };
+        let given = SamplingDefaults { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, min_p: self.min_p, repeat_penalty: self.repeat_penalty };
+        let sampler = given.apply(SamplerConfig { seed: self.seed.unwrap_or(d.seed), ..d });
         let g = GenerateOptions::default();
         GenerateOptions {
             max_tokens: self.max_tokens.unwrap_or(g.max_tokens),

@@ -6,7 +6,9 @@ use crate::error::Result;
 use crate::formats::gguf::Metadata;
 use crate::sampler::SamplerConfig;
 
-/// Recommended sampling settings; `None` where the model says nothing.
+/// Recommended sampling settings; `None` where the model says nothing. Also the shape of any
+/// partial settings laid over a [`SamplerConfig`] (a CLI's flags, a page's options): see
+/// [`SamplingDefaults::apply`].
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct SamplingDefaults {
     pub temperature: Option<f32>,
