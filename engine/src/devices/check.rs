@@ -1,8 +1,9 @@
 //! A backend's kernels checked against an independent reference: a tiny random one-layer Llama,
 //! built with its matrices in each weight format, is run through a prefill and a decode step on
 //! the backend, and its logits compared with a plain f64 forward pass of the same weights
-//! ([`plain_forward`]); the CPU backend is held to it like every other. Used by `forge doctor` and by tests; also the source of a tiny model
-//! for tests that need a whole [`Model`] without a file.
+//! ([`plain_forward`]); the CPU backend is held to it like every other. Used by `forge doctor`
+//! and by tests; also the source of a tiny model for tests that need a whole [`Model`] without a
+//! file.
 
 use std::collections::BTreeMap;
 
@@ -123,7 +124,7 @@ pub struct CheckResult {
 pub const CHECKED_TYPES: [DType; 8] = [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4K, DType::Q5K, DType::Q6K];
 
 /// Prefill of 5 tokens (all logits) then one decode step (last logits), flattened.
-fn run(model: &Model, backend: Box<dyn Backend>) -> Result<Vec<f32>> {
+pub(super) fn run(model: &Model, backend: Box<dyn Backend>) -> Result<Vec<f32>> {
     let mut s = Session::new(model, backend, 16, &mut |_, _| {})?;
     let mut out = Vec::new();
     for (tokens, readout) in [(&TOKENS[..5], Readout::LogitsAll), (&TOKENS[5..], Readout::LogitsLast)] {
@@ -150,7 +151,7 @@ pub fn tolerance(dtype: DType) -> f32 {
 }
 
 /// The tokens [`run`] feeds: a prefill of 5, then one decode step.
-const TOKENS: [u32; 6] = [1, 7, 42, 200, 258, 3];
+pub(super) const TOKENS: [u32; 6] = [1, 7, 42, 200, 258, 3];
 
 /// Checks the backends `open` makes against [`plain_forward`], one line per weight format.
 pub fn compare_with_reference(open: &mut dyn FnMut() -> Result<Box<dyn Backend>>) -> Vec<CheckResult> {

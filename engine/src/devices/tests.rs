@@ -426,21 +426,14 @@ fn model_errors_do_not_fall_back() {
 
 // ---- the doctor's reference against an independent one ----
 
-/// The CPU backend's logits for the doctor's passes (`check`'s prefill of 5 tokens, every row,
-/// then one decode step).
+/// The CPU backend's logits for the doctor's passes.
 fn cpu_logits(model: &crate::Model) -> Vec<f32> {
-    let mut s = crate::Session::new(model, Box::new(CpuBackend::new()), 16, &mut |_, _| {}).unwrap();
-    let mut out = Vec::new();
-    for (tokens, readout) in [(&[1u32, 7, 42, 200, 258][..], Readout::LogitsAll), (&[3u32][..], Readout::LogitsLast)] {
-        let crate::session::Forward::Logits { values, .. } = s.forward(tokens, readout).unwrap() else { unreachable!() };
-        out.extend(values);
-    }
-    out
+    check::run(model, Box::new(CpuBackend::new())).unwrap()
 }
 
 #[test]
 fn the_cpu_reference_agrees_with_a_plain_forward_pass_in_every_doctor_format() {
-    let tokens = [1u32, 7, 42, 200, 258, 3];
+    let tokens = check::TOKENS;
     let mut report = Vec::new();
     for dtype in check::CHECKED_TYPES {
         let model = check::tiny_model(dtype, 7).unwrap();
