@@ -14,7 +14,8 @@
 // holding each split's (max, sum, unnormalised output). head_dim ≤ 256.
 // Entry points:
 // - attention_decode(q, k, v, positions, part, t, s, n_head, n_kv_head, head_dim, scale, causal,
-//   keys_per_split, table, block_size, table_cols) (table unread when block_size == 0). Launch: grid (n_head, t, n_split), block 128 = 4 warps. The block's split
+//   keys_per_split, table, block_size, table_cols, window) (table unread when block_size == 0;
+//   window > 0: a causal query sees only its last `window` keys). Launch: grid (n_head, t, n_split), block 128 = 4 warps. The block's split
 //   covers keys [split·keys_per_split, +keys_per_split) ∩ [0, n_keys); warp w takes every 4th key.
 //   Lane i holds q[i], q[i + 32], … and the same output dimensions; a key's score is a warp sum
 //   (__shfl_xor_sync, so every lane has it); the 4 warps' (max, sum, output) merge in shared
@@ -31,7 +32,7 @@
 
 extern "C" __global__ void __launch_bounds__(128) attention_decode(const float* q, const float* k, const float* v, const u32* positions, float* part,
                                                                    int t, int s, int n_head, int n_kv_head, int head_dim, float scale, int causal,
-                                                                   int keys_per_split, const u32* table, int block_size, int table_cols) {
+                                                                   int keys_per_split, const u32* table, int block_size, int table_cols, int window) {
     __shared__ float sm[WARPS], sl[WARPS];
     __shared__ float so[WARPS][MAXD];
     const int h = blockIdx.x, ti = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
@@ -42,7 +43,9 @@ extern "C" __global__ void __launch_bounds__(128) attention_decode(const float* 
     int n_keys = (int)cap;
     if (causal) n_keys = (int)min((u64)positions[ti] + 1, cap);
     const u32* row_table = table + (u64)ti * table_cols;
-    const int j0 = split * keys_per_split;
+    // A sliding window hides the keys before n_keys − window (splits wholly before it are empty).
+    const int first = (causal && window > 0 && n_keys > window) ? n_keys - window : 0;
+    const int j0 = max(split * keys_per_split, first);
     const int j1 = min(j0 + keys_per_split, n_keys);
 
     const float* qh = q + ((u64)ti * n_head + h) * head_dim;

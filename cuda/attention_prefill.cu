@@ -1,13 +1,14 @@
 // attention_prefill.cu: `Op::Attention` for many query rows (prefill), head_dim ≤ 128:
 // softmax(q·kᵀ · scale + mask) · v with grouped-query heads and an online softmax over tiles of
 // 32 keys staged in shared memory, so no [T, S] score matrix exists. Under the causal mask query
-// t sees keys 0 .. min(positions[t] + 1, s). Matches backend/cpu/attention.rs up to summation
+// t sees keys 0 .. min(positions[t] + 1, s); with a sliding window W > 0 only the last W of them.
+// Matches backend/cpu/attention.rs up to summation
 // order (the CPU folds keys in one at a time, here 32 at a time).
 //
 // Shapes: q, out: [t, n_head*head_dim]; k, v: [s, n_kv_head*head_dim]; positions: [t] u32
 // (ignored when causal == 0).
 // Entry point: attention_prefill(q, k, v, positions, out, t, s, n_head, n_kv_head, head_dim,
-// scale, causal).
+// scale, causal, window).
 // Launch: grid (ceil(t / 16), n_head), block 128 = 4 warps; the block owns 16 query rows of head h
 // (4 per warp) and walks key tiles up to the largest n_keys among them. In a tile lane j scores
 // key j against the warp's query (a full dot product from shared memory; K rows are padded to
@@ -24,7 +25,7 @@
 #define BKV 32
 
 extern "C" __global__ void __launch_bounds__(128) attention_prefill(const float* q, const float* k, const float* v, const u32* positions, float* out,
-                                                                    int t, int s, int n_head, int n_kv_head, int head_dim, float scale, int causal) {
+                                                                    int t, int s, int n_head, int n_kv_head, int head_dim, float scale, int causal, int window) {
     __shared__ float qs[BQ][MAXD];
     __shared__ float ks[BKV][MAXD + 1];
     __shared__ float vs[BKV][MAXD];
@@ -38,13 +39,17 @@ extern "C" __global__ void __launch_bounds__(128) attention_prefill(const float*
         qs[qi][d] = tq < t ? q[((u64)tq * n_head + h) * head_dim + d] : 0.0f;
     }
     // Keys each query sees (0 for rows past t), and the most any of the block's queries sees.
-    int nk[QPW];
+    // With a window, each query's first visible key too.
+    int nk[QPW], lo[QPW];
     int max_keys = 0;
     for (int qi = 0; qi < BQ; qi++) {
         const int tq = t0 + qi;
         const int n = tq >= t ? 0 : causal ? (int)min((u64)positions[tq] + 1, (u64)s) : s;
         max_keys = max(max_keys, n);
-        if (qi / QPW == warp) nk[qi % QPW] = n;
+        if (qi / QPW == warp) {
+            nk[qi % QPW] = n;
+            lo[qi % QPW] = (causal && window > 0 && n > window) ? n - window : 0;
+        }
     }
 
     float m[QPW], l[QPW], o[QPW][DPL];
@@ -70,7 +75,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_prefill(const float*
         for (int a = 0; a < QPW; a++) {
             const int qi = warp * QPW + a;
             const int j = jt + lane;
-            const bool valid = j < nk[a];
+            const bool valid = j < nk[a] && j >= lo[a];
             float sc = NEG_INF;
             if (valid) {
                 float dot = 0.0f;

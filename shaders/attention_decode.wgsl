@@ -2,7 +2,8 @@
 // one head per workgroup, with grouped-query heads (query head h reads kv head h / (n_head /
 // n_kv_head)) and an online softmax (running maximum), so no [T, S] score matrix exists anywhere.
 // Matches backend/cpu/attention.rs; under the causal mask query t sees keys 0..=positions[t],
-// read here from the positions buffer on the device, so one plan serves every decode step.
+// read here from the positions buffer on the device, so one plan serves every decode step; with a
+// sliding window W > 0 only keys positions[t] + 1 - W ..= positions[t].
 //
 // With a paged layout (block_size > 0) k and v are a pool of blocks and key j of query row t is
 // row block_table[t * table_cols + j / block_size] * block_size + j % block_size (paged attention,
@@ -32,6 +33,8 @@ struct Params {
     // 0: contiguous keys.
     block_size: u32,
     table_cols: u32,
+    // 0: no sliding window.
+    window: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -44,6 +47,7 @@ struct Params {
 
 var<workgroup> probs: array<f32, MAX_WG>;
 var<workgroup> n_keys_shared: u32;
+var<workgroup> first_key_shared: u32;
 
 // The row of k and v that holds key j of query row `row`.
 fn key_row(row: u32, j: u32) -> u32 {
@@ -73,15 +77,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             n = min(positions[row] + 1u, cap);
         }
         n_keys_shared = select(0u, n, live);
+        var first = 0u;
+        if (p.causal == 1u && p.window > 0u && n > p.window) {
+            first = n - p.window;
+        }
+        first_key_shared = first;
     }
     // The key count comes from device memory; loading it through workgroupUniformLoad makes the
     // loop bound (and so the barriers inside it) uniform across the workgroup.
     let n_keys = workgroupUniformLoad(&n_keys_shared);
+    let first_key = workgroupUniformLoad(&first_key_shared);
 
     var m = NEG_BIG;
     var l = 0.0;
     var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-    for (var c0 = 0u; c0 < n_keys; c0 += WG) {
+    for (var c0 = first_key; c0 < n_keys; c0 += WG) {
         let j = c0 + lid;
         var sc = NEG_BIG;
         if (j < n_keys) {

@@ -1,12 +1,14 @@
 // rope.wgsl: `Op::Rope`, rotary position embedding (Su et al., 2021) over every head of every row.
-// Matches backend/cpu/rope.rs: for pair i < n_rot/2 of a head, θ = pos · theta_scale^i, computed
+// Matches backend/cpu/rope.rs: for pair i < n_rot/2 of a head, θ_base = pos · theta_scale^i, computed
 // by repeated multiplication in f32 as ggml does (theta_scale = base^(-2/n_rot), computed on the
-// host exactly as the reference does), and the pair (a, b) becomes (a cosθ − b sinθ, a sinθ + b cosθ).
+// host exactly as the reference does), θ = freq_scale · (θ_base / factors[i]) (factors only when
+// has_factors = 1: Llama 3.1's per-frequency scaling; freq_scale: linear interpolation), and the pair (a, b) becomes (a cosθ − b sinθ, a sinθ + b cosθ).
 // `neox` 0 (Normal) pairs elements (2i, 2i+1); 1 (NeoX) pairs (i, i + n_rot/2). Elements at or
 // past n_rot pass through. Out of place: x is not modified.
 //
-// Shapes: x, out: [rows, cols] f32 with cols = heads * head_dim; positions: [rows] u32.
-// Bindings: 0 uniform Params, 1 x, 2 positions, 3 out.
+// Shapes: x, out: [rows, cols] f32 with cols = heads * head_dim; positions: [rows] u32;
+// factors: [n_rot/2] f32.
+// Bindings: 0 uniform Params, 1 x, 2 positions, 3 out, 4 factors (a dummy when has_factors = 0).
 // Dispatch: one invocation per element on a 2-D grid of WG-wide workgroups (see add.wgsl); each
 // reads its partner element too, so the two halves of a pair are written by two invocations.
 
@@ -19,12 +21,15 @@ struct Params {
     n_rot: u32,
     neox: u32,       // 0 = Normal (adjacent pairs), 1 = NeoX (halves)
     theta_scale: f32,
+    freq_scale: f32,
+    has_factors: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> positions: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> factors: array<f32>;
 
 // (sin t, cos t) to ~1e-7 for the angles RoPE meets (t ≥ 0, up to a few thousand). WGSL's own
 // sin/cos need only an absolute error of 2^-11 (Vulkan's precision rules), and SwiftShader (the
@@ -70,10 +75,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         i = select(j - half, j, first);
         partner = select(e - half, e + half, first);
     }
-    var theta = f32(positions[row]);
+    var theta_base = f32(positions[row]);
     for (var k = 0u; k < i; k++) {
-        theta *= p.theta_scale;
+        theta_base *= p.theta_scale;
     }
+    var ff = 1.0;
+    if (p.has_factors == 1u) {
+        ff = factors[i];
+    }
+    let theta = p.freq_scale * (theta_base / ff);
     let sc = sin_cos(theta);
     let c = sc.y;
     let s = sc.x;

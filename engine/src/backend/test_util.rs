@@ -15,8 +15,8 @@ pub(crate) fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
 
 /// A paged-attention case for the GPU backends: query rows of three sequences at different
 /// positions (the last one mid-prefill, several rows) over a shuffled pool of 23 blocks of 16,
-/// each row with its own block table. The first `t_rows` rows (1..=5) of the case.
-pub(crate) fn paged_attention_case(t_rows: usize) -> (crate::graph::Graph, Vec<crate::tensor::HostTensor>) {
+/// each row with its own block table. The first `t_rows` rows (1..=5) of the case, under `mask`.
+pub(crate) fn paged_attention_case(t_rows: usize, mask: crate::graph::AttnMask) -> (crate::graph::Graph, Vec<crate::tensor::HostTensor>) {
     use crate::dtype::DType;
     use crate::tensor::HostTensor;
     let (n_head, n_kv, hd, bs, n_blocks, cols) = (6usize, 2usize, 64usize, 16usize, 23usize, 7usize);
@@ -30,7 +30,7 @@ pub(crate) fn paged_attention_case(t_rows: usize) -> (crate::graph::Graph, Vec<c
     let v = g.input(&[s, n_kv * hd], DType::F32);
     let pos = g.input(&[t_rows], DType::U32);
     let table = g.input(&[t_rows, cols], DType::U32);
-    let o = g.paged_attention(q, k, v, pos, table, n_head, n_kv, hd, bs, crate::graph::AttnMask::Causal).expect("a valid paged attention");
+    let o = g.paged_attention(q, k, v, pos, table, n_head, n_kv, hd, 0.125, bs, mask).expect("a valid paged attention");
     g.output(o);
     let table_rows: Vec<u32> = rows.iter().flat_map(|&(sq, _)| tables[sq]).collect();
     let positions: Vec<u32> = rows.iter().map(|r| r.1).collect();
@@ -52,13 +52,13 @@ pub(crate) fn out_of_range_cases() -> Vec<(&'static str, crate::graph::Graph, Ve
     use crate::tensor::HostTensor;
     let mut cases = Vec::new();
     // A block-table entry naming block 23 of a pool of 23.
-    let (g, mut inputs) = paged_attention_case(5);
+    let (g, mut inputs) = paged_attention_case(5, AttnMask::Causal);
     let mut table = inputs[4].to_u32_vec();
     table[7 * 4 + 1] = 23;
     inputs[4] = HostTensor::from_u32(inputs[4].shape.clone(), &table).unwrap();
     cases.push(("block 23 of a block table is outside the 23 blocks", g, inputs));
     // A position past the 7 blocks of 16 its table row can name.
-    let (g, mut inputs) = paged_attention_case(5);
+    let (g, mut inputs) = paged_attention_case(5, AttnMask::Causal);
     inputs[3] = HostTensor::from_u32(vec![5], &[100, 3, 40, 41, 112]).unwrap();
     cases.push(("position 112 is past the 112 keys", g, inputs));
     // A causal position past the keys of contiguous attention.
@@ -66,7 +66,7 @@ pub(crate) fn out_of_range_cases() -> Vec<(&'static str, crate::graph::Graph, Ve
     let q = g.input(&[2, 8], DType::F32);
     let k = g.input(&[5, 8], DType::F32);
     let pos = g.input(&[2], DType::U32);
-    let o = g.attention(q, k, k, Some(pos), 1, 1, 8, AttnMask::Causal).unwrap();
+    let o = g.attention(q, k, k, Some(pos), 1, 1, 8, 0.35, AttnMask::Causal).unwrap();
     g.output(o);
     let x = |n| HostTensor::from_f32(vec![n, 8], &rand_vec(n * 8, 3)).unwrap();
     cases.push(("position 5 is past the 5 keys", g, vec![x(2), x(5), HostTensor::from_u32(vec![2], &[4, 5]).unwrap()]));

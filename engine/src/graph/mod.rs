@@ -8,7 +8,7 @@ mod op;
 mod param;
 
 
-pub use op::{AttnMask, KvLayout, Op, RopeLayout};
+pub use op::{AttnMask, KvLayout, Op, RopeLayout, RopeParams};
 pub use param::{ParamDesc, ParamId, ParamKind};
 
 use crate::dtype::DType;
@@ -47,6 +47,7 @@ struct Heads {
     n_head: usize,
     n_kv_head: usize,
     head_dim: usize,
+    scale: f32,
 }
 
 fn err(what: String) -> ForgeError {
@@ -190,41 +191,69 @@ impl Graph {
         Ok(())
     }
 
+    /// RMSNorm over each `w`-wide group of each row: `w [C]` normalizes rows of `x [T, C]`, and
+    /// `w [D]` with `D` dividing `C` normalizes each of the `C / D` heads of a row on its own
+    /// (Gemma 3's QK-norm). Memory is contiguous either way, so it is one op: backends see rows
+    /// of `D`.
     pub fn rms_norm(&mut self, x: NodeId, w: NodeId, eps: f32) -> Result<NodeId> {
         self.expect_f32("rms_norm", x)?;
         self.expect_f32("rms_norm", w)?;
         let s = self.shape(x).to_vec();
-        if self.shape(w) != [*s.last().unwrap_or(&0)] {
-            return Err(err(format!("rms_norm: weight {:?} does not match rows of {s:?}", self.shape(w))));
+        let cols = *s.last().unwrap_or(&0);
+        match self.shape(w) {
+            &[d] if d > 0 && cols.is_multiple_of(d) => {}
+            ws => return Err(err(format!("rms_norm: weight {ws:?} does not divide the rows of {s:?}"))),
         }
         Ok(self.push(Op::RmsNorm { eps }, vec![x, w], s, DType::F32))
     }
 
-    pub fn rope(&mut self, x: NodeId, positions: NodeId, layout: RopeLayout, head_dim: usize, n_rot: usize, base: f32) -> Result<NodeId> {
+    /// RoPE (see [`Op::Rope`]); `freq_factors [n_rot/2]`, when given, divide each pair's frequency.
+    pub fn rope(&mut self, x: NodeId, positions: NodeId, freq_factors: Option<NodeId>, r: RopeParams) -> Result<NodeId> {
+        let RopeParams { layout, head_dim, n_rot, base, freq_scale } = r;
         self.expect_f32("rope", x)?;
         let s = self.shape(x).to_vec();
         let (rows, cols) = rows_cols(&s);
         if head_dim == 0 || !cols.is_multiple_of(head_dim) || n_rot > head_dim || !n_rot.is_multiple_of(2) {
             return Err(err(format!("rope: row of {cols} with head_dim {head_dim}, n_rot {n_rot}")));
         }
+        if !(base.is_finite() && base > 0.0 && freq_scale.is_finite() && freq_scale > 0.0) {
+            return Err(err(format!("rope: base {base} and frequency scale {freq_scale} must be positive")));
+        }
         self.expect_ids("rope", positions, rows)?;
-        Ok(self.push(Op::Rope { layout, head_dim, n_rot, base }, vec![x, positions], s, DType::F32))
+        let mut inputs = vec![x, positions];
+        if let Some(f) = freq_factors {
+            self.expect_f32("rope", f)?;
+            if self.shape(f) != [n_rot / 2] {
+                return Err(err(format!("rope: frequency factors {:?} must be [{}]", self.shape(f), n_rot / 2)));
+            }
+            inputs.push(f);
+        }
+        Ok(self.push(Op::Rope { layout, head_dim, n_rot, base, freq_scale, factors: freq_factors.is_some() }, inputs, s, DType::F32))
     }
 
-    /// Attention; `positions` is required for [`AttnMask::Causal`] and ignored otherwise.
+    /// `x · factor`.
+    pub fn scale(&mut self, x: NodeId, factor: f32) -> Result<NodeId> {
+        self.expect_f32("scale", x)?;
+        let s = self.shape(x).to_vec();
+        Ok(self.push(Op::Scale { factor }, vec![x], s, DType::F32))
+    }
+
+    /// Attention, scores scaled by `scale` (usually `1/√head_dim`); `positions` is required for
+    /// a causal mask and ignored otherwise.
     #[allow(clippy::too_many_arguments)]
-    pub fn attention(&mut self, q: NodeId, k: NodeId, v: NodeId, positions: Option<NodeId>, n_head: usize, n_kv_head: usize, head_dim: usize, mask: AttnMask) -> Result<NodeId> {
-        let heads = Heads { n_head, n_kv_head, head_dim };
+    pub fn attention(&mut self, q: NodeId, k: NodeId, v: NodeId, positions: Option<NodeId>, n_head: usize, n_kv_head: usize, head_dim: usize, scale: f32, mask: AttnMask) -> Result<NodeId> {
+        let heads = Heads { n_head, n_kv_head, head_dim, scale };
         self.attention_node(q, k, v, positions, heads, mask, KvLayout::Contiguous, None)
     }
 
     /// Attention over a paged KV pool (see [`KvLayout::Paged`]): `k` and `v` hold whole blocks of
     /// `block_size` rows, `block_table [T, M]` names each query row's blocks in order. `mask`
-    /// must be [`AttnMask::Causal`]: a query's position is all that says how many of its
-    /// sequence's keys exist, so there is no paged attention without it (the caller says so).
+    /// must be causal ([`AttnMask::Causal`] or [`AttnMask::SlidingWindow`]): a query's position is
+    /// all that says how many of its sequence's keys exist, so there is no paged attention
+    /// without it (the caller says so).
     #[allow(clippy::too_many_arguments)]
-    pub fn paged_attention(&mut self, q: NodeId, k: NodeId, v: NodeId, positions: NodeId, block_table: NodeId, n_head: usize, n_kv_head: usize, head_dim: usize, block_size: usize, mask: AttnMask) -> Result<NodeId> {
-        if mask != AttnMask::Causal {
+    pub fn paged_attention(&mut self, q: NodeId, k: NodeId, v: NodeId, positions: NodeId, block_table: NodeId, n_head: usize, n_kv_head: usize, head_dim: usize, scale: f32, block_size: usize, mask: AttnMask) -> Result<NodeId> {
+        if !mask.is_causal() {
             return Err(err(format!("paged attention needs the causal mask (positions give each sequence's length), got {mask:?}")));
         }
         let t = rows_cols(self.shape(q)).0;
@@ -235,13 +264,19 @@ impl Graph {
         if block_size == 0 || !rows_cols(self.shape(k)).0.is_multiple_of(block_size) {
             return Err(err(format!("paged attention: {} key rows are not whole blocks of {block_size}", rows_cols(self.shape(k)).0)));
         }
-        let heads = Heads { n_head, n_kv_head, head_dim };
+        let heads = Heads { n_head, n_kv_head, head_dim, scale };
         self.attention_node(q, k, v, Some(positions), heads, mask, KvLayout::Paged { block_size }, Some(block_table))
     }
 
     #[allow(clippy::too_many_arguments)]
     fn attention_node(&mut self, q: NodeId, k: NodeId, v: NodeId, positions: Option<NodeId>, h: Heads, mask: AttnMask, kv: KvLayout, table: Option<NodeId>) -> Result<NodeId> {
-        let Heads { n_head, n_kv_head, head_dim } = h;
+        let Heads { n_head, n_kv_head, head_dim, scale } = h;
+        if !scale.is_finite() {
+            return Err(err(format!("attention: scale {scale} is not finite")));
+        }
+        if matches!(mask, AttnMask::SlidingWindow { window: 0 }) {
+            return Err(err("attention: a sliding window of 0 keys".into()));
+        }
         for x in [q, k, v] {
             self.expect_f32("attention", x)?;
         }
@@ -256,13 +291,12 @@ impl Graph {
             )));
         }
         let mut inputs = vec![q, k, v];
-        if mask == AttnMask::Causal {
+        if mask.is_causal() {
             let p = positions.ok_or_else(|| err("attention: causal mask needs positions".into()))?;
             self.expect_ids("attention", p, t)?;
             inputs.push(p);
         }
         inputs.extend(table);
-        let scale = 1.0 / (head_dim as f32).sqrt();
         Ok(self.push(Op::Attention { n_head, n_kv_head, head_dim, scale, mask, kv }, inputs, vec![t, qc], DType::F32))
     }
 
@@ -284,6 +318,12 @@ impl Graph {
         self.same_shape_f32("silu_mul", gate, up)?;
         let s = self.shape(gate).to_vec();
         Ok(self.push(Op::SiluMul, vec![gate, up], s, DType::F32))
+    }
+
+    pub fn gelu_mul(&mut self, gate: NodeId, up: NodeId) -> Result<NodeId> {
+        self.same_shape_f32("gelu_mul", gate, up)?;
+        let s = self.shape(gate).to_vec();
+        Ok(self.push(Op::GeluMul, vec![gate, up], s, DType::F32))
     }
 
     pub fn slice_rows(&mut self, x: NodeId, start: usize, len: usize) -> Result<NodeId> {
@@ -315,9 +355,9 @@ mod tests {
         let k = g.input(&[32, 16], DType::F32);
         let pos = g.input(&[2], DType::U32);
         let table = g.input(&[2, 2], DType::U32);
-        let e = g.paged_attention(q, k, k, pos, table, 2, 2, 8, 16, AttnMask::None).unwrap_err();
+        let e = g.paged_attention(q, k, k, pos, table, 2, 2, 8, 0.5, 16, AttnMask::None).unwrap_err();
         assert!(e.to_string().contains("needs the causal mask"), "{e}");
-        let o = g.paged_attention(q, k, k, pos, table, 2, 2, 8, 16, AttnMask::Causal).unwrap();
+        let o = g.paged_attention(q, k, k, pos, table, 2, 2, 8, 0.5, 16, AttnMask::Causal).unwrap();
         assert!(matches!(g.node(o).op, Op::Attention { mask: AttnMask::Causal, kv: KvLayout::Paged { block_size: 16 }, .. }));
     }
 }

@@ -18,6 +18,18 @@ pub enum RopeLayout {
     NeoX,
 }
 
+/// What [`Op::Rope`] computes, as the graph builder's `rope` takes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeParams {
+    pub layout: RopeLayout,
+    pub head_dim: usize,
+    /// Leading elements of each head that rotate.
+    pub n_rot: usize,
+    pub base: f32,
+    /// Linear position interpolation: 1 for none, `1 / factor` for `rope_scaling.type = linear`.
+    pub freq_scale: f32,
+}
+
 /// Which keys a query may attend to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AttnMask {
@@ -25,6 +37,25 @@ pub enum AttnMask {
     None,
     /// Query `i` sees keys `0..=positions[i]` (decoders; keys are stored by position).
     Causal,
+    /// Causal, and query `i` sees only the last `window` of those keys:
+    /// `positions[i] + 1 - window ..= positions[i]` (sliding-window attention, Beltagy et al.,
+    /// 2020; Gemma 3's local layers, llama.cpp's `LLAMA_SWA_TYPE_STANDARD`).
+    SlidingWindow { window: usize },
+}
+
+impl AttnMask {
+    /// Whether the mask needs each query's position.
+    pub fn is_causal(self) -> bool {
+        self != AttnMask::None
+    }
+
+    /// The first key query position `pos` may see.
+    pub fn first_key(self, pos: usize) -> usize {
+        match self {
+            AttnMask::SlidingWindow { window } => (pos + 1).saturating_sub(window),
+            _ => 0,
+        }
+    }
 }
 
 /// Where the keys of a query's sequence sit in attention's `k` and `v`.
@@ -61,9 +92,12 @@ pub enum Op {
     /// `out[r, :] = x[r, :] / sqrt(mean(x[r, :]²) + eps) * w`. Inputs: `x [T, C]`, `w [C]`.
     RmsNorm { eps: f32 },
     /// Rotary position embedding over each head of each row. Inputs: `x [T, heads*head_dim]`,
-    /// `positions [T]` (u32). The first `n_rot` elements of each head rotate by
-    /// `pos * base^(-2i/n_rot)`; the rest pass through.
-    Rope { layout: RopeLayout, head_dim: usize, n_rot: usize, base: f32 },
+    /// `positions [T]` (u32), and with `factors` a third, `freq_factors [n_rot/2]` f32. Pair `i`
+    /// of the first `n_rot` elements of each head rotates by
+    /// `θ = freq_scale · pos · base^(-2i/n_rot) / freq_factors[i]` (ggml's `rope_ext` without
+    /// YaRN: `freq_scale` is linear position interpolation, Chen et al., 2023; the factors are
+    /// Llama 3.1's per-frequency scaling); the rest pass through.
+    Rope { layout: RopeLayout, head_dim: usize, n_rot: usize, base: f32, freq_scale: f32, factors: bool },
     /// Scaled dot-product attention with grouped-query heads and an online softmax.
     /// Inputs: `q [T, n_head*head_dim]`, `k [S, n_kv_head*head_dim]`, `v [S, n_kv_head*head_dim]`,
     /// for `Causal` `positions [T]` (u32), and for `Paged` `block_table [T, M]` (u32)
@@ -76,6 +110,11 @@ pub enum Op {
     ScatterRows,
     /// `silu(gate) * up` (SwiGLU's gating). Inputs: `gate`, `up`, same shapes.
     SiluMul,
+    /// `gelu_tanh(gate) * up` (GeGLU's gating, Shazeer 2020, with the tanh approximation of GELU:
+    /// `0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))`). Inputs: `gate`, `up`, same shapes.
+    GeluMul,
+    /// `x · factor` (e.g. Gemma's embedding scale √n_embd).
+    Scale { factor: f32 },
     /// Keeps rows `start..start+len` of `x [T, C]` → `[len, C]`.
     SliceRows { start: usize, len: usize },
     /// Index of the largest element of each row (ties → lowest index). `x [T, C]` → `[T]` u32.
@@ -93,16 +132,18 @@ impl std::hash::Hash for Op {
             Op::Input { slot } => slot.hash(h),
             Op::Param { id } => id.hash(h),
             Op::RmsNorm { eps } => f(eps, h),
-            Op::Rope { layout, head_dim, n_rot, base } => {
-                (layout, head_dim, n_rot).hash(h);
+            Op::Scale { factor } => f(factor, h),
+            Op::Rope { layout, head_dim, n_rot, base, freq_scale, factors } => {
+                (layout, head_dim, n_rot, factors).hash(h);
                 f(base, h);
+                f(freq_scale, h);
             }
             Op::Attention { n_head, n_kv_head, head_dim, scale, mask, kv } => {
                 (n_head, n_kv_head, head_dim, mask, kv).hash(h);
                 f(scale, h);
             }
             Op::SliceRows { start, len } => (start, len).hash(h),
-            Op::GetRows | Op::MatMul | Op::Add | Op::Mul | Op::ScatterRows | Op::SiluMul | Op::Argmax => {}
+            Op::GetRows | Op::MatMul | Op::Add | Op::Mul | Op::ScatterRows | Op::SiluMul | Op::GeluMul | Op::Argmax => {}
         }
     }
 }
@@ -122,6 +163,8 @@ impl Op {
             Op::Attention { .. } => "attention",
             Op::ScatterRows => "scatter_rows",
             Op::SiluMul => "silu_mul",
+            Op::GeluMul => "gelu_mul",
+            Op::Scale { .. } => "scale",
             Op::SliceRows { .. } => "slice_rows",
             Op::Argmax => "argmax",
         }

@@ -89,13 +89,14 @@ impl Builder<'_> {
         let q = self.linear(x, &format!("blk.{l}.attn_q.weight"), bias("q").as_deref())?;
         let k = self.linear(x, &format!("blk.{l}.attn_k.weight"), bias("k").as_deref())?;
         let v = self.linear(x, &format!("blk.{l}.attn_v.weight"), bias("v").as_deref())?;
-        let q = self.g.rope(q, self.positions, c.rope_layout, c.head_dim, c.rope_dim, c.rope_base)?;
-        let k = self.g.rope(k, self.positions, c.rope_layout, c.head_dim, c.rope_dim, c.rope_base)?;
+        let r = crate::graph::RopeParams { layout: c.rope_layout, head_dim: c.head_dim, n_rot: c.rope_dim, base: c.rope_base, freq_scale: 1.0 };
+        let q = self.g.rope(q, self.positions, None, r)?;
+        let k = self.g.rope(k, self.positions, None, r)?;
         let k_cache = self.w(&kv.k[l])?;
         let v_cache = self.w(&kv.v[l])?;
         let k_all = self.g.scatter_rows(k_cache, k, self.slots)?;
         let v_all = self.g.scatter_rows(v_cache, v, self.slots)?;
-        let o = self.g.paged_attention(q, k_all, v_all, self.positions, self.block_table, c.n_head, c.n_kv_head, c.head_dim, kv.block_size, AttnMask::Causal)?;
+        let o = self.g.paged_attention(q, k_all, v_all, self.positions, self.block_table, c.n_head, c.n_kv_head, c.head_dim, 1.0 / (c.head_dim as f32).sqrt(), kv.block_size, AttnMask::Causal)?;
         self.linear(o, &format!("blk.{l}.attn_output.weight"), None)
     }
 

@@ -1,8 +1,9 @@
 //! `Op::Attention` on the CPU: softmax(q·kᵀ · scale + mask) · v per head (Vaswani et al., 2017),
 //! with grouped-query heads (Ainslie et al., 2023): query head h reads kv head h / (n_head/n_kv_head).
 //!
-//! q: [T, n_head*D]; k, v: [S, n_kv_head*D]; positions: [T] for the causal mask, under which
-//! query t sees keys 0..=positions[t]. out: [T, n_head*D]. Key j of query t is row j, or with a
+//! q: [T, n_head*D]; k, v: [S, n_kv_head*D]; positions: [T] for a causal mask, under which
+//! query t sees keys 0..=positions[t] (with a sliding window of W, only the last W of them:
+//! `positions[t] + 1 - W ..= positions[t]`). out: [T, n_head*D]. Key j of query t is row j, or with a
 //! paged layout row `table[t, j / block_size] * block_size + j % block_size`.
 //! Each (query, head) pair is one task: its row of scores (at most S floats, never the whole
 //! [T, S] matrix), a softmax over it, then the weighted sum of value rows.
@@ -51,15 +52,20 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, pag
                 (n, Box::new(move |j| (table[j / pg.block_size] as usize * pg.block_size + j % pg.block_size).min(rows - 1)))
             }
             None => {
-                let n = match (mask, positions) {
-                    (AttnMask::Causal, Some(p)) => (p[t] as usize + 1).min(rows),
+                let n = match positions {
+                    Some(p) if mask.is_causal() => (p[t] as usize + 1).min(rows),
                     _ => rows,
                 };
                 (n, Box::new(|j| j))
             }
         };
+        let first = match positions {
+            Some(p) => mask.first_key(p[t] as usize).min(n_keys),
+            None => 0,
+        };
         let at = |j: usize| (row_of(j) * n_kv_head + kvh) * d;
-        let mut scores: Vec<f32> = (0..n_keys).map(|j| dot(qh, &k[at(j)..][..d]) * scale).collect();
+        let keys = first..n_keys;
+        let mut scores: Vec<f32> = keys.clone().map(|j| dot(qh, &k[at(j)..][..d]) * scale).collect();
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
         for s in scores.iter_mut() {
@@ -67,7 +73,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, pag
             sum += *s;
         }
         o.fill(0.0);
-        for (j, &p) in scores.iter().enumerate() {
+        for (j, &p) in keys.zip(&scores) {
             for (oi, &vi) in o.iter_mut().zip(&v[at(j)..][..d]) {
                 *oi += p * vi;
             }
@@ -106,5 +112,30 @@ mod tests {
         let mut shuffled = vec![0.0; q.len()];
         attention(&q, &k, &v, Some(&positions), Some(Paging { table: &other, ..pg }), n_head, n_kv, d, 0.3, AttnMask::Causal, &mut shuffled);
         assert_ne!(paged, shuffled);
+    }
+
+    /// A sliding window of W is the causal mask over only the last W keys: the same as
+    /// contiguous causal attention over keys moved so that the window starts at row 0.
+    #[test]
+    fn sliding_window_sees_only_the_last_keys() {
+        let (n_head, n_kv, d, s, w) = (2usize, 1usize, 8usize, 11usize, 4usize);
+        let (k, v) = (rand_vec(s * d, 4), rand_vec(s * d, 5));
+        let positions = [0u32, 2, 3, 7, 10];
+        let q = rand_vec(positions.len() * n_head * d, 6);
+        let mut windowed = vec![0.0; q.len()];
+        attention(&q, &k, &v, Some(&positions), None, n_head, n_kv, d, 0.4, AttnMask::SlidingWindow { window: w }, &mut windowed);
+        for (t, &p) in positions.iter().enumerate() {
+            let first = (p as usize + 1).saturating_sub(w);
+            let (kw, vw) = (&k[first * d..], &v[first * d..]);
+            let qt = &q[t * n_head * d..][..n_head * d];
+            let mut want = vec![0.0; n_head * d];
+            attention(qt, kw, vw, Some(&[p - first as u32]), None, n_head, n_kv, d, 0.4, AttnMask::Causal, &mut want);
+            assert_eq!(&windowed[t * n_head * d..][..n_head * d], &want[..], "query {t} at position {p}");
+        }
+        // Past the window the result differs from plain causal attention.
+        let mut causal = vec![0.0; q.len()];
+        attention(&q, &k, &v, Some(&positions), None, n_head, n_kv, d, 0.4, AttnMask::Causal, &mut causal);
+        assert_eq!(windowed[..3 * n_head * d], causal[..3 * n_head * d]);
+        assert_ne!(windowed[3 * n_head * d..], causal[3 * n_head * d..]);
     }
 }

@@ -1,5 +1,7 @@
 //! Elementwise ops on the CPU: `Op::Add` (with row broadcast for biases), `Op::Mul`,
-//! `Op::SiluMul` (SwiGLU gating, Shazeer 2020: silu(g) · u with silu(g) = g / (1 + e^-g)).
+//! `Op::SiluMul` (SwiGLU gating, Shazeer 2020: silu(g) · u with silu(g) = g / (1 + e^-g)),
+//! `Op::GeluMul` (GeGLU gating with the tanh approximation of GELU, Hendrycks & Gimpel 2016),
+//! `Op::Scale`.
 
 pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
     for (orow, arow) in out.chunks_mut(b.len()).zip(a.chunks(b.len())) {
@@ -18,6 +20,25 @@ pub fn mul(a: &[f32], b: &[f32], out: &mut [f32]) {
 pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         *o = g / (1.0 + (-g).exp()) * u;
+    }
+}
+
+/// `gelu_tanh(g) · u`, gelu_tanh(g) = 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))), in f32 as
+/// ggml's `ggml_gelu_f32` (which llama.cpp may replace by an f16 table; that differs by < 1e-3).
+pub fn gelu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = gelu_tanh(g) * u;
+    }
+}
+
+pub fn gelu_tanh(g: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * g * (1.0 + (SQRT_2_OVER_PI * g * (1.0 + 0.044715 * g * g)).tanh())
+}
+
+pub fn scale(x: &[f32], factor: f32, out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = v * factor;
     }
 }
 

@@ -11,7 +11,7 @@ mod rms_norm;
 mod rope;
 
 pub use attention::{Paging, attention};
-pub use elementwise::{add, argmax, mul, silu_mul};
+pub use elementwise::{add, argmax, gelu_mul, gelu_tanh, mul, scale, silu_mul};
 pub use get_rows::get_rows;
 pub use matmul::matmul;
 pub use rms_norm::rms_norm;
@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use super::{Backend, ParamDesc, ParamId, ParamKind, check_inputs, check_supported};
 use crate::dtype::DType;
 use crate::error::{ForgeError, Result};
-use crate::graph::{AttnMask, Graph, KvLayout, NodeId, Op, rows_cols};
+use crate::graph::{Graph, KvLayout, NodeId, Op, RopeParams, rows_cols};
 use crate::tensor::HostTensor;
 
 enum Param {
@@ -128,14 +128,21 @@ impl CpuBackend {
                 matmul(&x, t, k, dtype, w, n, &mut out);
                 Value::F32(out)
             }
-            Op::Add | Op::Mul | Op::SiluMul => {
+            Op::Add | Op::Mul | Op::SiluMul | Op::GeluMul => {
                 let (x, y) = (self.f32_of(values, graph, a(0))?, self.f32_of(values, graph, a(1))?);
                 let mut out = vec![0.0; n_out];
                 match node.op {
                     Op::Add => add(&x, &y, &mut out),
                     Op::Mul => mul(&x, &y, &mut out),
-                    _ => silu_mul(&x, &y, &mut out),
+                    Op::SiluMul => silu_mul(&x, &y, &mut out),
+                    _ => gelu_mul(&x, &y, &mut out),
                 }
+                Value::F32(out)
+            }
+            Op::Scale { factor } => {
+                let x = self.f32_of(values, graph, a(0))?;
+                let mut out = vec![0.0; n_out];
+                scale(&x, *factor, &mut out);
                 Value::F32(out)
             }
             Op::RmsNorm { eps } => {
@@ -144,14 +151,16 @@ impl CpuBackend {
                 rms_norm(&x, &w, *eps, &mut out);
                 Value::F32(out)
             }
-            Op::Rope { layout, head_dim, n_rot, base } => {
+            Op::Rope { layout, head_dim, n_rot, base, freq_scale, factors } => {
                 let mut x = self.f32_of(values, graph, a(0))?.into_owned();
-                rope(&mut x, self.u32_of(values, a(1))?, *layout, *head_dim, *n_rot, *base);
+                let ff = if *factors { Some(self.f32_of(values, graph, a(2))?) } else { None };
+                let r = RopeParams { layout: *layout, head_dim: *head_dim, n_rot: *n_rot, base: *base, freq_scale: *freq_scale };
+                rope(&mut x, self.u32_of(values, a(1))?, ff.as_deref(), r);
                 Value::F32(x)
             }
             Op::Attention { n_head, n_kv_head, head_dim, scale, mask, kv } => {
                 let (q, k, v) = (self.f32_of(values, graph, a(0))?, self.f32_of(values, graph, a(1))?, self.f32_of(values, graph, a(2))?);
-                let positions = if *mask == AttnMask::Causal { Some(self.u32_of(values, a(3))?) } else { None };
+                let positions = if mask.is_causal() { Some(self.u32_of(values, a(3))?) } else { None };
                 let paging = match kv {
                     KvLayout::Contiguous => None,
                     KvLayout::Paged { block_size } => Some(Paging { table: self.u32_of(values, a(4))?, cols: shape_of(4)[1], block_size: *block_size }),

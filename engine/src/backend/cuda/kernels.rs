@@ -32,6 +32,8 @@ pub const SOURCES: &[Source] = &[
     source!("add.cu", ["add"]),
     source!("mul.cu", ["mul"]),
     source!("silu_mul.cu", ["silu_mul"]),
+    source!("gelu_mul.cu", ["gelu_mul"]),
+    source!("scale.cu", ["scale"]),
     source!("slice_rows.cu", ["slice_rows"]),
     source!("scatter_rows.cu", ["scatter_rows"]),
     source!("rms_norm.cu", ["rms_norm"]),

@@ -372,11 +372,15 @@ impl NodeCtx<'_> {
             }
             Op::Mul => self.push("mul", elementwise_cfg(n_out), vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), U64(n_out as u64)]),
             Op::SiluMul => self.push("silu_mul", elementwise_cfg(n_out), vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), U64(n_out as u64)]),
+            Op::GeluMul => self.push("gelu_mul", elementwise_cfg(n_out), vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), U64(n_out as u64)]),
+            Op::Scale { factor } => self.push("scale", elementwise_cfg(n_out), vec![Ptr(p[0]), Ptr(out), U64(n_out as u64), F32(*factor)]),
             Op::RmsNorm { eps } => {
-                let (rows, cols) = rows_cols(self.shape(0));
+                // A weight narrower than the row normalizes each group of its width (per head).
+                let cols = self.shape(1)[0];
+                let rows = n_out / cols.max(1);
                 self.push("rms_norm", cfg((rows, 1, 1), 256)?, vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), I32(i32_of(rows, "rows")?), I32(i32_of(cols, "cols")?), F32(*eps)]);
             }
-            Op::Rope { layout, head_dim, n_rot, base } => {
+            Op::Rope { layout, head_dim, n_rot, base, freq_scale, factors } => {
                 let (rows, cols) = rows_cols(self.shape(0));
                 // The CPU's expression (backend/cpu/rope.rs), so θ's factor is the same f32.
                 let theta_scale = base.powf(-2.0 / *n_rot as f32);
@@ -391,6 +395,10 @@ impl NodeCtx<'_> {
                     I32(i32_of(*n_rot, "n_rot")?),
                     F32(theta_scale),
                     I32(neox),
+                    F32(*freq_scale),
+                    // Without factors the kernel never reads them; any valid address will do.
+                    Ptr(if *factors { p[2] } else { p[0] }),
+                    I32(i32::from(*factors)),
                 ];
                 // n_rot = 0 rotates nothing: the kernel copies (its `e >= n_rot` branch).
                 self.push("rope", cfg((rows, 1, 1), 128)?, args);
@@ -423,7 +431,11 @@ impl NodeCtx<'_> {
         let p = self.input_ptrs.clone();
         let (t, _) = rows_cols(self.shape(0));
         let (s, _) = rows_cols(self.shape(1));
-        let causal = mask == AttnMask::Causal;
+        let causal = mask.is_causal();
+        let window = match mask {
+            AttnMask::SlidingWindow { window } => i32_of(window, "window")?,
+            _ => 0,
+        };
         // Without a mask the positions are never read; any valid address will do.
         let positions = if causal { p[3] } else { p[0] };
         let common = |a: &mut Vec<Arg>| -> Result<()> {
@@ -447,6 +459,7 @@ impl NodeCtx<'_> {
         if t > 1 && d <= PREFILL_MAX_HEAD_DIM && kv == KvLayout::Contiguous {
             let mut args = vec![Arg::Ptr(p[0]), Arg::Ptr(p[1]), Arg::Ptr(p[2]), Arg::Ptr(positions), Arg::Ptr(self.out)];
             common(&mut args)?;
+            args.push(Arg::I32(window));
             self.push("attention_prefill", cfg((t.div_ceil(16), n_head, 1), 128)?, args);
             return Ok(None);
         }
@@ -459,7 +472,7 @@ impl NodeCtx<'_> {
         let mut args = vec![Arg::Ptr(p[0]), Arg::Ptr(p[1]), Arg::Ptr(p[2]), Arg::Ptr(positions), Arg::Ptr(part)];
         common(&mut args)?;
         args.push(Arg::I32(i32_of(keys_per_split, "keys per split")?));
-        args.extend([Arg::Ptr(table), Arg::I32(i32_of(block_size, "block size")?), Arg::I32(i32_of(table_cols, "table columns")?)]);
+        args.extend([Arg::Ptr(table), Arg::I32(i32_of(block_size, "block size")?), Arg::I32(i32_of(table_cols, "table columns")?), Arg::I32(window)]);
         self.push("attention_decode", cfg((n_head, t, n_split), 128)?, args);
         let args = vec![Arg::Ptr(part), Arg::Ptr(self.out), Arg::I32(i32_of(t, "t")?), Arg::I32(i32_of(n_head, "n_head")?), Arg::I32(i32_of(d, "head_dim")?), Arg::I32(i32_of(n_split, "splits")?)];
         self.push("attention_decode_combine", cfg((n_head, t, 1), 128)?, args);

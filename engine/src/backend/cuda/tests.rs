@@ -12,7 +12,7 @@ use super::CudaBackend;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, ParamDesc, ParamId, ParamKind};
 use crate::dtype::DType;
-use crate::graph::{AttnMask, Graph, RopeLayout};
+use crate::graph::{AttnMask, Graph, RopeLayout, RopeParams};
 use crate::quant;
 use crate::tensor::HostTensor;
 
@@ -233,17 +233,22 @@ fn elementwise_norm_rope_argmax_slice_match_cpu() {
     let b = g.input(&[t, c], DType::F32);
     let bias = g.input(&[c], DType::F32);
     let w = g.input(&[c], DType::F32);
+    let w_head = g.input(&[c / 8], DType::F32);
     let added = g.add(a, b).unwrap();
     let biased = g.add(a, bias).unwrap();
     let m = g.mul(a, b).unwrap();
     let s = g.silu_mul(a, b).unwrap();
+    let gm = g.gelu_mul(a, b).unwrap();
+    let sc = g.scale(a, 25.298_221).unwrap();
     let n = g.rms_norm(a, w, 1e-5).unwrap();
+    // A weight an eighth of the row wide: each of the 8 heads of a row normalized on its own.
+    let nh = g.rms_norm(a, w_head, 1e-6).unwrap();
     let sl = g.slice_rows(a, 2, 2).unwrap();
     let am = g.argmax(a).unwrap();
-    for o in [added, biased, m, s, n, sl, am] {
+    for o in [added, biased, m, s, gm, sc, n, nh, sl, am] {
         g.output(o);
     }
-    let inputs = [f32_input(&[t, c], 1), f32_input(&[t, c], 2), f32_input(&[c], 3), f32_input(&[c], 4)];
+    let inputs = [f32_input(&[t, c], 1), f32_input(&[t, c], 2), f32_input(&[c], 3), f32_input(&[c], 4), f32_input(&[c / 8], 5)];
     p.check("elementwise", &g, &inputs, 1e-6);
 
     // Ties go to the lowest index; a row starting with NaN gives 0.
@@ -260,16 +265,23 @@ fn elementwise_norm_rope_argmax_slice_match_cpu() {
     p.check("argmax ties", &g, &[HostTensor::from_f32(vec![3, 300], &v).unwrap()], 0.0);
 
     for layout in [RopeLayout::Normal, RopeLayout::NeoX] {
-        for (head_dim, n_rot) in [(64, 64), (80, 32)] {
+        for (head_dim, n_rot, freq_scale, with_factors) in [(64, 64, 1.0, false), (80, 32, 1.0, false), (256, 256, 0.125, false), (64, 64, 1.0, true), (80, 32, 0.5, true)] {
             let (rows, heads) = (7, 3);
             let mut g = Graph::new();
             let x = g.input(&[rows, heads * head_dim], DType::F32);
             let pos = g.input(&[rows], DType::U32);
-            let r = g.rope(x, pos, layout, head_dim, n_rot, 10000.0).unwrap();
+            // Factors as Llama 3.1's: 1 for high frequencies, up to 8 for low ones.
+            let ff = with_factors.then(|| g.input(&[n_rot / 2], DType::F32));
+            let r = g.rope(x, pos, ff, RopeParams { layout, head_dim, n_rot, base: 10000.0, freq_scale }).unwrap();
             g.output(r);
             let positions = HostTensor::from_u32(vec![rows], &[0, 1, 2, 17, 500, 4095, 8191]).unwrap();
+            let mut inputs = vec![f32_input(&[rows, heads * head_dim], 9), positions];
+            if with_factors {
+                let f: Vec<f32> = (0..n_rot / 2).map(|i| 1.0 + 7.0 * (i as f32 / (n_rot / 2) as f32).powi(2)).collect();
+                inputs.push(HostTensor::from_f32(vec![n_rot / 2], &f).unwrap());
+            }
             // sin/cos of large angles differ from the host's libm by an ulp or two of θ.
-            p.check(&format!("rope {layout:?} {head_dim}/{n_rot}"), &g, &[f32_input(&[rows, heads * head_dim], 9), positions], 2e-4);
+            p.check(&format!("rope {layout:?} {head_dim}/{n_rot} scale {freq_scale} factors {with_factors}"), &g, &inputs, 2e-4);
         }
     }
 }
@@ -282,13 +294,13 @@ fn attention_matches_cpu_decode_and_prefill() {
     // kernel for every t. s = 600 gives a decode three key splits.
     for head_dim in [64, 80, 256] {
         for (t, s) in [(1usize, 600usize), (1, 40), (5, 40), (37, 300)] {
-            for mask in [AttnMask::Causal, AttnMask::None] {
+            for mask in [AttnMask::Causal, AttnMask::None, AttnMask::SlidingWindow { window: 29 }] {
                 let mut g = Graph::new();
                 let q = g.input(&[t, n_head * head_dim], DType::F32);
                 let k = g.input(&[s, n_kv * head_dim], DType::F32);
                 let v = g.input(&[s, n_kv * head_dim], DType::F32);
                 let pos = g.input(&[t], DType::U32);
-                let o = g.attention(q, k, v, Some(pos), n_head, n_kv, head_dim, mask).unwrap();
+                let o = g.attention(q, k, v, Some(pos), n_head, n_kv, head_dim, 0.8 / (head_dim as f32).sqrt(), mask).unwrap();
                 g.output(o);
                 // Positions up to s - 1, and one past the end (the CPU clamps to s keys).
                 let positions: Vec<u32> = (0..t).map(|i| ((i * 13 + 3) % (s + 1)) as u32).collect();
@@ -310,8 +322,10 @@ fn attention_matches_cpu_decode_and_prefill() {
 fn paged_attention_matches_cpu() {
     let Some(mut p) = Pair::new() else { return };
     for t_rows in [1, 5] {
-        let (g, inputs) = crate::backend::test_util::paged_attention_case(t_rows);
-        p.check(&format!("paged attention t={t_rows}"), &g, &inputs, 1e-4);
+        for mask in [AttnMask::Causal, AttnMask::SlidingWindow { window: 19 }] {
+            let (g, inputs) = crate::backend::test_util::paged_attention_case(t_rows, mask);
+            p.check(&format!("paged attention t={t_rows} {mask:?}"), &g, &inputs, 1e-4);
+        }
     }
 }
 
@@ -337,7 +351,7 @@ fn repeated_graph_replays_with_new_inputs_and_state() {
     let pos = g.input(&[1], DType::U32);
     let kc = g.param(kid, &kdesc);
     let k_all = g.scatter_rows(kc, x, pos).unwrap();
-    let o = g.attention(x, k_all, k_all, Some(pos), 1, 1, d, AttnMask::Causal).unwrap();
+    let o = g.attention(x, k_all, k_all, Some(pos), 1, 1, d, 0.125, AttnMask::Causal).unwrap();
     let am = g.argmax(o).unwrap();
     g.output(o);
     g.output(am);

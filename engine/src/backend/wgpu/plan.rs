@@ -157,7 +157,7 @@ impl Plan {
                 Op::Input { .. } | Op::Param { .. } => vec![],
                 Op::MatMul => kernels::matmul::matmul(&cx, &matrix(node.inputs[1]), t, ins[0], buf),
                 Op::GetRows => kernels::matmul::get_rows(&cx, &matrix(node.inputs[0]), t, ins[1], buf),
-                Op::RmsNorm { .. } => kernels::rms_norm::build(&cx, node, &ins, buf),
+                Op::RmsNorm { .. } => kernels::rms_norm::build(&cx, node, graph.node(node.inputs[1]).shape[0], &ins, buf),
                 Op::Rope { .. } => kernels::rope::build(&cx, node, &ins, buf),
                 Op::Attention { .. } => kernels::attention::build(&cx, graph, node, &ins, buf),
                 _ => kernels::elementwise::build(&cx, graph, node, &ins, buf),

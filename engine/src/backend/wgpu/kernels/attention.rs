@@ -9,7 +9,11 @@ pub(in super::super) fn build(cx: &Cx, g: &Graph, node: &Node, ins: &[Buf], out:
     let Op::Attention { n_head, n_kv_head, head_dim, scale, mask, kv } = node.op else { unreachable!("attention::build called for {}", node.op.name()) };
     let (t, _) = rows_cols(&node.shape);
     let (s, _) = rows_cols(&g.node(node.inputs[1]).shape);
-    let causal = mask == AttnMask::Causal;
+    let causal = mask.is_causal();
+    let window = match mask {
+        AttnMask::SlidingWindow { window } => window as u32,
+        _ => 0,
+    };
     let positions = if causal { ins[3] } else { Buf::Dummy };
     let (block_size, table_cols, table) = match kv {
         KvLayout::Contiguous => (0, 0, Buf::Dummy),
@@ -17,7 +21,7 @@ pub(in super::super) fn build(cx: &Cx, g: &Graph, node: &Node, ins: &[Buf], out:
     };
     vec![Step {
         kernel: KernelKey::new("attention_decode", "main", &[("WG", 64)]),
-        uniforms: vec![t as u32, s as u32, n_head as u32, n_kv_head as u32, head_dim as u32, causal as u32, scale.to_bits(), block_size as u32, table_cols as u32],
+        uniforms: vec![t as u32, s as u32, n_head as u32, n_kv_head as u32, head_dim as u32, causal as u32, scale.to_bits(), block_size as u32, table_cols as u32, window],
         binds: vec![(1, ins[0]), (2, ins[1]), (3, ins[2]), (4, positions), (5, out), (6, table)],
         groups: grid(t * n_head, cx.max_groups),
     }]
@@ -41,14 +45,14 @@ mod tests {
     #[test]
     fn wgpu_attention_matches_cpu() {
         let Some(mut gpu) = Gpu1::new() else { return };
-        for mask in [AttnMask::Causal, AttnMask::None] {
-            for &(t, s, n_head, n_kv, hd) in &[(1usize, 131usize, 9usize, 3usize, 64usize), (13, 70, 4, 4, 80), (3, 200, 2, 1, 128)] {
+        for mask in [AttnMask::Causal, AttnMask::None, AttnMask::SlidingWindow { window: 37 }, AttnMask::SlidingWindow { window: 70 }] {
+            for &(t, s, n_head, n_kv, hd) in &[(1usize, 131usize, 9usize, 3usize, 64usize), (13, 70, 4, 4, 80), (3, 200, 2, 1, 128), (5, 150, 4, 1, 256)] {
                 let mut g = Graph::new();
                 let q = g.input(&[t, n_head * hd], DType::F32);
                 let k = g.input(&[s, n_kv * hd], DType::F32);
                 let v = g.input(&[s, n_kv * hd], DType::F32);
                 let pos = g.input(&[t], DType::U32);
-                let o = g.attention(q, k, v, Some(pos), n_head, n_kv, hd, mask).unwrap();
+                let o = g.attention(q, k, v, Some(pos), n_head, n_kv, hd, 0.7 / (hd as f32).sqrt(), mask).unwrap();
                 g.output(o);
                 let positions: Vec<u32> = (0..t as u32).map(|i| (s as u32 - 1 - i * 5).min(s as u32 - 1)).collect();
                 let inputs = vec![
@@ -67,8 +71,10 @@ mod tests {
     #[test]
     fn wgpu_paged_attention_matches_cpu() {
         let Some(mut gpu) = Gpu1::new() else { return };
-        let (g, inputs) = crate::backend::test_util::paged_attention_case(5);
-        gpu.check("paged attention", &g, &inputs, 1e-5);
+        for mask in [AttnMask::Causal, AttnMask::SlidingWindow { window: 19 }] {
+            let (g, inputs) = crate::backend::test_util::paged_attention_case(5, mask);
+            gpu.check(&format!("paged attention {mask:?}"), &g, &inputs, 1e-5);
+        }
     }
 
     /// Block-table entries, positions and row ids outside their buffers are refused by wgpu's

@@ -1,6 +1,6 @@
-//! `Op::Add`, `Op::Mul`, `Op::SiluMul`, `Op::ScatterRows`, `Op::SliceRows`, `Op::Argmax`: one
+//! `Op::Add`, `Op::Mul`, `Op::SiluMul`, `Op::GeluMul`, `Op::Scale`, `Op::ScatterRows`, `Op::SliceRows`, `Op::Argmax`: one
 //! invocation per element (256 per workgroup, 2-D grid), except argmax, one workgroup per row.
-//! Shaders: add.wgsl, mul.wgsl, silu_mul.wgsl, scatter_rows.wgsl, slice_rows.wgsl, argmax.wgsl.
+//! Shaders: add.wgsl, mul.wgsl, silu_mul.wgsl, gelu_mul.wgsl, scale.wgsl, scatter_rows.wgsl, slice_rows.wgsl, argmax.wgsl.
 
 use super::{Buf, Cx, KernelKey, Step, grid};
 use crate::graph::{Graph, Node, Op, rows_cols};
@@ -27,6 +27,8 @@ pub(in super::super) fn build(cx: &Cx, g: &Graph, node: &Node, ins: &[Buf], out:
         }
         Op::Mul => vec![per_element("mul", vec![n as u32], vec![(1, ins[0]), (2, ins[1]), (3, out)], n)],
         Op::SiluMul => vec![per_element("silu_mul", vec![n as u32], vec![(1, ins[0]), (2, ins[1]), (3, out)], n)],
+        Op::GeluMul => vec![per_element("gelu_mul", vec![n as u32], vec![(1, ins[0]), (2, ins[1]), (3, out)], n)],
+        Op::Scale { factor } => vec![per_element("scale", vec![n as u32, factor.to_bits()], vec![(1, ins[0]), (2, out)], n)],
         Op::ScatterRows => {
             let (rows, cols) = rows_cols(&node.shape);
             let src_n = numel(&g.node(node.inputs[1]).shape);
@@ -66,7 +68,7 @@ mod tests {
             let a = rand_vec(t * c, 1);
             let b = rand_vec(t * c, 2);
             let bias = rand_vec(c, 3);
-            for which in ["add", "add_bias", "mul", "silu_mul", "slice", "argmax"] {
+            for which in ["add", "add_bias", "mul", "silu_mul", "gelu_mul", "scale", "slice", "argmax"] {
                 let mut g = Graph::new();
                 let x = g.input(&[t, c], DType::F32);
                 let y_shape = if which == "add_bias" { vec![c] } else { vec![t, c] };
@@ -75,6 +77,8 @@ mod tests {
                     "add" | "add_bias" => g.add(x, y),
                     "mul" => g.mul(x, y),
                     "silu_mul" => g.silu_mul(x, y),
+                    "gelu_mul" => g.gelu_mul(x, y),
+                    "scale" => g.scale(x, 25.298_221),
                     "slice" => g.slice_rows(x, t / 2, t - t / 2),
                     _ => g.argmax(x),
                 }
@@ -85,6 +89,22 @@ mod tests {
                 gpu.check(&format!("{which} [{t}, {c}]"), &g, &inputs, 1e-6);
             }
         }
+    }
+
+    /// GELU's tanh saturates: gates in the thousands (Gemma's reach them) must give g·up and
+    /// −0·up, not NaN from an overflowing exponential.
+    #[test]
+    fn wgpu_gelu_mul_saturates() {
+        let Some(mut gpu) = Gpu1::new() else { return };
+        let gate = [-5000.0f32, -60.0, -3.0, -0.01, 0.0, 0.01, 3.0, 60.0, 5000.0, 40000.0];
+        let up = [1.5f32; 10];
+        let mut g = Graph::new();
+        let x = g.input(&[10], DType::F32);
+        let y = g.input(&[10], DType::F32);
+        let o = g.gelu_mul(x, y).unwrap();
+        g.output(o);
+        let inputs = [HostTensor::from_f32(vec![10], &gate).unwrap(), HostTensor::from_f32(vec![10], &up).unwrap()];
+        gpu.check("gelu_mul saturation", &g, &inputs, 1e-6);
     }
 
     #[test]

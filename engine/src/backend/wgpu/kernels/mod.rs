@@ -29,6 +29,8 @@ pub(super) const SHADERS: &[(&str, &str)] = &[
     ("rope", include_str!("../../../../../shaders/rope.wgsl")),
     ("scatter_rows", include_str!("../../../../../shaders/scatter_rows.wgsl")),
     ("silu_mul", include_str!("../../../../../shaders/silu_mul.wgsl")),
+    ("gelu_mul", include_str!("../../../../../shaders/gelu_mul.wgsl")),
+    ("scale", include_str!("../../../../../shaders/scale.wgsl")),
     ("slice_rows", include_str!("../../../../../shaders/slice_rows.wgsl")),
 ];
 

@@ -4,7 +4,7 @@ use super::{Buf, Cx, KernelKey, Step, grid};
 use crate::graph::{Node, Op, RopeLayout, rows_cols};
 
 pub(in super::super) fn build(cx: &Cx, node: &Node, ins: &[Buf], out: Buf) -> Vec<Step> {
-    let Op::Rope { layout, head_dim, n_rot, base } = node.op else { unreachable!("rope::build called for {}", node.op.name()) };
+    let Op::Rope { layout, head_dim, n_rot, base, freq_scale, factors } = node.op else { unreachable!("rope::build called for {}", node.op.name()) };
     let (rows, cols) = rows_cols(&node.shape);
     let n = rows * cols;
     // Computed exactly as the reference does, on the host.
@@ -15,8 +15,8 @@ pub(in super::super) fn build(cx: &Cx, node: &Node, ins: &[Buf], out: Buf) -> Ve
     };
     vec![Step {
         kernel: KernelKey::new("rope", "main", &[("WG", 256)]),
-        uniforms: vec![n as u32, cols as u32, head_dim as u32, n_rot as u32, layout, theta_scale.to_bits()],
-        binds: vec![(1, ins[0]), (2, ins[1]), (3, out)],
+        uniforms: vec![n as u32, cols as u32, head_dim as u32, n_rot as u32, layout, theta_scale.to_bits(), freq_scale.to_bits(), factors as u32],
+        binds: vec![(1, ins[0]), (2, ins[1]), (3, out), (4, if factors { ins[2] } else { Buf::Dummy })],
         groups: grid(n.div_ceil(256), cx.max_groups),
     }]
 }
@@ -25,7 +25,8 @@ pub(in super::super) fn build(cx: &Cx, node: &Node, ins: &[Buf], out: Buf) -> Ve
 mod tests {
     use super::super::testing::{Gpu1, rand_vec};
     use crate::dtype::DType;
-    use crate::graph::{Graph, RopeLayout};
+    use crate::backend::{ParamDesc, ParamKind};
+    use crate::graph::{Graph, RopeLayout, RopeParams};
     use crate::tensor::HostTensor;
 
     // θ is the same f32 on both sides (same repeated multiplication); sin and cos of arguments
@@ -34,17 +35,24 @@ mod tests {
     #[test]
     fn wgpu_rope_matches_cpu() {
         let Some(mut gpu) = Gpu1::new() else { return };
+        // Frequency factors as Llama 3.1's: 1 for high frequencies, up to 8 for low ones.
+        let factors = |n: usize| -> Vec<f32> { (0..n).map(|i| 1.0 + 7.0 * (i as f32 / n as f32).powi(2)).collect() };
         for layout in [RopeLayout::Normal, RopeLayout::NeoX] {
-            for &(t, heads, hd, n_rot) in &[(1usize, 9usize, 64usize, 64usize), (7, 3, 80, 48)] {
+            for &(t, heads, hd, n_rot, freq_scale, with_factors) in &[(1usize, 9usize, 64usize, 64usize, 1.0f32, false), (7, 3, 80, 48, 1.0, false), (5, 2, 256, 256, 0.125, false), (3, 4, 64, 64, 1.0, true), (6, 3, 80, 48, 0.5, true)] {
                 let c = heads * hd;
                 let mut g = Graph::new();
                 let x = g.input(&[t, c], DType::F32);
                 let pos = g.input(&[t], DType::U32);
-                let o = g.rope(x, pos, layout, hd, n_rot, 10000.0).unwrap();
+                let ff = with_factors.then(|| {
+                    let desc = ParamDesc { name: format!("rope_freqs{n_rot}"), shape: vec![n_rot / 2], dtype: DType::F32, kind: ParamKind::Weight };
+                    let id = gpu.create_param(&desc, Some(&HostTensor::from_f32(vec![n_rot / 2], &factors(n_rot / 2)).unwrap()));
+                    g.param(id, &desc)
+                });
+                let o = g.rope(x, pos, ff, RopeParams { layout, head_dim: hd, n_rot, base: 10000.0, freq_scale }).unwrap();
                 g.output(o);
                 let positions: Vec<u32> = (0..t as u32).map(|i| i * 577 % 4000).collect();
                 let inputs = vec![HostTensor::from_f32(vec![t, c], &rand_vec(t * c, 5)).unwrap(), HostTensor::from_u32(vec![t], &positions).unwrap()];
-                gpu.check(&format!("rope {layout:?} [{t}, {heads}x{hd}] n_rot {n_rot}"), &g, &inputs, 1e-5);
+                gpu.check(&format!("rope {layout:?} [{t}, {heads}x{hd}] n_rot {n_rot} scale {freq_scale} factors {with_factors}"), &g, &inputs, 1e-5);
             }
         }
     }
