@@ -179,3 +179,56 @@ fn chat_template_that_contains_itself_is_an_error_not_an_abort() {
     assert!(e.to_string().starts_with("chat template:"), "the error names the template: {e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The tiny model's vocabulary as SentencePiece (`tokenizer.ggml.model = "llama"`, still 256
+/// entries: `<unk> <s> </s>` and byte tokens, no space prefix) with `key` set to `value`, or dropped for `None`.
+fn spm_keys(key: &str, value: Option<MetaValue>) -> Vec<(&'static str, MetaValue)> {
+    let mut tokens = vec!["<unk>".to_string(), "<s>".into(), "</s>".into()];
+    tokens.extend((0..253).map(|b| format!("<0x{b:02X}>")));
+    let types = [2, 3, 3].into_iter().chain(std::iter::repeat_n(6, 253));
+    let keys = [
+        ("tokenizer.ggml.model", MetaValue::Str("llama".into())),
+        ("tokenizer.ggml.tokens", MetaValue::Array(tokens.into_iter().map(MetaValue::Str).collect())),
+        ("tokenizer.ggml.token_type", MetaValue::Array(types.map(MetaValue::I32).collect())),
+        ("tokenizer.ggml.scores", MetaValue::Array(vec![MetaValue::F32(0.0); 256])),
+        ("tokenizer.ggml.bos_token_id", MetaValue::U32(1)),
+        ("tokenizer.ggml.eos_token_id", MetaValue::U32(2)),
+        ("tokenizer.ggml.unknown_token_id", MetaValue::U32(0)),
+        ("tokenizer.ggml.add_space_prefix", MetaValue::Bool(false)),
+    ];
+    keys.into_iter()
+        .filter_map(|(k, v)| if k == key { value.clone().map(|v| (k, v)) } else { Some((k, v)) })
+        .collect()
+}
+
+fn no_tokenizer(k: &str, v: &MetaValue) -> Option<MetaValue> {
+    (!k.starts_with("tokenizer.")).then(|| v.clone())
+}
+
+#[test]
+fn sentencepiece_vocabulary_that_lies() {
+    // The SentencePiece vocabulary itself is good.
+    let dir = temp_dir("hostile-spm-control");
+    let tiny = TinyModel::write(&TinySpec::new(TinyArch::Llama, DType::Q8_0), &dir);
+    let spm = dir.join("spm.gguf");
+    rewrite(&tiny.gguf, &spm, no_tokenizer, &spm_keys("", None), same);
+    let m = Model::load(&spm).expect("the SentencePiece vocabulary loads");
+    assert_eq!(m.tokenizer.encode("\u{1}", true, true).unwrap(), [1, 4]);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let mut bad_types: Vec<MetaValue> = [2, 3, 3].into_iter().chain(std::iter::repeat_n(6, 253)).map(MetaValue::I32).collect();
+    bad_types[5] = MetaValue::I32(9);
+    let cases = [
+        ("spm-no-scores", "tokenizer.ggml.scores", None, "tokenizer.ggml.scores is missing"),
+        ("spm-short-scores", "tokenizer.ggml.scores", Some(MetaValue::Array(vec![MetaValue::F32(0.0); 255])), "tokenizer.ggml.scores has 255 entries for 256 tokens"),
+        ("spm-type", "tokenizer.ggml.token_type", Some(MetaValue::Array(bad_types)), "tokenizer.ggml.token_type[5] = 9 is not a token type"),
+        ("spm-bos", "tokenizer.ggml.bos_token_id", Some(MetaValue::U32(256)), "tokenizer.ggml.bos_token_id = 256 is outside the vocabulary"),
+        ("spm-eos", "tokenizer.ggml.eos_token_id", Some(MetaValue::U64(1 << 40)), "tokenizer.ggml.eos_token_id = 1099511627776 is outside"),
+        ("spm-unk", "tokenizer.ggml.unknown_token_id", Some(MetaValue::U32(300)), "tokenizer.ggml.unknown_token_id = 300 is outside"),
+    ];
+    for (name, key, value, says) in cases {
+        let e = load_err(name, no_tokenizer, &spm_keys(key, value), same);
+        assert!(matches!(e, ForgeError::Tokenizer { .. }), "{name}: {e}");
+        assert!(e.to_string().contains(says), "{name}: {e}");
+    }
+}

@@ -34,6 +34,32 @@ const RAISED: &str = "raise_exception: ";
 /// `clock` value meaning "use the system clock".
 const SYSTEM_CLOCK: i64 = i64::MIN;
 
+/// Gemma's turn format, for a Gemma model whose file has no template (the Gemma 3 base models'
+/// GGUFs have none). The same text as llama.cpp's built-in `LLM_CHAT_TEMPLATE_GEMMA`
+/// (`llm_chat_apply_template`): `<start_of_turn>{role}\n{content}<end_of_turn>\n` with contents
+/// trimmed, role `assistant` written `model`, system messages joined into the first user turn
+/// (`{system}\n\n{message}`), and `<start_of_turn>model\n` as the generation prompt. It starts
+/// with `{{ bos_token }}`, as Google's own Gemma templates do; the tokenizer then adds no second
+/// BOS (`Tokenizer::encode`).
+pub const GEMMA_TEMPLATE: &str = r"{{- bos_token -}}
+{%- set ns = namespace(system='') -%}
+{%- for message in messages -%}
+    {%- if message['role'] == 'system' -%}
+        {%- set ns.system = ns.system + (message['content'] | trim) -%}
+    {%- else -%}
+        {%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}
+        {{- '<start_of_turn>' + role + '\n' -}}
+        {%- if ns.system and role != 'model' -%}
+            {{- ns.system + '\n\n' -}}
+            {%- set ns.system = '' -%}
+        {%- endif -%}
+        {{- (message['content'] | trim) + '<end_of_turn>\n' -}}
+    {%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{- '<start_of_turn>model\n' -}}
+{%- endif -%}";
+
 /// The most output one render may produce: 1 MiB plus four times the message text.
 pub fn max_output(messages: &[ChatMessage]) -> usize {
     let input: usize = messages.iter().map(|m| m.role.len() + m.content.len()).sum();

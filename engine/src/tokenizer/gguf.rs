@@ -3,20 +3,24 @@
 //!
 //! - `model = "gpt2"`: byte-level BPE from `tokens` + `merges` (rank = position), pre-tokenized
 //!   by the regexes `pre` names (`pretokenize.rs`).
-//! - `model = "llama"`: SentencePiece BPE. GGUF has no merges for it, only `scores`; the merges are
-//!   derived as Hugging Face's `SentencePieceExtractor` does: every split of a vocabulary entry into
-//!   two entries is a merge, ranked by the entry's score (highest first). llama.cpp's SPM merges the
-//!   highest-scoring adjacent pair whose concatenation is a token, which is the same order. Byte
-//!   fallback to `<0xNN>`, `' '` → `'▁'`, and a `'▁'` before each text fragment
-//!   (`tokenizer.ggml.add_space_prefix`, default true).
+//! - `model = "llama"`: SentencePiece BPE, which GGUF stores as `tokens` + `scores` (no merges),
+//!   run by `spm.rs` exactly as llama.cpp runs it. Byte fallback to `<0xNN>`, `' '` → `'▁'`, and
+//!   a `'▁'` before each text fragment (`tokenizer.ggml.add_space_prefix`, default true; Gemma's
+//!   is false). Such a vocabulary is held to more than llama.cpp checks: scores for every token,
+//!   and BOS/EOS/UNK/EOT/EOM ids inside the vocabulary, or the file is refused.
+//!
+//! Token types must be llama.cpp's (0–6). Without `tokenizer.chat_template`, a `gemma3` model gets
+//! Gemma's turn format ([`chat::GEMMA_TEMPLATE`]).
 
 use std::collections::HashMap;
 
 use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::models::ModelWrapper;
 
+use super::chat::GEMMA_TEMPLATE;
 use super::pretokenize::{byte_level_decode, bytes_to_chars, PreTokenizer};
-use super::{tok_err, ChatTemplate, Parts, TextPrep, TokenKind, Tokenizer};
+use super::spm::Spm;
+use super::{tok_err, ChatTemplate, Parts, TextModel, TextPrep, TokenKind, Tokenizer};
 use crate::error::Result;
 use crate::formats::gguf::Metadata;
 
@@ -34,6 +38,7 @@ const K_UNK: &str = "tokenizer.ggml.unknown_token_id";
 const K_ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
 const K_ADD_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
 const K_TEMPLATE: &str = "tokenizer.chat_template";
+const K_ARCH: &str = "general.architecture";
 
 pub(super) fn build(meta: &Metadata) -> Result<Tokenizer> {
     let model = meta.str(K_MODEL)?;
@@ -48,13 +53,19 @@ pub(super) fn build(meta: &Metadata) -> Result<Tokenizer> {
     {
         return Err(tok_err(format!("{K_TYPES} has {} entries for {n} tokens", t.len())));
     }
+    if let Some((i, bad)) = types.iter().flatten().enumerate().find(|(_, t)| !(0..=6).contains(*t)) {
+        return Err(tok_err(format!(
+            "{K_TYPES}[{i}] = {bad} is not a token type (0 undefined, 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte)"
+        )));
+    }
     let mut kinds: Vec<TokenKind> = match &types {
         Some(t) => t.iter().zip(&tokens).map(|(&t, s)| TokenKind::from_gguf(t, s)).collect(),
         None => vec![TokenKind::Normal; n],
     };
 
     let vocab = vocab_map(&tokens)?;
-    let (bpe, prep, pieces, default_add_bos, strip_first_space) = match model {
+    let spm = model == "llama";
+    let (text_model, prep, pieces, default_add_bos, strip_first_space) = match model {
         "gpt2" => {
             let pre = PreTokenizer::by_name(meta.opt_str(K_PRE)?.unwrap_or("default"))?;
             let merges = parse_merges(&meta.str_array(K_MERGES)?, &vocab)?;
@@ -76,28 +87,32 @@ pub(super) fn build(meta: &Metadata) -> Result<Tokenizer> {
                 .collect();
             let mut model = tokenizers::Tokenizer::new(ModelWrapper::BPE(bpe));
             model.with_pre_tokenizer(Some(pre.build()?));
-            (model, TextPrep::AsIs, pieces, pre.add_bos, false)
+            (TextModel::Hf(Box::new(model)), TextPrep::AsIs, pieces, pre.add_bos, false)
         }
         "llama" => {
-            let scores = meta.opt_f32_array(K_SCORES)?.unwrap_or_else(|| vec![0.0; n]);
+            let scores = meta.opt_f32_array(K_SCORES)?.ok_or_else(|| {
+                tok_err(format!("{K_SCORES} is missing: a SentencePiece vocabulary ({K_MODEL} = llama) is merged by score"))
+            })?;
             if scores.len() != n {
                 return Err(tok_err(format!("{K_SCORES} has {} entries for {n} tokens", scores.len())));
             }
-            // Without token types, byte tokens are still recognisable by their text.
-            if types.is_none() {
-                for (k, t) in kinds.iter_mut().zip(&tokens) {
-                    if let Some(b) = super::parse_byte_token(t) {
-                        *k = TokenKind::Byte(b);
+            match &types {
+                // A byte token that names no byte would be rendered as nothing.
+                Some(t) => {
+                    if let Some(i) = (0..n).find(|&i| t[i] == 6 && super::parse_byte_token(&tokens[i]).is_none()) {
+                        return Err(tok_err(format!("{K_TYPES}[{i}] is 6 (byte) but token {i} is {:?}, not <0xNN>", tokens[i])));
+                    }
+                }
+                // Without token types, byte tokens are still recognisable by their text.
+                None => {
+                    for (k, t) in kinds.iter_mut().zip(&tokens) {
+                        if let Some(b) = super::parse_byte_token(t) {
+                            *k = TokenKind::Byte(b);
+                        }
                     }
                 }
             }
-            let merges = spm_merges(&tokens, &kinds, &scores, &vocab);
-            let unk = meta.opt_u64(K_UNK)?.and_then(|id| tokens.get(id as usize).cloned());
-            let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true);
-            if let Some(unk) = unk {
-                builder = builder.unk_token(unk);
-            }
-            let bpe = builder.build().map_err(|e| tok_err(format!("building the BPE model: {e}")))?;
+            let unk = strict_id(meta, K_UNK, n)?;
             let pieces = tokens
                 .iter()
                 .zip(&kinds)
@@ -108,7 +123,7 @@ pub(super) fn build(meta: &Metadata) -> Result<Tokenizer> {
                 })
                 .collect();
             let space_prefix = meta.opt_bool(K_ADD_PREFIX)?.unwrap_or(true);
-            let model = tokenizers::Tokenizer::new(ModelWrapper::BPE(bpe));
+            let model = TextModel::Spm(Spm::new(vocab, scores, unk));
             (model, TextPrep::Spm { space_prefix }, pieces, true, space_prefix)
         }
         other => {
@@ -118,24 +133,34 @@ pub(super) fn build(meta: &Metadata) -> Result<Tokenizer> {
         }
     };
 
-    // An id outside the vocabulary is ignored with a warning, as llama.cpp does ("bad special
-    // token"): real files carry such ids (a pad id equal to the vocabulary size) and still work.
+    // A byte-level vocabulary's id outside the vocabulary is ignored with a warning, as llama.cpp
+    // does ("bad special token"): real files carry such ids (a pad id equal to the vocabulary
+    // size) and still work. A SentencePiece vocabulary's is refused.
     let id = |key: &str| -> Result<Option<u32>> {
+        if spm {
+            return strict_id(meta, key, n);
+        }
         let v = meta.opt_u64(key)?;
-        if let Some(bad) = v.filter(|&v| v as usize >= n) {
+        let inside = |v: u64| usize::try_from(v).is_ok_and(|v| v < n);
+        if let Some(bad) = v.filter(|&v| !inside(v)) {
             tracing::warn!("{key} = {bad} is outside the vocabulary of {n}; ignored");
         }
-        Ok(v.filter(|&v| (v as usize) < n).map(|v| v as u32))
+        Ok(v.filter(|&v| inside(v)).map(|v| v as u32))
     };
     let bos = id(K_BOS)?;
     let eos = id(K_EOS)?;
     let extra_stops = [id(K_EOT)?, id(K_EOM)?].into_iter().flatten().collect();
     let add_bos = meta.opt_bool(K_ADD_BOS)?.unwrap_or(default_add_bos) && bos.is_some();
 
-    let chat_template = ChatTemplate::of_model(meta.opt_str(K_TEMPLATE)?, &tokens, bos, eos);
+    let source = match meta.opt_str(K_TEMPLATE)? {
+        Some(s) => Some(s),
+        None if meta.opt_str(K_ARCH)? == Some("gemma3") => Some(GEMMA_TEMPLATE),
+        None => None,
+    };
+    let chat_template = ChatTemplate::of_model(source, &tokens, bos, eos);
 
     Tokenizer::assemble(Parts {
-        model: bpe,
+        model: text_model,
         prep,
         tokens,
         kinds,
@@ -150,7 +175,7 @@ pub(super) fn build(meta: &Metadata) -> Result<Tokenizer> {
 }
 
 fn vocab_map(tokens: &[String]) -> Result<Vocab> {
-    let mut vocab = Vocab::default();
+    let mut vocab = Vocab::with_capacity(tokens.len());
     for (i, t) in tokens.iter().enumerate() {
         if let Some(prev) = vocab.insert(t.clone(), i as u32) {
             return Err(tok_err(format!("duplicate token in vocabulary: {t:?} has ids {prev} and {i}")));
@@ -182,26 +207,12 @@ fn parse_merges(merges: &[&str], vocab: &Vocab) -> Result<Vec<(String, String)>>
     Ok(out)
 }
 
-/// Merges for a SentencePiece vocabulary: each split of a normal entry into two entries, ranked by
-/// the entry's score, highest first (ties: lower id first).
-fn spm_merges(
-    tokens: &[String],
-    kinds: &[TokenKind],
-    scores: &[f32],
-    vocab: &Vocab,
-) -> Vec<(String, String)> {
-    let mut ranked: Vec<(f32, u32, u32, String, String)> = Vec::new();
-    for (id, t) in tokens.iter().enumerate() {
-        if kinds[id] != TokenKind::Normal {
-            continue;
+/// The id under `key`, if present, which must lie inside a vocabulary of `n`.
+fn strict_id(meta: &Metadata, key: &str, n: usize) -> Result<Option<u32>> {
+    match meta.opt_u64(key)? {
+        Some(id) if usize::try_from(id).map_or(true, |id| id >= n) => {
+            Err(tok_err(format!("{key} = {id} is outside the vocabulary of {n} tokens")))
         }
-        for (pos, _) in t.char_indices().skip(1) {
-            let (a, b) = t.split_at(pos);
-            if let (Some(&ia), Some(_)) = (vocab.get(a), vocab.get(b)) {
-                ranked.push((scores[id], id as u32, ia, a.to_string(), b.to_string()));
-            }
-        }
+        v => Ok(v.map(|id| id as u32)),
     }
-    ranked.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
-    ranked.into_iter().map(|(_, _, _, a, b)| (a, b)).collect()
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 use serde_json::Value as Json;
 
 use super::pretokenize::{byte_level_decode, bytes_to_chars};
-use super::{ChatTemplate, Parts, TextPrep, TokenKind, Tokenizer, parse_byte_token, tok_err};
+use super::{ChatTemplate, Parts, TextModel, TextPrep, TokenKind, Tokenizer, parse_byte_token, tok_err};
 use crate::error::{ForgeError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +104,7 @@ pub(super) fn build(dir: &Path) -> Result<Tokenizer> {
     let chat_template = ChatTemplate::of_model(source.as_deref(), &tokens, bos, eos);
 
     Tokenizer::assemble(Parts {
-        model,
+        model: TextModel::Hf(Box::new(model)),
         prep: TextPrep::AsIs,
         tokens,
         kinds,

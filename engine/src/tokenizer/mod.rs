@@ -2,7 +2,9 @@
 //!
 //! A [`Tokenizer`] is built from GGUF metadata ([`Tokenizer::from_gguf`], see `gguf.rs`) or from a
 //! Hugging Face directory ([`Tokenizer::from_hf_dir`], see `hf.rs`). Either way it is:
-//! - a `tokenizers` BPE model that encodes plain text (no special tokens in it);
+//! - a model that encodes plain text (no special tokens in it): a `tokenizers` BPE (byte-level
+//!   from GGUF, or whatever `tokenizer.json` holds), or for a GGUF SentencePiece vocabulary
+//!   llama.cpp's own merge loop by score (`spm.rs`);
 //! - a table of special tokens, split out of the text first, longest first, as llama.cpp's
 //!   `tokenizer_st_partition` does: control tokens (`<|im_start|>`) only when `parse_special`,
 //!   user-defined tokens always;
@@ -20,6 +22,7 @@ mod chat;
 mod gguf;
 mod hf;
 mod pretokenize;
+mod spm;
 mod stream;
 
 pub use chat::{ChatMessage, ChatTemplate};
@@ -108,9 +111,17 @@ pub(crate) enum TextPrep {
     Spm { space_prefix: bool },
 }
 
+/// What encodes one fragment of plain text.
+pub(crate) enum TextModel {
+    /// A `tokenizers` model: byte-level BPE from GGUF, or whatever a `tokenizer.json` holds.
+    Hf(Box<tokenizers::Tokenizer>),
+    /// SentencePiece BPE from GGUF scores, as llama.cpp runs it (`spm.rs`).
+    Spm(spm::Spm),
+}
+
 pub struct Tokenizer {
     /// Encodes one fragment of plain text.
-    model: tokenizers::Tokenizer,
+    model: TextModel,
     prep: TextPrep,
     /// id → the vocabulary entry as stored (`Ġthe`, `<|im_end|>`, `<0x0A>`).
     tokens: Vec<String>,
@@ -143,7 +154,7 @@ impl std::fmt::Debug for Tokenizer {
 
 /// What the GGUF and HF builders hand to [`Tokenizer::assemble`].
 pub(crate) struct Parts {
-    pub model: tokenizers::Tokenizer,
+    pub model: TextModel,
     pub prep: TextPrep,
     pub tokens: Vec<String>,
     pub kinds: Vec<TokenKind>,
@@ -226,13 +237,17 @@ impl Tokenizer {
 
     /// `parse_special`: recognise special tokens such as `<|im_start|>` in the text (llama.cpp's
     /// `parse_special = true`); user-defined tokens are recognised either way. Adds BOS only if
-    /// `add_bos` and the model says `add_bos_token`.
+    /// `add_bos` and the model says `add_bos_token`, and not to a text that already starts with
+    /// it (a chat template's `{{ bos_token }}`, parsed as special): llama.cpp's chat path drops
+    /// the template's BOS when the vocabulary adds one, so the model sees one BOS either way.
     pub fn encode(&self, text: &str, add_bos: bool, parse_special: bool) -> Result<Vec<u32>> {
+        let frags = self.partition(text, parse_special);
         let mut ids = Vec::with_capacity(text.len() / 3 + 2);
-        if add_bos && self.add_bos {
+        let starts_with_bos = matches!(frags.first(), Some(Fragment::Token(id)) if Some(*id) == self.bos);
+        if add_bos && self.add_bos && !starts_with_bos {
             ids.extend(self.bos);
         }
-        for frag in self.partition(text, parse_special) {
+        for frag in frags {
             match frag {
                 Fragment::Token(id) => ids.push(id),
                 Fragment::Text(t) => self.encode_text(t, &mut ids)?,
@@ -242,11 +257,19 @@ impl Tokenizer {
     }
 
     /// Splits out special tokens: for each special (longest first), every occurrence in every
-    /// remaining text fragment, as llama.cpp does.
+    /// remaining text fragment, as llama.cpp does. A special whose first byte is nowhere in the
+    /// text is not searched for (Gemma has 6,414 specials, nearly all `<…>`).
     fn partition<'t>(&self, text: &'t str, parse_special: bool) -> Vec<Fragment<'t>> {
         let mut frags = if text.is_empty() { Vec::new() } else { vec![Fragment::Text(text)] };
+        let mut present = [false; 256];
+        for &b in text.as_bytes() {
+            present[b as usize] = true;
+        }
         for sp in &self.specials {
             if sp.needs_parse_special && !parse_special {
+                continue;
+            }
+            if !present[sp.text.as_bytes()[0] as usize] {
                 continue;
             }
             if !frags.iter().any(|f| matches!(f, Fragment::Text(t) if t.contains(sp.text.as_str()))) {
@@ -291,12 +314,16 @@ impl Tokenizer {
                 &prepared
             }
         };
-        let enc = self
-            .model
-            .encode_fast(input, false)
-            .map_err(|e| tok_err(format!("encoding {} bytes of text: {e}", text.len())))?;
-        out.extend_from_slice(enc.get_ids());
-        Ok(())
+        match &self.model {
+            TextModel::Spm(spm) => spm.encode(input, out),
+            TextModel::Hf(model) => {
+                let enc = model
+                    .encode_fast(input, false)
+                    .map_err(|e| tok_err(format!("encoding {} bytes of text: {e}", text.len())))?;
+                out.extend_from_slice(enc.get_ids());
+                Ok(())
+            }
+        }
     }
 
     /// The text the ids stand for, byte-exact (invalid UTF-8 is replaced by U+FFFD). Control

@@ -4,6 +4,8 @@ use super::pretokenize::bytes_to_chars;
 use super::*;
 use crate::formats::gguf::{MetaValue, Metadata};
 
+mod spm;
+
 fn strs(v: &[String]) -> MetaValue {
     MetaValue::Array(v.iter().map(|s| MetaValue::Str(s.clone())).collect())
 }
