@@ -9,13 +9,17 @@
 //   Q4_0  18 B / 32:  f16 d, 16 B nibbles;            w = d·(q − 8)
 //   Q4_1  20 B / 32:  f16 d, f16 m, 16 B nibbles;     w = d·q + m
 //   Q8_0  34 B / 32:  f16 d, 32 × i8;                 w = d·q
+//   Q5_0  22 B / 32:  f16 d, u32 qh, 16 B nibbles;    w = d·(q − 16)
+//   Q5_1  24 B / 32:  f16 d, f16 m, u32 qh, 16 B nibbles; w = d·q + m
 //   Q4_K 144 B / 256: f16 d, f16 dmin, 12 B scales, 128 B nibbles; w = d·sc·q − dmin·m
 //   Q5_K 176 B / 256: as Q4_K plus 32 B of fifth bits (qh) before the nibbles
 //   Q6_K 210 B / 256: 128 B ql, 64 B qh, 16 × i8 scales, f16 d;    w = d·sc·(q − 32)
-// In the 32-weight formats element j < 16 is the low nibble of byte j, j + 16 the high one.
+// In the 32-weight formats element j < 16 is the low nibble of byte j, j + 16 the high one; in
+// Q5_0/Q5_1 bit j of qh (little-endian) is element j's fifth bit.
 // Alignment: device allocations are 256-byte aligned and rows are whole blocks, so Q4_K/Q5_K
 // nibbles and fifth bits (at offsets 16 + 32c, 48 + 32c, 16 in 144/176-byte blocks) are 16-byte
-// aligned and read as uint4; Q4_1 is 4-byte aligned; Q4_0, Q8_0 and Q6_K only 2-byte aligned.
+// aligned and read as uint4; Q4_1 and Q5_1 are 4-byte aligned; Q4_0, Q5_0, Q8_0 and Q6_K only
+// 2-byte aligned (Q5_0's qh is read as two u16).
 //
 // Float weights (F32, F16, BF16) have `dq1(row, k)` for one element and `dq8(row, k0, out)` for
 // 8 (a 16-byte load when `row` is 16-byte aligned, which the callers check).
@@ -153,6 +157,40 @@ struct FmtQ8_0 {
         ld16_a2(b + 2 + (k0 % QK), q);
 #pragma unroll
         for (int j = 0; j < 16; j++) out[j] = __fmul_rn((float)(i8)q[j], d);
+    }
+};
+
+struct FmtQ5_0 {
+    static constexpr int QK = 32, BYTES = 22;
+    __device__ static __forceinline__ void dq16(const u8* row, int k0, float* out) {
+        const u8* b = row + (k0 / QK) * BYTES;
+        const int half = (k0 % QK) / 16;  // 0: low nibbles, 1: high nibbles
+        const float d = ld_f16(b);
+        const u32 qh = ((u32)ld_u16(b + 2) | ((u32)ld_u16(b + 4) << 16)) >> (16 * half);
+        u8 q[16];
+        ld16_a2(b + 6, q);
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            int v = (half ? (q[j] >> 4) : (q[j] & 0x0F)) | (int)(((qh >> j) & 1u) << 4);
+            out[j] = __fmul_rn((float)(v - 16), d);
+        }
+    }
+};
+
+struct FmtQ5_1 {
+    static constexpr int QK = 32, BYTES = 24;
+    __device__ static __forceinline__ void dq16(const u8* row, int k0, float* out) {
+        const u8* b = row + (k0 / QK) * BYTES;
+        const int half = (k0 % QK) / 16;
+        const float d = ld_f16(b), m = ld_f16(b + 2);
+        const u32 qh = *reinterpret_cast<const u32*>(b + 4) >> (16 * half);
+        u8 q[16];
+        ld16_a4(b + 8, q);
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            int v = (half ? (q[j] >> 4) : (q[j] & 0x0F)) | (int)(((qh >> j) & 1u) << 4);
+            out[j] = __fadd_rn(__fmul_rn((float)v, d), m);
+        }
     }
 };
 

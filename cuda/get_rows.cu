@@ -5,7 +5,7 @@
 //
 // Shapes: table: [n_rows, cols] in its stored format (row_bytes per row); ids: [t] u32;
 // out: [t, cols] f32.
-// Entry points: get_rows_{f32,f16,bf16,q4_0,q4_1,q8_0,q4_k,q5_k,q6_k}
+// Entry points: get_rows_{f32,f16,bf16,q4_0,q4_1,q5_0,q5_1,q8_0,q4_k,q5_k,q6_k}
 //   (table, ids, out, n_rows, cols, row_bytes, err).
 // Launch: grid (t), block 128; thread i takes 16-weight chunks (quantized) or elements (float)
 // i, i + 128, … of the row, so consecutive threads write consecutive outputs.
@@ -52,6 +52,8 @@ GET_ROWS(get_rows_f16, get_rows_float, FmtF16)
 GET_ROWS(get_rows_bf16, get_rows_float, FmtBF16)
 GET_ROWS(get_rows_q4_0, get_rows_quant, FmtQ4_0)
 GET_ROWS(get_rows_q4_1, get_rows_quant, FmtQ4_1)
+GET_ROWS(get_rows_q5_0, get_rows_quant, FmtQ5_0)
+GET_ROWS(get_rows_q5_1, get_rows_quant, FmtQ5_1)
 GET_ROWS(get_rows_q8_0, get_rows_quant, FmtQ8_0)
 GET_ROWS(get_rows_q4_k, get_rows_quant, FmtQ4K)
 GET_ROWS(get_rows_q5_k, get_rows_quant, FmtQ5K)

@@ -4,7 +4,7 @@
 // weights, a different summation order).
 //
 // Shapes: w: [n, k] in its stored format (row_bytes bytes per row); x: [t, k] f32; y: [t, n] f32.
-// Entry points: matmul_{f32,f16,bf16,q4_0,q4_1,q8_0,q4_k,q5_k,q6_k}(w, x, y, k, n, t, row_bytes).
+// Entry points: matmul_{f32,f16,bf16,q4_0,q4_1,q5_0,q5_1,q8_0,q4_k,q5_k,q6_k}(w, x, y, k, n, t, row_bytes).
 // Launch: grid (ceil(n / 64), ceil(t / 64)), block 256. Each block computes a 64 (tokens) × 64
 // (weight rows) tile of y; thread (tx, ty) = (tid % 16, tid / 16) owns the 4 × 4 outputs
 // (ty + 16i, tx + 16j). K is walked 32 at a time: x's 64 × 32 slice is copied to shared memory,
@@ -92,6 +92,8 @@ MATMUL(matmul_f16, FmtF16, false)
 MATMUL(matmul_bf16, FmtBF16, false)
 MATMUL(matmul_q4_0, FmtQ4_0, true)
 MATMUL(matmul_q4_1, FmtQ4_1, true)
+MATMUL(matmul_q5_0, FmtQ5_0, true)
+MATMUL(matmul_q5_1, FmtQ5_1, true)
 MATMUL(matmul_q8_0, FmtQ8_0, true)
 MATMUL(matmul_q4_k, FmtQ4K, true)
 MATMUL(matmul_q5_k, FmtQ5K, true)

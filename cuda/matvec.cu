@@ -4,7 +4,7 @@
 // activations stay f32, and every weight is the exact f32 value quant/*.rs `dequantize` gives.
 //
 // Shapes: w: [n, k] in its stored format (row_bytes bytes per row); x: [t, k] f32; y: [t, n] f32.
-// Entry points: matvec_{f32,f16,bf16,q4_0,q4_1,q8_0,q4_k,q5_k,q6_k}(w, x, y, k, n, t, row_bytes).
+// Entry points: matvec_{f32,f16,bf16,q4_0,q4_1,q5_0,q5_1,q8_0,q4_k,q5_k,q6_k}(w, x, y, k, n, t, row_bytes).
 // Launch: grid (ceil(n / 4), t), block 128 = 4 warps, one weight row per warp. Lane i takes the
 // row's 16-weight chunks i, i + 32, … (adjacent lanes read adjacent bytes, so a warp's loads
 // coalesce), dequantizes each in registers (128-bit loads for the K-quant nibbles and float rows,
@@ -76,6 +76,8 @@ MATVEC(matvec_f16, matvec_float, FmtF16)
 MATVEC(matvec_bf16, matvec_float, FmtBF16)
 MATVEC(matvec_q4_0, matvec_quant, FmtQ4_0)
 MATVEC(matvec_q4_1, matvec_quant, FmtQ4_1)
+MATVEC(matvec_q5_0, matvec_quant, FmtQ5_0)
+MATVEC(matvec_q5_1, matvec_quant, FmtQ5_1)
 MATVEC(matvec_q8_0, matvec_quant, FmtQ8_0)
 MATVEC(matvec_q4_k, matvec_quant, FmtQ4K)
 MATVEC(matvec_q5_k, matvec_quant, FmtQ5K)

@@ -1,14 +1,18 @@
 // matmul_q32.wgsl: the three ops that read a weight matrix, for the 32-weight block formats
-// (FORMAT 0 = Q4_0, 1 = Q4_1, 2 = Q8_0), reading GGUF blocks straight from `array<u32>` storage
-// and dequantizing in registers. WGSL has no #include, so the ops that share a dequantizer share
-// its file; matmul_float.wgsl and matmul_kquant.wgsl are the same three entry points for the
-// other formats.
+// (FORMAT 0 = Q4_0, 1 = Q4_1, 2 = Q8_0, 3 = Q5_0, 4 = Q5_1), reading GGUF blocks straight from
+// `array<u32>` storage and dequantizing in registers. WGSL has no #include, so the ops that share a
+// dequantizer share its file; matmul_float.wgsl and matmul_kquant.wgsl are the same three entry
+// points for the other formats.
 //
 // Block layouts (dtype.rs, ggml-common.h): Q4_0 = f16 d, 16 B nibbles (18 B; w = d·(q − 8));
-// Q4_1 = f16 d, f16 m, 16 B nibbles (20 B; w = d·q + m); Q8_0 = f16 d, 32 × i8 (34 B; w = d·q).
-// In a block, element j < 16 is the low nibble of byte j and j + 16 the high one. Q4_0 and Q8_0
-// blocks are not 4-byte aligned, so bytes and halves are extracted at any byte offset (`u32_at`).
-// Matches quant/{q4_0,q4_1,q8_0}.rs `dequantize` exactly: every weight is the same f32 value.
+// Q4_1 = f16 d, f16 m, 16 B nibbles (20 B; w = d·q + m); Q8_0 = f16 d, 32 × i8 (34 B; w = d·q);
+// Q5_0 = f16 d, u32 qh, 16 B nibbles (22 B; w = d·(q − 16)); Q5_1 = f16 d, f16 m, u32 qh, 16 B
+// nibbles (24 B; w = d·q + m). In a block, element j < 16 is the low nibble of byte j and j + 16
+// the high one; in Q5 formats bit j of qh (just before the nibbles) is element j's fifth bit.
+// Q4_0, Q5_0 and Q8_0 blocks are only 2-byte aligned, so bytes, words and halves are extracted at
+// any even byte offset (`u32_at`); Q4_1 and Q5_1 rows are whole words. f16 is read with
+// unpack2x16float (no shader-f16 needed). Matches quant/{q4_0,q4_1,q8_0,q5_0,q5_1}.rs
+// `dequantize` exactly: every weight is the same f32 value.
 //
 // Entry points (all with weight page `w`: `n` rows of `row_bytes` bytes, k elements each; a weight
 // larger than one storage binding is split into pages of rows, one dispatch per page, the page's
@@ -73,6 +77,34 @@ fn sbytes(u: u32) -> vec4<f32> {
     return vec4<f32>(f32(extractBits(s, 0u, 8u)), f32(extractBits(s, 8u, 8u)), f32(extractBits(s, 16u, 8u)), f32(extractBits(s, 24u, 8u)));
 }
 
+// Bits s .. s + 4 of a Q5 block's qh, each as 16 (a level's fifth bit) or 0.
+fn fifth(h: u32, s: u32) -> vec4<f32> {
+    return vec4<f32>(((vec4<u32>(h) >> vec4<u32>(s, s + 1u, s + 2u, s + 3u)) & vec4<u32>(1u)) * 16u);
+}
+
+// Bytes per block of FORMAT.
+fn block_bytes() -> u32 {
+    if (FORMAT == 0u) {
+        return 18u;
+    }
+    if (FORMAT == 1u) {
+        return 20u;
+    }
+    if (FORMAT == 2u) {
+        return 34u;
+    }
+    return select(24u, 22u, FORMAT == 3u);
+}
+
+// Formats with an offset m (w = d·q + m), and the level zero of the others (w = d·(q − zero)).
+fn has_min() -> bool {
+    return FORMAT == 1u || FORMAT == 4u;
+}
+
+fn zero_level() -> f32 {
+    return select(8.0, 16.0, FORMAT == 3u);
+}
+
 struct V8 {
     a: vec4<f32>,
     b: vec4<f32>,
@@ -82,24 +114,28 @@ struct V8 {
 fn dequant8(row: u32, k: u32) -> V8 {
     let blk = k / 32u;
     let q = (k % 32u) / 8u;
+    let bb = block_bytes();
+    let off = row + blk * bb;
+    let d = f16_at(off);
     if (FORMAT == 2u) {
-        let off = row + blk * 34u;
-        let d = f16_at(off);
         let qo = off + 2u + q * 8u;
         return V8(sbytes(u32_at(qo)) * d, sbytes(u32_at(qo + 4u)) * d);
     }
-    let bb = select(18u, 20u, FORMAT == 1u);
-    let off = row + blk * bb;
-    let d = f16_at(off);
     let qo = off + bb - 16u + (q & 1u) * 8u;
     let sh = (q >> 1u) * 4u;
-    let lo = nibbles(u32_at(qo), sh);
-    let hi = nibbles(u32_at(qo + 4u), sh);
-    if (FORMAT == 1u) {
+    var lo = nibbles(u32_at(qo), sh);
+    var hi = nibbles(u32_at(qo + 4u), sh);
+    if (FORMAT >= 3u) {
+        // qh is the word just before the nibbles; these 8 weights are elements 8q .. 8q + 8.
+        let h = u32_at(off + bb - 20u) >> (q * 8u);
+        lo += fifth(h, 0u);
+        hi += fifth(h, 4u);
+    }
+    if (has_min()) {
         let m = f16_at(off + 2u);
         return V8(lo * d + m, hi * d + m);
     }
-    return V8((lo - 8.0) * d, (hi - 8.0) * d);
+    return V8((lo - zero_level()) * d, (hi - zero_level()) * d);
 }
 
 var<workgroup> partial: array<f32, MAX_PARTIAL>;
@@ -155,12 +191,13 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 // invocation per RPI rows and NT tokens, walking whole blocks so that each load serves as much as
 // it can: each token's 32 activations of a block (8 vec4) are loaded once for RPI rows, and each
 // row's block is read as aligned words (the block's bytes, from the word holding its first byte:
-// 5 words for Q4_0 and Q4_1, 9 for Q8_0; for a block starting mid-word its halves are realigned
-// with selects, not branches). Per block it forms llama.cpp's sums d·Σq·x (+ m·Σx for Q4_1,
-// − 8·d·Σx for Q4_0). NT > 1 serves a batch of decoding sequences (and prefill): the tokens are
-// taken one after another by the same invocation, while its rows are still in cache. Private
-// arrays stay small (RPI sums, one token's activations), since lavapipe keeps larger ones in
-// memory (an invocation with [NT × 8] activations ran 3.5× slower even at NT = 1).
+// 5 words for Q4_0 and Q4_1, 6 for Q5_0 and Q5_1, 9 for Q8_0; for a block starting mid-word its
+// halves are realigned with selects, not branches). Per block it forms llama.cpp's sums d·Σq·x
+// (+ m·Σx for Q4_1 and Q5_1, − 8·d·Σx for Q4_0, − 16·d·Σx for Q5_0). NT > 1 serves a batch of
+// decoding sequences (and prefill): the tokens are taken one after another by the same
+// invocation, while its rows are still in cache. Private arrays stay small (RPI sums, one token's
+// activations), since lavapipe keeps larger ones in memory (an invocation with [NT × 8]
+// activations ran 3.5× slower even at NT = 1).
 // Dispatch: (ceil(n / (WG · RPI)) workgroups of WG on a 2-D grid, ceil(t / NT) on z). No shared
 // memory, no barrier.
 const MAX_WORDS: u32 = 9u;
@@ -171,8 +208,11 @@ fn matvec_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let r0 = ((wid.y * nwg.x + wid.x) * WG + lid) * RPI;
     let t0 = wid.z * NT;
     let nb = p.k / 32u;
-    let bb = select(select(18u, 20u, FORMAT == 1u), 34u, FORMAT == 2u);
-    let nw = select(5u, 9u, FORMAT == 2u);
+    let bb = block_bytes();
+    let nw = select(select(5u, 6u, FORMAT >= 3u), 9u, FORMAT == 2u);
+    // Q4_0 and Q5_0 blocks may start mid-word: their nibbles start at word `a0` of the block
+    // realigned to its byte 2 (Q5_0's qh being word 0 of that view).
+    let a0 = select(0u, 1u, FORMAT == 3u);
     var acc: array<f32, MAX_RPI>;
     var xs: array<vec4<f32>, 8>;
     var wd: array<u32, MAX_WORDS>;
@@ -209,27 +249,40 @@ fn matvec_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
                     acc[j] += d * (s.x + s.y + s.z + s.w);
                 } else {
                     var m = 0.0;
-                    if (FORMAT == 1u) {
+                    var qh = 0u;
+                    if (has_min()) {
+                        // Q4_1 and Q5_1 rows are whole words: d and m are word 0, Q5_1's qh word 1.
                         let dm = unpack2x16float(wd[0]);
                         d = dm.x;
                         m = dm.y;
+                        qh = wd[1];
                     } else {
                         d = unpack2x16float(select(wd[0], wd[0] >> 16u, mid)).x;
+                        qh = select((wd[0] >> 16u) | (wd[1] << 16u), wd[1], mid);
                     }
                     for (var i = 0u; i < 4u; i++) {
                         var qw: u32;
                         if (FORMAT == 1u) {
                             qw = wd[i + 1u];
+                        } else if (FORMAT == 4u) {
+                            qw = wd[i + 2u];
                         } else {
-                            qw = select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], mid);
+                            let a = i + a0;
+                            qw = select((wd[a] >> 16u) | (wd[a + 1u] << 16u), wd[a + 1u], mid);
                         }
-                        s += nibbles(qw, 0u) * xs[i] + nibbles(qw, 4u) * xs[i + 4u];
+                        var lo = nibbles(qw, 0u);
+                        var hi = nibbles(qw, 4u);
+                        if (FORMAT >= 3u) {
+                            lo += fifth(qh, 4u * i);
+                            hi += fifth(qh, 16u + 4u * i);
+                        }
+                        s += lo * xs[i] + hi * xs[i + 4u];
                     }
                     let sq = s.x + s.y + s.z + s.w;
-                    if (FORMAT == 1u) {
+                    if (has_min()) {
                         acc[j] += d * sq + m * sxs;
                     } else {
-                        acc[j] += d * (sq - 8.0 * sxs);
+                        acc[j] += d * (sq - zero_level() * sxs);
                     }
                 }
             }

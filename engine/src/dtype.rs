@@ -5,6 +5,8 @@
 //! Layouts (little-endian), from ggml-common.h:
 //! - `Q4_0`: 32 weights = f16 d, 16 bytes of nibbles; w = d * (q - 8)
 //! - `Q4_1`: 32 weights = f16 d, f16 m, 16 bytes of nibbles; w = d * q + m
+//! - `Q5_0`: 32 weights = f16 d, u32 qh (fifth bits), 16 bytes of nibbles; w = d * (q - 16)
+//! - `Q5_1`: 32 weights = f16 d, f16 m, u32 qh, 16 bytes of nibbles; w = d * q + m
 //! - `Q8_0`: 32 weights = f16 d, 32 × i8; w = d * q
 //! - `Q4_K`: 256 weights = f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
 //! - `Q5_K`: 256 weights = f16 d, f16 dmin, 12 bytes scales, 32 bytes high bits, 128 bytes nibbles
@@ -23,6 +25,8 @@ pub enum DType {
     BF16,
     Q4_0,
     Q4_1,
+    Q5_0,
+    Q5_1,
     Q8_0,
     Q4K,
     Q5K,
@@ -32,12 +36,14 @@ pub enum DType {
 
 impl DType {
     /// Every storage type a weight may have, in a fixed order (for tests and tables).
-    pub const WEIGHT_TYPES: [DType; 9] = [
+    pub const WEIGHT_TYPES: [DType; 11] = [
         DType::F32,
         DType::F16,
         DType::BF16,
         DType::Q4_0,
         DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
         DType::Q8_0,
         DType::Q4K,
         DType::Q5K,
@@ -48,7 +54,7 @@ impl DType {
     pub const fn block_len(self) -> usize {
         match self {
             DType::F32 | DType::F16 | DType::BF16 | DType::U32 => 1,
-            DType::Q4_0 | DType::Q4_1 | DType::Q8_0 => 32,
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => 32,
             DType::Q4K | DType::Q5K | DType::Q6K => 256,
         }
     }
@@ -60,6 +66,8 @@ impl DType {
             DType::F16 | DType::BF16 => 2,
             DType::Q4_0 => 18,
             DType::Q4_1 => 20,
+            DType::Q5_0 => 22,
+            DType::Q5_1 => 24,
             DType::Q8_0 => 34,
             DType::Q4K => 144,
             DType::Q5K => 176,
@@ -99,6 +107,8 @@ impl DType {
             DType::F16 => 1,
             DType::Q4_0 => 2,
             DType::Q4_1 => 3,
+            DType::Q5_0 => 6,
+            DType::Q5_1 => 7,
             DType::Q8_0 => 8,
             DType::Q4K => 12,
             DType::Q5K => 13,
@@ -115,6 +125,8 @@ impl DType {
             1 => DType::F16,
             2 => DType::Q4_0,
             3 => DType::Q4_1,
+            6 => DType::Q5_0,
+            7 => DType::Q5_1,
             8 => DType::Q8_0,
             12 => DType::Q4K,
             13 => DType::Q5K,
@@ -132,6 +144,8 @@ impl DType {
             DType::BF16 => "bf16",
             DType::Q4_0 => "q4_0",
             DType::Q4_1 => "q4_1",
+            DType::Q5_0 => "q5_0",
+            DType::Q5_1 => "q5_1",
             DType::Q8_0 => "q8_0",
             DType::Q4K => "q4_K",
             DType::Q5K => "q5_K",
@@ -163,13 +177,17 @@ mod tests {
             assert_eq!(DType::from_ggml_type(d.ggml_type()), Some(d));
             assert_eq!(DType::parse(d.name()), Some(d));
         }
-        assert_eq!(DType::from_ggml_type(6), None, "q5_0 (ggml type 6) is not supported and must say so");
+        assert_eq!(DType::from_ggml_type(10), None, "q2_K (ggml type 10) is not supported and must say so");
     }
 
     #[test]
     fn row_bytes_checks_blocks() {
         assert_eq!(DType::Q4_1.row_bytes(576).unwrap(), 18 * 20);
         assert_eq!(DType::Q6K.row_bytes(512).unwrap(), 2 * 210);
+        // Gemma 3 270M's Q5_0 rows: 640 weights = 20 blocks of 22 bytes.
+        assert_eq!(DType::Q5_0.row_bytes(640).unwrap(), 20 * 22);
+        assert_eq!(DType::Q5_1.row_bytes(64).unwrap(), 2 * 24);
+        assert_eq!((DType::Q5_0.ggml_type(), DType::Q5_1.ggml_type()), (6, 7));
         assert!(DType::Q4K.row_bytes(576).is_err());
         assert!(DType::F32.row_bytes(usize::MAX).is_err());
     }

@@ -128,10 +128,10 @@ fn doctor_checks_every_device_against_the_f64_reference_and_the_model() {
     // Every device's rows, the CPU's included, are held to the plain f64 forward pass (no
     // backend is compared with itself), and must pass.
     let cpu = kernel_rows("cpu");
-    assert_eq!(cpu.len(), 8, "{checks:#?}");
+    assert_eq!(cpu.len(), forge_engine::devices::check::CHECKED_TYPES.len(), "{checks:#?}");
     let wgpu = kernel_rows("wgpu");
     if forge_tests::required("FORGE_REQUIRE_WGPU") {
-        assert_eq!(wgpu.len(), 8, "FORGE_REQUIRE_WGPU=1 but doctor checked no wgpu device: {checks:#?}");
+        assert_eq!(wgpu.len(), forge_engine::devices::check::CHECKED_TYPES.len(), "FORGE_REQUIRE_WGPU=1 but doctor checked no wgpu device: {checks:#?}");
     }
     for row in cpu.iter().chain(&wgpu) {
         assert!(field(row, "verdict") == "PASS" && field(row, "detail").contains("from the f64 reference"), "{row:#}");

@@ -121,7 +121,7 @@ pub struct CheckResult {
 }
 
 /// Weight formats checked, in order.
-pub const CHECKED_TYPES: [DType; 8] = [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4K, DType::Q5K, DType::Q6K];
+pub const CHECKED_TYPES: [DType; 10] = [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4K, DType::Q5K, DType::Q6K];
 
 /// Prefill of 5 tokens (all logits) then one decode step (last logits), flattened.
 pub(super) fn run(model: &Model, backend: Box<dyn Backend>) -> Result<Vec<f32>> {

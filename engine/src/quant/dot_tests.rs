@@ -6,11 +6,12 @@ use super::testutil::random_row;
 use super::*;
 
 /// Row lengths per type: odd block counts (7 blocks, 3 super-blocks) catch unrolled loops that
-/// drop a tail; float rows get lengths that are not multiples of the SIMD width.
+/// drop a tail; float rows get lengths that are not multiples of the SIMD width; 640 is Gemma 3
+/// 270M's width (20 blocks).
 fn lengths(dtype: DType) -> Vec<usize> {
     match dtype.block_len() {
         1 => vec![1, 7, 32, 37, 100, 576],
-        32 => vec![32, 64, 7 * 32, 576],
+        32 => vec![32, 64, 7 * 32, 576, 640],
         _ => vec![256, 3 * 256, 2 * 256],
     }
 }
@@ -53,8 +54,8 @@ fn dequantize_act(weight: DType, act: &[u8]) -> Vec<f32> {
     };
     match weight {
         DType::F32 | DType::F16 | DType::BF16 => f32s(act).collect(),
-        DType::Q4_0 | DType::Q8_0 => q8(34, |b| f16_at(b, 0), 2),
-        DType::Q4_1 => q8(36, |b| f16_at(b, 0), 4),
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => q8(34, |b| f16_at(b, 0), 2),
+        DType::Q4_1 | DType::Q5_1 => q8(36, |b| f16_at(b, 0), 4),
         _ => act
             .chunks_exact(292)
             .flat_map(|b| {
@@ -120,8 +121,8 @@ fn vec_dot_matches_f32_dot_of_dequantized_rows() {
 #[test]
 fn vec_dot_matches_dequantized_activation_tightly() {
     // Against the activation as quantized, the dot is exact integer math times f32 scales, so
-    // only f32 rounding remains (relative ~1e-6 per block, summed) — except Q4_1, whose m·s
-    // term uses s = f16(d·Σq) instead of d16·Σq: relative 2^-10 of |m|·|s| per block.
+    // only f32 rounding remains (relative ~1e-6 per block, summed) — except Q4_1 and Q5_1, whose
+    // m·s term uses s = f16(d·Σq) instead of d16·Σq: relative 2^-10 of |m|·|s| per block.
     for dtype in DType::WEIGHT_TYPES {
         for n in lengths(dtype) {
             let c = case(dtype, n, 7);
@@ -141,8 +142,8 @@ fn vec_dot_matches_dequantized_activation_tightly() {
                     .map(|(a, b)| (a * b).abs())
                     .sum::<f32>()
                 + 1e-5;
-            if dtype == DType::Q4_1 {
-                for (wb, ab) in c.w.chunks(20).zip(c.act.chunks(36)) {
+            if matches!(dtype, DType::Q4_1 | DType::Q5_1) {
+                for (wb, ab) in c.w.chunks(dtype.block_bytes()).zip(c.act.chunks(36)) {
                     bound += 1e-3 * (f16_at(wb, 2) * f16_at(ab, 2)).abs();
                 }
             }

@@ -3,6 +3,18 @@
 //! [`golden_input`]; our quantizers must produce the same bytes. With FMA contraction
 //! (`-march=native`) gcc's Q5_K output differs in a few bytes, as its float rounding differs;
 //! all the other types agree either way.
+//!
+//! Q5_0 and Q5_1 were produced twice, equal byte for byte: by that transcription of
+//! `quantize_row_q5_{0,1}_ref`, and by the `gguf` Python package (gguf 0.19.0 from PyPI, numpy), whose
+//! quantizers also reproduce the Q4_0/Q4_1/Q8_0 rows below:
+//!
+//! ```text
+//! import numpy as np; from gguf.quants import quantize; from gguf.constants import GGMLQuantizationType as T
+//! i = np.arange(512); t = ((i * 37) % 101 - 50).astype(np.float32) / np.float32(32)
+//! v = t * t * t * np.float32(0.25) + t
+//! x = np.where(i >= 256, v * np.float32(0.01) - np.float32(0.3), v).astype(np.float32)
+//! for ty in (T.Q5_0, T.Q5_1): print(ty.name, quantize(x[:64], ty).tobytes().hex())
+//! ```
 
 use super::q8_act;
 use super::quantize_row;
@@ -24,7 +36,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|v| format!("{v:02x}")).collect()
 }
 
-const GOLDEN: [(&str, usize, &str); 8] = [
+const GOLDEN: [(&str, usize, &str); 10] = [
     (
         "q4_0",
         64,
@@ -34,6 +46,16 @@ const GOLDEN: [(&str, usize, &str); 8] = [
         "q4_1",
         64,
         "5e3508c1c0568ae267ac1478be3589d1579af3681735b0c08ae2579b1478bd3589d0569af267ac14",
+    ),
+    (
+        "q5_0",
+        64,
+        "0831a4a52d6da0ad25e5cf4939f17d7c14b2be36f6d0dcb096b6b4a5eb2c41c7e82f93950d5f62da0b30b6c7",
+    ),
+    (
+        "q5_1",
+        64,
+        "323108c1a4252d6d909d15d5cf4838e17c7b03a2ae26f6dfed30b0c069494b5b14d3be3827e06c6b03a09d25f5cf4938",
     ),
     (
         "q8_0",

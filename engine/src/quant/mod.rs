@@ -6,9 +6,9 @@
 //! llama.cpp's `vec_dot_type` for the weight type (`q8_act.rs`), then dotted with each weight
 //! row using integer multiply-adds.
 //!
-//! Code map: `float.rs` (F32/F16/BF16), `q4_0.rs`, `q4_1.rs`, `q8_0.rs`, `q4_k.rs`, `q5_k.rs`,
-//! `q6_k.rs` (layout, dequantize, quantize, scalar dot, tests), `kquant.rs` (shared K-quant
-//! scale search), `q8_act.rs` (activation formats), `x86.rs` (AVX2 dots).
+//! Code map: `float.rs` (F32/F16/BF16), `q4_0.rs`, `q4_1.rs`, `q5_0.rs`, `q5_1.rs`, `q8_0.rs`,
+//! `q4_k.rs`, `q5_k.rs`, `q6_k.rs` (layout, dequantize, quantize, scalar dot, tests), `kquant.rs`
+//! (shared K-quant scale search), `q8_act.rs` (activation formats), `x86.rs` (AVX2 dots).
 //!
 //! **Architecture Invariant**: each format's scalar code is the readable reference; the SIMD
 //! kernels are picked at run time, must match it (tests compare them), and never change the
@@ -25,6 +25,8 @@ mod kquant;
 mod q4_0;
 mod q4_1;
 mod q4_k;
+mod q5_0;
+mod q5_1;
 mod q5_k;
 mod q6_k;
 mod q8_0;
@@ -55,6 +57,8 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
         DType::F32 | DType::F16 | DType::BF16 => float::dequantize(dtype, src, dst),
         DType::Q4_0 => q4_0::dequantize(src, dst),
         DType::Q4_1 => q4_1::dequantize(src, dst),
+        DType::Q5_0 => q5_0::dequantize(src, dst),
+        DType::Q5_1 => q5_1::dequantize(src, dst),
         DType::Q8_0 => q8_0::dequantize(src, dst),
         DType::Q4K => q4_k::dequantize(src, dst),
         DType::Q5K => q5_k::dequantize(src, dst),
@@ -77,6 +81,8 @@ pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) {
         DType::F32 | DType::F16 | DType::BF16 => float::quantize(dtype, src, dst),
         DType::Q4_0 => q4_0::quantize(src, dst),
         DType::Q4_1 => q4_1::quantize(src, dst),
+        DType::Q5_0 => q5_0::quantize(src, dst),
+        DType::Q5_1 => q5_1::quantize(src, dst),
         DType::Q8_0 => q8_0::quantize(src, dst),
         DType::Q4K => q4_k::quantize(src, dst),
         DType::Q5K => q5_k::quantize(src, dst),
@@ -86,8 +92,8 @@ pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) {
 }
 
 /// Bytes of the activation row that `vec_dot` expects for weights of type `weight` and length
-/// n: Q8_0 blocks for Q4_0 and Q8_0, Q8_1 for Q4_1, Q8_K for Q4_K/Q5_K/Q6_K, and plain f32 (LE)
-/// for F32/F16/BF16.
+/// n: Q8_0 blocks for Q4_0, Q5_0 and Q8_0, Q8_1 for Q4_1 and Q5_1, Q8_K for Q4_K/Q5_K/Q6_K, and
+/// plain f32 (LE) for F32/F16/BF16.
 pub fn act_bytes(weight: DType, n: usize) -> usize {
     assert!(
         n.is_multiple_of(weight.block_len()),
@@ -134,6 +140,8 @@ fn vec_dot_scalar(weight: DType, w: &[u8], act: &[u8]) -> f32 {
         DType::F32 | DType::F16 | DType::BF16 => float::vec_dot(weight, w, act),
         DType::Q4_0 => q4_0::vec_dot(w, act),
         DType::Q4_1 => q4_1::vec_dot(w, act),
+        DType::Q5_0 => q5_0::vec_dot(w, act),
+        DType::Q5_1 => q5_1::vec_dot(w, act),
         DType::Q8_0 => q8_0::vec_dot(w, act),
         DType::Q4K => q4_k::vec_dot(w, act),
         DType::Q5K => q5_k::vec_dot(w, act),

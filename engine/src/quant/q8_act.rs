@@ -4,8 +4,8 @@
 //!
 //! | weight          | activation | block (bytes)                                          |
 //! |-----------------|------------|--------------------------------------------------------|
-//! | Q4_0, Q8_0      | Q8_0       | `d: f16, qs: [i8; 32]` (34), see `q8_0.rs`              |
-//! | Q4_1            | Q8_1       | `d: f16, s: f16 = d·Σqs, qs: [i8; 32]` (36)             |
+//! | Q4_0, Q5_0, Q8_0| Q8_0       | `d: f16, qs: [i8; 32]` (34), see `q8_0.rs`              |
+//! | Q4_1, Q5_1      | Q8_1       | `d: f16, s: f16 = d·Σqs, qs: [i8; 32]` (36)             |
 //! | Q4_K, Q5_K, Q6_K| Q8_K       | `d: f32, qs: [i8; 256], bsums: [i16; 16]` (292)         |
 //! | F32, F16, BF16  | f32        | 4 bytes per element, little-endian                      |
 //!
@@ -22,8 +22,8 @@ pub(super) const Q8_K_BLOCK: usize = 292;
 pub(super) fn act_bytes(weight: DType, n: usize) -> usize {
     match weight {
         DType::F32 | DType::F16 | DType::BF16 => n * 4,
-        DType::Q4_0 | DType::Q8_0 => n / 32 * super::q8_0::BLOCK,
-        DType::Q4_1 => n / 32 * Q8_1_BLOCK,
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => n / 32 * super::q8_0::BLOCK,
+        DType::Q4_1 | DType::Q5_1 => n / 32 * Q8_1_BLOCK,
         DType::Q4K | DType::Q5K | DType::Q6K => n / QK_K * Q8_K_BLOCK,
         DType::U32 => panic!("u32 is not a weight type"),
     }
@@ -32,8 +32,8 @@ pub(super) fn act_bytes(weight: DType, n: usize) -> usize {
 pub(super) fn quantize_act(weight: DType, x: &[f32], dst: &mut [u8]) {
     match weight {
         DType::F32 | DType::F16 | DType::BF16 => super::float::quantize(DType::F32, x, dst),
-        DType::Q4_0 | DType::Q8_0 => super::q8_0::quantize(x, dst),
-        DType::Q4_1 => quantize_q8_1(x, dst),
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => super::q8_0::quantize(x, dst),
+        DType::Q4_1 | DType::Q5_1 => quantize_q8_1(x, dst),
         DType::Q4K | DType::Q5K | DType::Q6K => quantize_q8_k(x, dst),
         DType::U32 => panic!("u32 is not a weight type"),
     }

@@ -45,6 +45,8 @@ pub(super) fn vec_dot(weight: DType, w: &[u8], act: &[u8]) -> Option<f32> {
             DType::BF16 => dot_bf16(w, act),
             DType::Q4_0 => dot_q4_0(w, act),
             DType::Q4_1 => dot_q4_1(w, act),
+            DType::Q5_0 => dot_q5_0(w, act),
+            DType::Q5_1 => dot_q5_1(w, act),
             DType::Q8_0 => dot_q8_0(w, act),
             DType::Q4K => dot_q4_k(w, act),
             DType::Q5K => dot_q5_k(w, act),
@@ -173,37 +175,87 @@ fn dot_q4_0(w: &[u8], a: &[u8]) -> f32 {
     })
 }
 
-/// One Q4_1 block: Σ w·a = d_w·d_a·Σ q_w·q_a + m·s. The d_w·d_a·Σ part goes into `acc`, m·s
-/// into lane 1 of `ms`.
+/// 32 bits (a Q5 block's `qh`) → 32 bytes, byte i 0xFF where bit i is set (ggml
+/// `bytes_from_bits_32`): byte i takes qh's byte i / 8, ORed with a mask that has every bit but
+/// bit i % 8 set, so it is all ones exactly when that bit is.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_1_block(x: &[u8; 20], y: &[u8; 36], acc: __m256, ms: __m128) -> (__m256, __m128) {
+fn bits32(qh: &[u8; 4]) -> __m256i {
+    let spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(i32::from_le_bytes(*qh)), spread);
+    let others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+    _mm256_cmpeq_epi8(_mm256_or_si256(bytes, others), _mm256_set1_epi64x(-1))
+}
+
+/// One block of a format with an offset (Q4_1, Q5_1; scales d, m in its first 4 bytes) whose
+/// levels `qx` (u8) are unpacked: Σ w·a = d_w·d_a·Σ q_w·q_a + m·s. The d_w·d_a·Σ part goes into
+/// `acc`, m·s into lane 1 of `ms`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn offset_block(x: &[u8], qx: __m256i, y: &[u8; 36], acc: __m256, ms: __m128) -> (__m256, __m128) {
     let v = f16x4(x, y); // [d_w, m, d_a, s]
     let hi = _mm_movehl_ps(v, v); // [d_a, s, ..]
-    let p = _mm256_cvtepi32_ps(dot_us8(nibbles(arr(x, 4)), load32(arr(y, 4))));
+    let p = _mm256_cvtepi32_ps(dot_us8(qx, load32(arr(y, 4))));
     (
         _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_mul_ss(v, hi)), p, acc),
         _mm_fmadd_ps(v, hi, ms),
     )
 }
 
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_1_block(x: &[u8; 20], y: &[u8; 36], acc: __m256, ms: __m128) -> (__m256, __m128) {
+    offset_block(x, nibbles(arr(x, 4)), y, acc, ms)
+}
+
+/// Q5_1 levels: the nibbles ORed with 0x10 where `qh` has the element's bit.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_1_block(x: &[u8; 24], y: &[u8; 36], acc: __m256, ms: __m128) -> (__m256, __m128) {
+    let qx = _mm256_or_si256(nibbles(arr(x, 8)), _mm256_and_si256(bits32(arr(x, 4)), _mm256_set1_epi8(0x10)));
+    offset_block(x, qx, y, acc, ms)
+}
+
+/// Runs `block` over the block pairs of an offset format with two independent chains (each with
+/// its own m·s sum) so neither FMA latency nor the m·s additions serialise consecutive blocks.
+macro_rules! offset_dot {
+    ($w:expr, $a:expr, $wb:literal, $block:ident) => {{
+        let (wb, _) = $w.as_chunks::<$wb>();
+        let (ab, _) = $a.as_chunks::<36>();
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut ms0, mut ms1) = (_mm_setzero_ps(), _mm_setzero_ps());
+        for (xs, ys) in wb.chunks_exact(2).zip(ab.chunks_exact(2)) {
+            (acc0, ms0) = $block(&xs[0], &ys[0], acc0, ms0);
+            (acc1, ms1) = $block(&xs[1], &ys[1], acc1, ms1);
+        }
+        if wb.len() % 2 == 1 {
+            (acc0, ms0) = $block(&wb[wb.len() - 1], &ab[ab.len() - 1], acc0, ms0);
+        }
+        let ms = _mm_add_ps(ms0, ms1);
+        hsum(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(ms))
+    }};
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_1(w: &[u8], a: &[u8]) -> f32 {
-    let (wb, _) = w.as_chunks::<20>();
-    let (ab, _) = a.as_chunks::<36>();
-    // Two independent chains (each with its own m·s sum) so neither FMA latency nor the m·s
-    // additions serialise consecutive blocks.
-    let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    let (mut ms0, mut ms1) = (_mm_setzero_ps(), _mm_setzero_ps());
-    for (xs, ys) in wb.chunks_exact(2).zip(ab.chunks_exact(2)) {
-        (acc0, ms0) = q4_1_block(&xs[0], &ys[0], acc0, ms0);
-        (acc1, ms1) = q4_1_block(&xs[1], &ys[1], acc1, ms1);
-    }
-    if wb.len() % 2 == 1 {
-        (acc0, ms0) = q4_1_block(&wb[wb.len() - 1], &ab[ab.len() - 1], acc0, ms0);
-    }
-    let ms = _mm_add_ps(ms0, ms1);
-    hsum(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(ms))
+    offset_dot!(w, a, 20, q4_1_block)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q5_1(w: &[u8], a: &[u8]) -> f32 {
+    offset_dot!(w, a, 24, q5_1_block)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q5_0(w: &[u8], a: &[u8]) -> f32 {
+    two_acc!(w, a, 22, 34, |x, y, acc| {
+        // q − 16 as i8 in one OR (ggml's trick): where the fifth bit is clear, 0xF0 | nibble is
+        // nibble − 16; where it is set, the nibble alone is (nibble + 16) − 16.
+        let clear = _mm256_andnot_si256(bits32(arr(x, 2)), _mm256_set1_epi8(0xF0u8 as i8));
+        let qx = _mm256_or_si256(nibbles(arr(x, 6)), clear);
+        let p = dot_i8_f32(qx, load32(arr(y, 2)));
+        _mm256_fmadd_ps(dd(x, y), p, acc)
+    })
 }
 
 // ---- float rows ------------------------------------------------------------------------------

@@ -43,15 +43,15 @@ pub const SOURCES: &[Source] = &[
     source!("attention_prefill.cu", ["attention_prefill"]),
     source!(
         "get_rows.cu",
-        ["get_rows_f32", "get_rows_f16", "get_rows_bf16", "get_rows_q4_0", "get_rows_q4_1", "get_rows_q8_0", "get_rows_q4_k", "get_rows_q5_k", "get_rows_q6_k"]
+        ["get_rows_f32", "get_rows_f16", "get_rows_bf16", "get_rows_q4_0", "get_rows_q4_1", "get_rows_q5_0", "get_rows_q5_1", "get_rows_q8_0", "get_rows_q4_k", "get_rows_q5_k", "get_rows_q6_k"]
     ),
     source!(
         "matvec.cu",
-        ["matvec_f32", "matvec_f16", "matvec_bf16", "matvec_q4_0", "matvec_q4_1", "matvec_q8_0", "matvec_q4_k", "matvec_q5_k", "matvec_q6_k"]
+        ["matvec_f32", "matvec_f16", "matvec_bf16", "matvec_q4_0", "matvec_q4_1", "matvec_q5_0", "matvec_q5_1", "matvec_q8_0", "matvec_q4_k", "matvec_q5_k", "matvec_q6_k"]
     ),
     source!(
         "matmul.cu",
-        ["matmul_f32", "matmul_f16", "matmul_bf16", "matmul_q4_0", "matmul_q4_1", "matmul_q8_0", "matmul_q4_k", "matmul_q5_k", "matmul_q6_k"]
+        ["matmul_f32", "matmul_f16", "matmul_bf16", "matmul_q4_0", "matmul_q4_1", "matmul_q5_0", "matmul_q5_1", "matmul_q8_0", "matmul_q4_k", "matmul_q5_k", "matmul_q6_k"]
     ),
 ];
 
@@ -64,6 +64,8 @@ pub fn dtype_suffix(d: DType) -> Option<&'static str> {
         DType::Q4_0 => "q4_0",
         DType::Q4_1 => "q4_1",
         DType::Q8_0 => "q8_0",
+        DType::Q5_0 => "q5_0",
+        DType::Q5_1 => "q5_1",
         DType::Q4K => "q4_k",
         DType::Q5K => "q5_k",
         DType::Q6K => "q6_k",

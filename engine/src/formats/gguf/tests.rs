@@ -307,7 +307,7 @@ fn bad_tensor_infos() {
 
 #[test]
 fn unsupported_types_are_named() {
-    for (id, name) in [(7, "q5_1"), (6, "q5_0"), (10, "q2_K"), (99, "unknown")] {
+    for (id, name) in [(11, "q3_K"), (10, "q2_K"), (99, "unknown")] {
         let b = Raw::new(3, 1, 0).tensor("blk.0.attn_q.weight", &[256], id, 0).data(1024);
         match err(b) {
             e @ ForgeError::UnsupportedDType { .. } => {

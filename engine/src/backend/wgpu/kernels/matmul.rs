@@ -2,7 +2,7 @@
 //!
 //! MatMul with one activation row (decode) runs a matvec whose geometry is `Matvec` (chosen per
 //! adapter): on GPUs `matvec`, 16 invocations per row striding over 8-weight units and a
-//! shared-memory tree; on CPU adapters (lavapipe) `matvec_blocks` for Q4_0/Q4_1/Q8_0 (one
+//! shared-memory tree; on CPU adapters (lavapipe) `matvec_blocks` for the 32-weight blocks (one
 //! invocation per 8 rows walking whole blocks: each activation load serves 8 rows, each block is
 //! read as aligned words, up to 8 tokens one after another while the rows are in cache, so CPU
 //! adapters use it for batches of up to 16 decoding sequences) and `matvec` with one invocation
@@ -11,7 +11,7 @@
 //! invocation per 8 output elements. A weight split into pages (larger than one storage binding)
 //! takes one dispatch per page, each writing its own range of output columns (MatMul) or the
 //! rows whose ids fall in its range (GetRows).
-//! Shaders: matmul_float.wgsl (F32/F16/BF16), matmul_q32.wgsl (Q4_0/Q4_1/Q8_0),
+//! Shaders: matmul_float.wgsl (F32/F16/BF16), matmul_q32.wgsl (Q4_0/Q4_1/Q8_0/Q5_0/Q5_1),
 //! matmul_kquant.wgsl (Q4_K/Q5_K/Q6_K), the format picked by the `FORMAT` override.
 
 use super::{Buf, Cx, KernelKey, Matrix, Step, grid};
@@ -36,6 +36,8 @@ fn shader(dtype: DType) -> (&'static str, u32) {
         DType::Q4_0 => ("matmul_q32", 0),
         DType::Q4_1 => ("matmul_q32", 1),
         DType::Q8_0 => ("matmul_q32", 2),
+        DType::Q5_0 => ("matmul_q32", 3),
+        DType::Q5_1 => ("matmul_q32", 4),
         DType::Q4K => ("matmul_kquant", 0),
         DType::Q5K => ("matmul_kquant", 1),
         DType::Q6K => ("matmul_kquant", 2),
@@ -80,7 +82,7 @@ pub(in super::super) fn matmul(cx: &Cx, w: &Matrix, t: usize, x: Buf, out: Buf) 
 /// `quantize_act.wgsl` KIND and block length; `None` for float weights (activations stay f32).
 pub(in super::super) fn act_kind(dtype: DType) -> Option<(u32, usize)> {
     match dtype {
-        DType::Q4_0 | DType::Q4_1 | DType::Q8_0 => Some((0, 32)),
+        DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => Some((0, 32)),
         DType::Q4K | DType::Q5K | DType::Q6K => Some((1, 256)),
         _ => None,
     }

@@ -62,44 +62,68 @@ fn rounded(dtype: DType, x: &[f32]) -> Vec<f32> {
 // and f16 roundings (Q8_1 keeps d·Σq as an f16: 2^-11 relative of the offset term): 2e-3.
 fn run(gpu: &mut Gpu1, page_bytes: Option<u64>) {
     for (i, dtype) in DType::WEIGHT_TYPES.into_iter().enumerate() {
-        let (n, k) = (67, k_for(dtype));
-        if let Some(p) = page_bytes {
-            // About a fifth of the rows per page: five dispatches, the last one short.
-            gpu.wgpu.page_bytes = p.min((dtype.row_bytes(k).unwrap() * 14 + 4) as u64);
-        }
-        let (desc, id, deq) = weight(gpu, dtype, n, k, 100 + i as u64);
-        if page_bytes.is_some() {
-            assert!(gpu.wgpu.param_pages(id) > 1, "{dtype}: the weight was not split");
-        }
-        for t in [1usize, 3, 19, 40] {
-            let x = rand_vec(t * k, 7 + t as u64);
-            let mut g = Graph::new();
-            let xi = g.input(&[t, k], DType::F32);
-            let w = g.param(id, &desc);
-            let o = g.matmul(xi, w).unwrap();
-            g.output(o);
-            let inputs = [HostTensor::from_f32(vec![t, k], &x).unwrap()];
-            let got = gpu.wgpu.execute(&g, &inputs).unwrap_or_else(|e| panic!("{dtype} t {t}: {e}"));
-            let xr = rounded(dtype, &x);
-            let exact: Vec<f32> = (0..t * n)
-                .map(|e| {
-                    let (r, c) = (e / n, e % n);
-                    xr[r * k..(r + 1) * k].iter().zip(&deq[c * k..(c + 1) * k]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() as f32
-                })
-                .collect();
-            let exact = [HostTensor::from_f32(vec![t, n], &exact).unwrap()];
-            compare(&format!("matmul {dtype} [{t}, {k}] x [{n}, {k}] vs dequantized"), &got, &exact, 2e-5);
-            let cpu = gpu.cpu.execute(&g, &inputs).unwrap();
-            compare(&format!("matmul {dtype} [{t}, {k}] x [{n}, {k}] vs cpu"), &got, &cpu, 2e-3);
-        }
-        // Embedding lookup: exact (the same dequantized values), ids in every page, repeated.
-        let ids: Vec<u32> = vec![0, 66, 13, 13, 40, 27, 54];
+        check(gpu, dtype, 67, k_for(dtype), &[1, 3, 19, 40], 100 + i as u64, page_bytes);
+    }
+}
+
+/// MatMul of `[t, k] × [n, k]ᵀ` for each t in `ts`, and GetRows, on one weight of `dtype`.
+fn check(gpu: &mut Gpu1, dtype: DType, n: usize, k: usize, ts: &[usize], seed: u64, page_bytes: Option<u64>) {
+    if let Some(p) = page_bytes {
+        // About a fifth of the rows per page: five dispatches, the last one short.
+        gpu.wgpu.page_bytes = p.min((dtype.row_bytes(k).unwrap() * n.div_ceil(5) + 4) as u64);
+    }
+    let (desc, id, deq) = weight(gpu, dtype, n, k, seed);
+    if page_bytes.is_some() {
+        assert!(gpu.wgpu.param_pages(id) > 1, "{dtype}: the weight was not split");
+    }
+    for &t in ts {
+        let x = rand_vec(t * k, 7 + t as u64);
         let mut g = Graph::new();
+        let xi = g.input(&[t, k], DType::F32);
         let w = g.param(id, &desc);
-        let ii = g.input(&[ids.len()], DType::U32);
-        let o = g.get_rows(w, ii).unwrap();
+        let o = g.matmul(xi, w).unwrap();
         g.output(o);
-        gpu.check(&format!("get_rows {dtype}"), &g, &[HostTensor::from_u32(vec![ids.len()], &ids).unwrap()], 0.0);
+        let inputs = [HostTensor::from_f32(vec![t, k], &x).unwrap()];
+        let got = gpu.wgpu.execute(&g, &inputs).unwrap_or_else(|e| panic!("{dtype} t {t}: {e}"));
+        let xr = rounded(dtype, &x);
+        let exact: Vec<f32> = (0..t * n)
+            .map(|e| {
+                let (r, c) = (e / n, e % n);
+                xr[r * k..(r + 1) * k].iter().zip(&deq[c * k..(c + 1) * k]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() as f32
+            })
+            .collect();
+        let exact = [HostTensor::from_f32(vec![t, n], &exact).unwrap()];
+        compare(&format!("matmul {dtype} [{t}, {k}] x [{n}, {k}] vs dequantized"), &got, &exact, 2e-5);
+        let cpu = gpu.cpu.execute(&g, &inputs).unwrap();
+        compare(&format!("matmul {dtype} [{t}, {k}] x [{n}, {k}] vs cpu"), &got, &cpu, 2e-3);
+    }
+    // Embedding lookup: exact (the same dequantized values), ids in every page, repeated.
+    let ids: Vec<u32> = [0, n - 1, 13, 13, 40, 27, n - 13].iter().map(|&i| i as u32).collect();
+    let mut g = Graph::new();
+    let w = g.param(id, &desc);
+    let ii = g.input(&[ids.len()], DType::U32);
+    let o = g.get_rows(w, ii).unwrap();
+    g.output(o);
+    gpu.check(&format!("get_rows {dtype}"), &g, &[HostTensor::from_u32(vec![ids.len()], &ids).unwrap()], 0.0);
+}
+
+/// Q5_0 and Q5_1 at Gemma 3 270M's width (rows of 640 = 20 blocks; Q5_0's 22-byte blocks start
+/// alternately on a word and mid-word), an odd row count, and token counts for matvec (1),
+/// `matvec_blocks` batches on CPU adapters (3) and the tiled matmul (17), under both matvec
+/// geometries and split into pages. (`run` covers them at k = 352 too, where Q5_0 rows of 242
+/// bytes also start mid-word every other row.)
+#[test]
+fn wgpu_q5_at_gemma_width() {
+    let Some(mut gpu) = Gpu1::new() else { return };
+    let cpu = super::super::Matvec::for_device(wgpu::DeviceType::Cpu);
+    let other = if gpu.wgpu.matvec.blocks { super::super::Matvec::for_device(wgpu::DeviceType::DiscreteGpu) } else { cpu };
+    for (i, dtype) in [DType::Q5_0, DType::Q5_1].into_iter().enumerate() {
+        check(&mut gpu, dtype, 45, 640, &[1, 3, 17], 300 + i as u64, None);
+        check(&mut gpu, dtype, 45, 640, &[1, 3], 310 + i as u64, Some(u64::MAX));
+    }
+    gpu.wgpu.matvec = other;
+    for (i, dtype) in [DType::Q5_0, DType::Q5_1].into_iter().enumerate() {
+        check(&mut gpu, dtype, 45, 640, &[1, 3], 320 + i as u64, None);
     }
 }
 
