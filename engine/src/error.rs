@@ -38,6 +38,8 @@ pub enum ForgeError {
     MetadataType { key: String, expected: &'static str, found: String },
     #[error("architecture `{arch}` is not supported (supported: {supported})")]
     UnknownArchitecture { arch: String, supported: &'static str },
+    #[error("model: {what} is not supported")]
+    UnsupportedModel { what: String },
 
     // ---- text ----
     #[error("tokenizer: {what}")]

@@ -16,6 +16,9 @@ pub struct Perplexity {
     pub scored_tokens: usize,
 }
 
+/// Scored rows evaluated per forward pass.
+const SCORED_PIECE: usize = 32;
+
 /// `log(softmax(logits)[target])`, computed stably in f64.
 fn log_prob(logits: &[f32], target: usize) -> f64 {
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
@@ -41,13 +44,20 @@ pub fn perplexity(session: &mut Session, tokens: &[u32], ctx: usize, bos: Option
             chunk[0] = b;
         }
         session.reset();
-        let Forward::Logits { values, .. } = session.forward(&chunk, Readout::LogitsAll)? else {
-            return Err(ForgeError::Graph { what: "perplexity needs logits".into() });
-        };
-        // Row j predicts token j+1; llama.cpp scores rows first..ctx-1 against the original text.
-        for j in first..ctx - 1 {
-            let target = tokens[c * ctx + j + 1] as usize;
-            nlls.push(-log_prob(&values[j * vocab..(j + 1) * vocab], target));
+        // The unscored first half in one pass, then the scored rows a piece at a time, so that
+        // no more than SCORED_PIECE rows of logits exist at once (Gemma's are 1 MiB each).
+        session.forward(&chunk[..first], Readout::LogitsLast)?;
+        for start in (first..ctx).step_by(SCORED_PIECE) {
+            let end = (start + SCORED_PIECE).min(ctx);
+            let Forward::Logits { values, .. } = session.forward(&chunk[start..end], Readout::LogitsAll)? else {
+                return Err(ForgeError::Graph { what: "perplexity needs logits".into() });
+            };
+            // Row j predicts token j+1; llama.cpp scores rows first..ctx-1 against the original text.
+            for j in start..end.min(ctx - 1) {
+                let target = tokens[c * ctx + j + 1] as usize;
+                let r = j - start;
+                nlls.push(-log_prob(&values[r * vocab..(r + 1) * vocab], target));
+            }
         }
         progress(c + 1, n_chunks);
     }

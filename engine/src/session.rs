@@ -13,7 +13,7 @@ use crate::backend::{Backend, ParamDesc, ParamKind, ParamTable};
 use crate::error::{ForgeError, Result};
 use crate::graph::Graph;
 use crate::model::{Model, ModelConfig};
-use crate::models::llama::{self, BatchShape, KvParams};
+use crate::models::{self, BatchShape, KvParams};
 use crate::tensor::HostTensor;
 
 /// What a forward pass returned.
@@ -45,7 +45,7 @@ pub enum Readout {
     LogitsAll,
 }
 
-/// One batched forward pass over tokens of any number of sequences (see `llama::forward`).
+/// One batched forward pass over tokens of any number of sequences (see `models::BatchShape`).
 #[derive(Clone, Debug, Default)]
 pub struct BatchInput {
     pub tokens: Vec<u32>,
@@ -99,7 +99,7 @@ impl Session {
             progress(done, total);
         }
         let n_blocks = ctx.div_ceil(BLOCK_SIZE);
-        let (kv, shapes) = llama::kv_shapes(&model.config, n_blocks, BLOCK_SIZE);
+        let (kv, shapes) = models::kv_shapes(&model.config, n_blocks, BLOCK_SIZE);
         for (name, shape, dtype) in shapes {
             let desc = ParamDesc { name, shape, dtype, kind: ParamKind::State };
             let id = backend.create_param(&desc, None)?;
@@ -235,7 +235,7 @@ impl Session {
             if self.graphs.len() >= MAX_GRAPHS {
                 self.graphs.clear();
             }
-            let g = llama::forward(&self.config, &self.params, &self.kv, key)?;
+            let g = models::forward(&self.config, &self.params, &self.kv, key)?;
             self.graphs.insert(key, g);
         }
         let mut inputs = vec![

@@ -6,7 +6,6 @@
 use forge_engine::formats::FileBytes;
 use forge_engine::formats::gguf::GgufFile;
 use forge_engine::formats::safetensors::SafetensorsDir;
-use forge_engine::model::ModelConfig;
 use forge_engine::tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 
 /// The fuzz targets, by name (the file names under `fuzz/fuzz_targets/`).
@@ -20,7 +19,7 @@ pub fn gguf(data: &[u8]) {
         let b = f.tensor_bytes(t);
         assert_eq!(b.len(), t.n_bytes);
     }
-    let _ = ModelConfig::from_gguf(&f.metadata, f.tensor("output.weight").is_some());
+    let _ = forge_engine::models::config_from_gguf(&f.metadata, &|n| f.tensor(n).is_some());
     if let Ok(tok) = Tokenizer::from_gguf(&f.metadata) {
         if let Ok(ids) = tok.encode("Hello <|im_start|> wörld 123", true, true) {
             let _ = tok.decode(&ids);

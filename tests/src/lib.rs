@@ -65,4 +65,4 @@ pub fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }
 
-pub use reference::{NEAR_TIE, Reference, ReferenceCase, llama_cpp_reference};
+pub use reference::{NEAR_TIE, Reference, ReferenceCase, gemma3_reference, llama_cpp_reference};

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use forge_engine::DType;
 use forge_engine::formats::gguf::MetaValue;
 use forge_engine::formats::gguf_write::GgufWriter;
-use forge_engine::model::hf_names::hf_name;
 use forge_engine::quant;
 use rand::{Rng, SeedableRng};
 
@@ -222,4 +221,33 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// The Hugging Face `transformers` name of a canonical (GGUF) llama-family tensor name, written
+/// here from `transformers`' `LlamaForCausalLM` rather than taken from the engine, so that the
+/// loaders are checked against an independent mapping.
+pub fn hf_name(canonical: &str) -> String {
+    match canonical {
+        "token_embd.weight" => return "model.embed_tokens.weight".into(),
+        "output_norm.weight" => return "model.norm.weight".into(),
+        "output.weight" => return "lm_head.weight".into(),
+        _ => {}
+    }
+    let (layer, tail) = canonical.strip_prefix("blk.").and_then(|r| r.split_once('.')).expect("a layer tensor");
+    let mapped = match tail {
+        "attn_norm.weight" => "input_layernorm.weight",
+        "attn_q.weight" => "self_attn.q_proj.weight",
+        "attn_k.weight" => "self_attn.k_proj.weight",
+        "attn_v.weight" => "self_attn.v_proj.weight",
+        "attn_q.bias" => "self_attn.q_proj.bias",
+        "attn_k.bias" => "self_attn.k_proj.bias",
+        "attn_v.bias" => "self_attn.v_proj.bias",
+        "attn_output.weight" => "self_attn.o_proj.weight",
+        "ffn_norm.weight" => "post_attention_layernorm.weight",
+        "ffn_gate.weight" => "mlp.gate_proj.weight",
+        "ffn_up.weight" => "mlp.up_proj.weight",
+        "ffn_down.weight" => "mlp.down_proj.weight",
+        other => panic!("no Hugging Face name for {other}"),
+    };
+    format!("model.layers.{layer}.{mapped}")
 }

@@ -35,7 +35,7 @@ fn the_gguf_seed_is_a_real_model_description() {
     use forge_engine::formats::{FileBytes, gguf::GgufFile};
     let seed = &files("corpus", "gguf")[0];
     let f = GgufFile::from_bytes(FileBytes::from_vec(std::fs::read(seed).unwrap())).expect("seed parses");
-    forge_engine::model::ModelConfig::from_gguf(&f.metadata, false).expect("seed has a model description");
+    forge_engine::models::config_from_gguf(&f.metadata, &|_| false).expect("seed has a model description");
     let tok = forge_engine::tokenizer::Tokenizer::from_gguf(&f.metadata).expect("seed has a tokenizer");
     assert_eq!(tok.encode("ab", false, true).unwrap(), vec![3], "the seed's one merge applies");
 }

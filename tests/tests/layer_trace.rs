@@ -13,7 +13,7 @@ use forge_engine::backend::cpu::CpuBackend;
 use forge_engine::backend::wgpu::WgpuBackend;
 use forge_engine::backend::{Backend, ParamDesc, ParamKind, ParamTable};
 use forge_engine::graph::{Graph, NodeId, Op};
-use forge_engine::models::llama::{self, BatchShape};
+use forge_engine::models::{self, BatchShape};
 use forge_engine::session::BLOCK_SIZE;
 use forge_engine::tensor::HostTensor;
 use forge_engine::{Model, ModelConfig};
@@ -68,12 +68,12 @@ fn run_traced(model: &Model, mut backend: Box<dyn Backend>, tokens: &[u32]) -> (
         let desc = ParamDesc { name: name.clone(), shape: w.shape.clone(), dtype: w.dtype, kind: ParamKind::Weight };
         params.insert(backend.create_param(&desc, Some(w)).expect("weights upload"), desc);
     }
-    let (kv, states) = llama::kv_shapes(c, n_blocks, BLOCK_SIZE);
+    let (kv, states) = models::kv_shapes(c, n_blocks, BLOCK_SIZE);
     for (name, shape, dtype) in states {
         let desc = ParamDesc { name, shape, dtype, kind: ParamKind::State };
         params.insert(backend.create_param(&desc, None).expect("the cache is created"), desc);
     }
-    let mut g = llama::forward(c, &params, &kv, BatchShape { n_tokens: t, table_cols: n_blocks, out_rows: Some(1), argmax: false }).expect("the graph builds");
+    let mut g = models::forward(c, &params, &kv, BatchShape { n_tokens: t, table_cols: n_blocks, out_rows: Some(1), argmax: false }).expect("the graph builds");
     let stream = residual_stream(&g, c.n_layer);
     for &x in &stream {
         g.output(x);

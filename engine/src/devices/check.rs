@@ -12,20 +12,20 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::formats::gguf::{MetaValue, Metadata};
 use crate::graph::RopeLayout;
-use crate::model::{Arch, Model, ModelConfig, ModelSource};
-use crate::models::llama;
+use crate::model::{LayerConfig, Model, ModelConfig, ModelSource, RopeFactors};
+use crate::models;
 use crate::session::Readout;
 use crate::session::{Forward, Session};
 use crate::tensor::HostTensor;
 use crate::tokenizer::Tokenizer;
 
-pub use super::plain_forward::plain_forward;
+pub use super::plain_forward::{plain_forward, plain_forward_with_freqs};
 
 /// A one-layer Llama with grouped-query attention; widths are multiples of 256 so that every
 /// block format (K-quants included) can store its matrices.
 pub fn tiny_config() -> ModelConfig {
     ModelConfig {
-        arch: Arch::Llama,
+        family: "llama",
         arch_name: "llama".into(),
         n_vocab: 259,
         n_embd: 256,
@@ -36,11 +36,13 @@ pub fn tiny_config() -> ModelConfig {
         n_ff: 512,
         ctx_train: 64,
         rms_eps: 1e-5,
-        rope_base: 10000.0,
         rope_layout: RopeLayout::Normal,
         rope_dim: 64,
+        rope_factors: RopeFactors::None,
+        attn_scale: 1.0 / 8.0,
         qkv_bias: false,
         tied_embeddings: true,
+        layers: LayerConfig::uniform(1, 10000.0, 1.0),
     }
 }
 
@@ -62,7 +64,7 @@ fn random(seed: u64, n: usize, scale: f32) -> Vec<f32> {
 /// The weights of `c` with random values, matrices stored as `dtype`, vectors as f32.
 pub fn tiny_weights(c: &ModelConfig, dtype: DType, seed: u64) -> Result<BTreeMap<String, HostTensor>> {
     let mut out = BTreeMap::new();
-    for (i, (name, shape)) in llama::weight_shapes(c).into_iter().enumerate() {
+    for (i, (name, shape)) in models::weight_shapes(c)?.into_iter().enumerate() {
         let n: usize = shape.iter().product();
         let t = if shape.len() == 1 {
             let v: Vec<f32> = random(seed + i as u64, n, 0.1).iter().map(|x| 1.0 + x).collect();

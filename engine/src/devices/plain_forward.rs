@@ -11,6 +11,15 @@ use crate::graph::RopeLayout;
 /// ever given [`tiny_model`]s.
 pub fn plain_forward(model: &crate::Model, tokens: &[u32]) -> Vec<f32> {
     let c = &model.config;
+    let hd = c.head_dim;
+    plain_forward_with_freqs(model, tokens, &|l, i| f64::from(c.layers[l].rope_base).powf(-2.0 * i as f64 / hd as f64))
+}
+
+/// [`plain_forward`] with RoPE frequencies given by the caller: pair `i` of a head in layer `l`
+/// turns by `pos · freq(l, i)` (a test holds Llama 3.1's frequency scaling to Meta's formula
+/// this way, computed apart from the engine).
+pub fn plain_forward_with_freqs(model: &crate::Model, tokens: &[u32], freq: &dyn Fn(usize, usize) -> f64) -> Vec<f32> {
+    let c = &model.config;
     assert!(c.rope_layout == RopeLayout::Normal && c.tied_embeddings && !c.qkv_bias && c.rope_dim == c.head_dim, "written for the doctor's tiny llama");
     let w = |name: &str| -> Vec<f64> { model.weights[name].to_f32_vec().into_iter().map(f64::from).collect() };
     let (e, hd, n) = (c.n_embd, c.head_dim, tokens.len());
@@ -20,11 +29,11 @@ pub fn plain_forward(model: &crate::Model, tokens: &[u32]) -> Vec<f32> {
     };
     // W x for W [rows, x.len()] row-major.
     let matvec = |m: &[f64], x: &[f64]| -> Vec<f64> { m.chunks(x.len()).map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum()).collect() };
-    // Adjacent pairs (2i, 2i+1) of each head turn by pos · base^(-2i/head_dim).
-    let rope = |v: &mut [f64], pos: usize| {
+    // Adjacent pairs (2i, 2i+1) of each head turn by pos · freq(l, i).
+    let rope = |v: &mut [f64], pos: usize, l: usize| {
         for head in v.chunks_mut(hd) {
             for i in 0..hd / 2 {
-                let (sin, cos) = (pos as f64 * f64::from(c.rope_base).powf(-2.0 * i as f64 / hd as f64)).sin_cos();
+                let (sin, cos) = (pos as f64 * freq(l, i)).sin_cos();
                 let (a, b) = (head[2 * i], head[2 * i + 1]);
                 head[2 * i] = a * cos - b * sin;
                 head[2 * i + 1] = a * sin + b * cos;
@@ -41,8 +50,8 @@ pub fn plain_forward(model: &crate::Model, tokens: &[u32]) -> Vec<f32> {
         let mut k: Vec<Vec<f64>> = hs.iter().map(|h| matvec(&wk, h)).collect();
         let v: Vec<Vec<f64>> = hs.iter().map(|h| matvec(&wv, h)).collect();
         for pos in 0..n {
-            rope(&mut q[pos], pos);
-            rope(&mut k[pos], pos);
+            rope(&mut q[pos], pos, l);
+            rope(&mut k[pos], pos, l);
         }
         for t in 0..n {
             let mut o = vec![0.0; c.n_head * hd];

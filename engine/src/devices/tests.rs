@@ -256,7 +256,7 @@ fn plans_put_the_choice_first_then_usable_fallbacks() {
 /// SmolLM2-135M's shape (its GGUF's metadata: 30 layers, 576 wide, 9 query heads and 3 KV heads
 /// of 64, feed-forward 1536, 49152 tokens).
 fn smollm2_135m() -> crate::model::ModelConfig {
-    crate::model::ModelConfig { n_vocab: 49152, n_embd: 576, n_layer: 30, n_head: 9, n_kv_head: 3, head_dim: 64, n_ff: 1536, ctx_train: 8192, rope_base: 100000.0, ..check::tiny_config() }
+    crate::model::ModelConfig { n_vocab: 49152, n_embd: 576, n_layer: 30, n_head: 9, n_kv_head: 3, head_dim: 64, n_ff: 1536, ctx_train: 8192, layers: crate::model::LayerConfig::uniform(30, 100000.0, 1.0), ..check::tiny_config() }
 }
 
 #[test]
@@ -285,14 +285,14 @@ fn memory_estimate_of_smollm2_135m_worked_out_by_hand() {
 fn peak_activation_bytes(c: &crate::model::ModelConfig, t: usize, ctx: usize) -> u64 {
     use crate::backend::{ParamDesc, ParamId, ParamKind, ParamTable};
     use crate::graph::Op;
-    use crate::models::llama::{self, BatchShape};
+    use crate::models::{self, BatchShape};
     let mut params = ParamTable::default();
-    let (kv, states) = llama::kv_shapes(c, ctx.div_ceil(16), 16);
-    let weights = llama::weight_shapes(c).into_iter().map(|(n, s)| (n, s, DType::F32, ParamKind::Weight));
+    let (kv, states) = models::kv_shapes(c, ctx.div_ceil(16), 16);
+    let weights = models::weight_shapes(c).unwrap().into_iter().map(|(n, s)| (n, s, DType::F32, ParamKind::Weight));
     for (i, (name, shape, dtype, kind)) in weights.chain(states.into_iter().map(|(n, s, d)| (n, s, d, ParamKind::State))).enumerate() {
         params.insert(ParamId(i as u32), ParamDesc { name, shape, dtype, kind });
     }
-    let g = llama::forward(c, &params, &kv, BatchShape { n_tokens: t, table_cols: ctx.div_ceil(16), out_rows: Some(1), argmax: false }).unwrap();
+    let g = models::forward(c, &params, &kv, BatchShape { n_tokens: t, table_cols: ctx.div_ceil(16), out_rows: Some(1), argmax: false }).unwrap();
     let last = g.last_uses();
     let bytes = |i: usize| {
         let n = &g.nodes()[i];
@@ -313,7 +313,7 @@ fn memory_estimate_covers_what_a_session_allocates_and_a_pass_holds() {
     for (c, ctx) in [(check::tiny_config(), 64), (smollm2_135m(), 2048), (smollm2_135m(), 256)] {
         let e = fit::estimate(&c, 0, 0, ctx);
         // The KV cache is exactly the state params a session creates for ctx positions.
-        let (_, states) = crate::models::llama::kv_shapes(&c, ctx.div_ceil(crate::session::BLOCK_SIZE), crate::session::BLOCK_SIZE);
+        let (_, states) = crate::models::kv_shapes(&c, ctx.div_ceil(crate::session::BLOCK_SIZE), crate::session::BLOCK_SIZE);
         let allocated: u64 = states.iter().map(|(_, s, d)| crate::tensor::HostTensor::byte_len(*d, s).unwrap() as u64).sum();
         assert_eq!(e.kv_cache, allocated, "ctx {ctx}");
         // Activations bound the peak of the largest pass, without being more than twice it.

@@ -231,6 +231,13 @@ impl Graph {
         Ok(self.push(Op::Rope { layout, head_dim, n_rot, base, freq_scale, factors: freq_factors.is_some() }, inputs, s, DType::F32))
     }
 
+    /// `x` rounded to f16 precision (see [`Op::RoundF16`]).
+    pub fn round_f16(&mut self, x: NodeId) -> Result<NodeId> {
+        self.expect_f32("round_f16", x)?;
+        let s = self.shape(x).to_vec();
+        Ok(self.push(Op::RoundF16, vec![x], s, DType::F32))
+    }
+
     /// `x · factor`.
     pub fn scale(&mut self, x: NodeId, factor: f32) -> Result<NodeId> {
         self.expect_f32("scale", x)?;

@@ -115,6 +115,10 @@ pub enum Op {
     GeluMul,
     /// `x · factor` (e.g. Gemma's embedding scale √n_embd).
     Scale { factor: f32 },
+    /// Each element rounded to the nearest f16 (ties to even), kept as f32: a KV cache of f16
+    /// precision, and queries rounded as llama.cpp rounds them for its f16 `K·Q` product (values
+    /// past f16's range become ±inf, as there).
+    RoundF16,
     /// Keeps rows `start..start+len` of `x [T, C]` → `[len, C]`.
     SliceRows { start: usize, len: usize },
     /// Index of the largest element of each row (ties → lowest index). `x [T, C]` → `[T]` u32.
@@ -143,7 +147,7 @@ impl std::hash::Hash for Op {
                 f(scale, h);
             }
             Op::SliceRows { start, len } => (start, len).hash(h),
-            Op::GetRows | Op::MatMul | Op::Add | Op::Mul | Op::ScatterRows | Op::SiluMul | Op::GeluMul | Op::Argmax => {}
+            Op::GetRows | Op::MatMul | Op::Add | Op::Mul | Op::ScatterRows | Op::SiluMul | Op::GeluMul | Op::RoundF16 | Op::Argmax => {}
         }
     }
 }
@@ -165,6 +169,7 @@ impl Op {
             Op::SiluMul => "silu_mul",
             Op::GeluMul => "gelu_mul",
             Op::Scale { .. } => "scale",
+            Op::RoundF16 => "round_f16",
             Op::SliceRows { .. } => "slice_rows",
             Op::Argmax => "argmax",
         }

@@ -9,136 +9,108 @@
 //! logits = output(rms_norm(x))
 //! ```
 //!
+//! Llama 3.1/3.2 scale RoPE per frequency (`rope_freqs.weight` in GGUF, `rope_scaling
+//! {rope_type: "llama3"}` in config.json); `rope_scaling {type: "linear"}` scales positions.
 //! Prefill and decode are the same graph with a different token count, and a batch of sequences
 //! at different positions is the same graph again: every token carries its position, the cache
 //! row its key and value go to, and its sequence's block table (paged attention). The KV cache is
 //! not the model's: the caller passes the state params to write keys and values into (`KvParams`).
 
+use super::common::{Builder, global_weights};
+use super::{BatchShape, Family, KvParams, WeightSpec};
 use crate::backend::ParamTable;
-use crate::dtype::DType;
 use crate::error::Result;
-use crate::graph::{AttnMask, Graph, NodeId};
-use crate::model::ModelConfig;
-pub use crate::model::weight_shapes;
+use crate::formats::gguf::Metadata;
+use crate::graph::{Graph, NodeId, RopeLayout};
+use crate::model::{GgufKeys, HfKeys, ModelConfig, RopeFactors};
 
-/// The per-layer state params keys and values are written into: pools of blocks of
-/// `block_size` rows.
-#[derive(Clone, Debug)]
-pub struct KvParams {
-    pub k: Vec<String>,
-    pub v: Vec<String>,
-    pub block_size: usize,
-}
+pub const FAMILY: Family = Family {
+    name: "llama",
+    gguf_archs: &["llama", "mistral", "qwen2"],
+    hf_model_types: &["llama", "mistral", "qwen2"],
+    from_gguf,
+    from_hf,
+    weights,
+    forward,
+};
 
-/// The shape of one forward pass (the graph is built once per shape).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct BatchShape {
-    /// Tokens in the pass, over all sequences.
-    pub n_tokens: usize,
-    /// Columns of the block table: blocks one sequence may hold.
-    pub table_cols: usize,
-    /// Read out only these rows (input slot 4 names them), or every row.
-    pub out_rows: Option<usize>,
-    /// Return each read-out row's argmax instead of its logits.
-    pub argmax: bool,
-}
-
-/// The KV-cache params a session must create: one `[n_blocks * block_size, kv_dim]` f32 state
-/// per layer for K and V.
-pub fn kv_shapes(c: &ModelConfig, n_blocks: usize, block_size: usize) -> (KvParams, Vec<(String, Vec<usize>, DType)>) {
-    let names = KvParams { k: (0..c.n_layer).map(|l| format!("cache.{l}.k")).collect(), v: (0..c.n_layer).map(|l| format!("cache.{l}.v")).collect(), block_size };
-    let shapes = names.k.iter().chain(&names.v).map(|n| (n.clone(), vec![n_blocks * block_size, c.kv_dim()], DType::F32)).collect();
-    (names, shapes)
-}
-
-struct Builder<'a> {
-    g: Graph,
-    c: &'a ModelConfig,
-    p: &'a ParamTable,
-    positions: NodeId,
-    slots: NodeId,
-    block_table: NodeId,
-}
-
-impl Builder<'_> {
-    fn w(&mut self, name: &str) -> Result<NodeId> {
-        self.p.node(&mut self.g, name)
+fn from_gguf(meta: &Metadata, arch: &str, has_tensor: &dyn Fn(&str) -> bool) -> Result<ModelConfig> {
+    let mut c = GgufKeys { meta, arch }.common(FAMILY.name, has_tensor("output.weight"))?;
+    // llama.cpp: llama-family GGUFs store q/k permuted for adjacent-pair RoPE; qwen2 is NeoX.
+    if arch == "qwen2" {
+        c.rope_layout = RopeLayout::NeoX;
+        c.qkv_bias = true;
     }
-
-    fn norm(&mut self, x: NodeId, weight: &str) -> Result<NodeId> {
-        let w = self.w(weight)?;
-        self.g.rms_norm(x, w, self.c.rms_eps)
+    if has_tensor("rope_freqs.weight") {
+        c.rope_factors = RopeFactors::Tensor;
     }
+    c.validate()
+}
 
-    /// `x · Wᵀ (+ b)`.
-    fn linear(&mut self, x: NodeId, weight: &str, bias: Option<&str>) -> Result<NodeId> {
-        let w = self.w(weight)?;
-        let y = self.g.matmul(x, w)?;
-        match bias {
-            Some(b) => {
-                let b = self.w(b)?;
-                self.g.add(y, b)
-            }
-            None => Ok(y),
+/// Hugging Face's llama q/k weights are not permuted, so RoPE uses the NeoX (rotate-half) layout,
+/// as in `transformers`.
+fn from_hf(config: &serde_json::Value, model_type: &str, has_tensor: &dyn Fn(&str) -> bool) -> Result<ModelConfig> {
+    let mut c = HfKeys { config }.common(FAMILY.name, model_type, has_tensor("lm_head.weight"))?;
+    c.qkv_bias = model_type == "qwen2";
+    c.validate()
+}
+
+/// Every weight of a Llama-family model of config `c` (the graph reads exactly these).
+fn weights(c: &ModelConfig) -> Vec<WeightSpec> {
+    let (e, f) = (c.n_embd, c.n_ff);
+    let mut w = global_weights(c);
+    w.push(WeightSpec::hf("output_norm.weight".into(), vec![e], "model.norm.weight".into()));
+    for l in 0..c.n_layer {
+        let mut add = |n: &str, hf: &str, s: Vec<usize>| w.push(WeightSpec::hf(format!("blk.{l}.{n}"), s, format!("model.layers.{l}.{hf}")));
+        add("attn_norm.weight", "input_layernorm.weight", vec![e]);
+        add("attn_q.weight", "self_attn.q_proj.weight", vec![c.q_dim(), e]);
+        add("attn_k.weight", "self_attn.k_proj.weight", vec![c.kv_dim(), e]);
+        add("attn_v.weight", "self_attn.v_proj.weight", vec![c.kv_dim(), e]);
+        if c.qkv_bias {
+            add("attn_q.bias", "self_attn.q_proj.bias", vec![c.q_dim()]);
+            add("attn_k.bias", "self_attn.k_proj.bias", vec![c.kv_dim()]);
+            add("attn_v.bias", "self_attn.v_proj.bias", vec![c.kv_dim()]);
         }
+        add("attn_output.weight", "self_attn.o_proj.weight", vec![e, c.q_dim()]);
+        add("ffn_norm.weight", "post_attention_layernorm.weight", vec![e]);
+        add("ffn_gate.weight", "mlp.gate_proj.weight", vec![f, e]);
+        add("ffn_up.weight", "mlp.up_proj.weight", vec![f, e]);
+        add("ffn_down.weight", "mlp.down_proj.weight", vec![e, f]);
     }
-
-    fn attn(&mut self, l: usize, x: NodeId, kv: &KvParams) -> Result<NodeId> {
-        let c = self.c;
-        let bias = |n: &str| c.qkv_bias.then(|| format!("blk.{l}.attn_{n}.bias"));
-        let q = self.linear(x, &format!("blk.{l}.attn_q.weight"), bias("q").as_deref())?;
-        let k = self.linear(x, &format!("blk.{l}.attn_k.weight"), bias("k").as_deref())?;
-        let v = self.linear(x, &format!("blk.{l}.attn_v.weight"), bias("v").as_deref())?;
-        let r = crate::graph::RopeParams { layout: c.rope_layout, head_dim: c.head_dim, n_rot: c.rope_dim, base: c.rope_base, freq_scale: 1.0 };
-        let q = self.g.rope(q, self.positions, None, r)?;
-        let k = self.g.rope(k, self.positions, None, r)?;
-        let k_cache = self.w(&kv.k[l])?;
-        let v_cache = self.w(&kv.v[l])?;
-        let k_all = self.g.scatter_rows(k_cache, k, self.slots)?;
-        let v_all = self.g.scatter_rows(v_cache, v, self.slots)?;
-        let o = self.g.paged_attention(q, k_all, v_all, self.positions, self.block_table, c.n_head, c.n_kv_head, c.head_dim, 1.0 / (c.head_dim as f32).sqrt(), kv.block_size, AttnMask::Causal)?;
-        self.linear(o, &format!("blk.{l}.attn_output.weight"), None)
-    }
-
-    fn mlp(&mut self, l: usize, x: NodeId) -> Result<NodeId> {
-        let gate = self.linear(x, &format!("blk.{l}.ffn_gate.weight"), None)?;
-        let up = self.linear(x, &format!("blk.{l}.ffn_up.weight"), None)?;
-        let h = self.g.silu_mul(gate, up)?;
-        self.linear(h, &format!("blk.{l}.ffn_down.weight"), None)
-    }
+    w
 }
 
-/// The forward pass. Inputs: slot 0 token ids `[T]`; slot 1 positions `[T]` (each token's
-/// position in its own sequence); slot 2 slots `[T]` (the cache row its key and value are written
-/// to); slot 3 block tables `[T, table_cols]` (its sequence's blocks); slot 4, with `out_rows`,
-/// the rows to read out `[R]`.
-pub fn forward(c: &ModelConfig, params: &ParamTable, kv: &KvParams, shape: BatchShape) -> Result<Graph> {
-    let n_tokens = shape.n_tokens;
-    let mut g = Graph::new();
-    let tokens = g.input(&[n_tokens], DType::U32);
-    let positions = g.input(&[n_tokens], DType::U32);
-    let slots = g.input(&[n_tokens], DType::U32);
-    let block_table = g.input(&[n_tokens, shape.table_cols], DType::U32);
-    let out_rows = shape.out_rows.map(|r| g.input(&[r], DType::U32));
-    let mut b = Builder { g, c, p: params, positions, slots, block_table };
+fn attn(b: &mut Builder, l: usize, x: NodeId, kv: &KvParams) -> Result<NodeId> {
+    let bias = |n: &str| b.c.qkv_bias.then(|| format!("blk.{l}.attn_{n}.bias"));
+    let (bq, bk, bv) = (bias("q"), bias("k"), bias("v"));
+    let q = b.linear(x, &format!("blk.{l}.attn_q.weight"), bq.as_deref())?;
+    let k = b.linear(x, &format!("blk.{l}.attn_k.weight"), bk.as_deref())?;
+    let v = b.linear(x, &format!("blk.{l}.attn_v.weight"), bv.as_deref())?;
+    let q = b.rope(l, q)?;
+    let k = b.rope(l, k)?;
+    let o = b.cached_attention(l, q, k, v, kv)?;
+    b.linear(o, &format!("blk.{l}.attn_output.weight"), None)
+}
 
+fn mlp(b: &mut Builder, l: usize, x: NodeId) -> Result<NodeId> {
+    let gate = b.linear(x, &format!("blk.{l}.ffn_gate.weight"), None)?;
+    let up = b.linear(x, &format!("blk.{l}.ffn_up.weight"), None)?;
+    let h = b.g.silu_mul(gate, up)?;
+    b.linear(h, &format!("blk.{l}.ffn_down.weight"), None)
+}
+
+/// The forward pass (inputs as [`BatchShape`] says).
+pub fn forward(c: &ModelConfig, params: &ParamTable, kv: &KvParams, shape: BatchShape) -> Result<Graph> {
+    let mut b = Builder::new(c, params, shape);
     let embd = b.w("token_embd.weight")?;
-    let mut x = b.g.get_rows(embd, tokens)?;
+    let mut x = b.g.get_rows(embd, b.tokens)?;
     for l in 0..c.n_layer {
         let h = b.norm(x, &format!("blk.{l}.attn_norm.weight"))?;
-        let h = b.attn(l, h, kv)?;
+        let h = attn(&mut b, l, h, kv)?;
         x = b.g.add(x, h)?;
         let h = b.norm(x, &format!("blk.{l}.ffn_norm.weight"))?;
-        let h = b.mlp(l, h)?;
+        let h = mlp(&mut b, l, h)?;
         x = b.g.add(x, h)?;
     }
-    if let Some(rows) = out_rows {
-        x = b.g.get_rows(x, rows)?;
-    }
-    let x = b.norm(x, "output_norm.weight")?;
-    let output = if c.tied_embeddings { "token_embd.weight" } else { "output.weight" };
-    let logits = b.linear(x, output, None)?;
-    let out = if shape.argmax { b.g.argmax(logits)? } else { logits };
-    b.g.output(out);
-    Ok(b.g)
+    b.finish(x, shape)
 }

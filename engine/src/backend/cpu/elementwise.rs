@@ -36,6 +36,13 @@ pub fn gelu_tanh(g: f32) -> f32 {
     0.5 * g * (1.0 + (SQRT_2_OVER_PI * g * (1.0 + 0.044715 * g * g)).tanh())
 }
 
+/// Rounds to the nearest f16 (ties to even), as ggml's `GGML_FP32_TO_FP16`.
+pub fn round_f16(x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = half::f16::from_f32(v).to_f32();
+    }
+}
+
 pub fn scale(x: &[f32], factor: f32, out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = v * factor;

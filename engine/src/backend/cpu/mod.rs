@@ -11,7 +11,7 @@ mod rms_norm;
 mod rope;
 
 pub use attention::{Paging, attention};
-pub use elementwise::{add, argmax, gelu_mul, gelu_tanh, mul, scale, silu_mul};
+pub use elementwise::{add, argmax, gelu_mul, gelu_tanh, mul, round_f16, scale, silu_mul};
 pub use get_rows::get_rows;
 pub use matmul::matmul;
 pub use rms_norm::rms_norm;
@@ -137,6 +137,12 @@ impl CpuBackend {
                     Op::SiluMul => silu_mul(&x, &y, &mut out),
                     _ => gelu_mul(&x, &y, &mut out),
                 }
+                Value::F32(out)
+            }
+            Op::RoundF16 => {
+                let x = self.f32_of(values, graph, a(0))?;
+                let mut out = vec![0.0; n_out];
+                round_f16(&x, &mut out);
                 Value::F32(out)
             }
             Op::Scale { factor } => {

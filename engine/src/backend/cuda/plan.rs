@@ -373,6 +373,7 @@ impl NodeCtx<'_> {
             Op::Mul => self.push("mul", elementwise_cfg(n_out), vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), U64(n_out as u64)]),
             Op::SiluMul => self.push("silu_mul", elementwise_cfg(n_out), vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), U64(n_out as u64)]),
             Op::GeluMul => self.push("gelu_mul", elementwise_cfg(n_out), vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), U64(n_out as u64)]),
+            Op::RoundF16 => self.push("round_f16", elementwise_cfg(n_out), vec![Ptr(p[0]), Ptr(out), U64(n_out as u64)]),
             Op::Scale { factor } => self.push("scale", elementwise_cfg(n_out), vec![Ptr(p[0]), Ptr(out), U64(n_out as u64), F32(*factor)]),
             Op::RmsNorm { eps } => {
                 // A weight narrower than the row normalizes each group of its width (per head).

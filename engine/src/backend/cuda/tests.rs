@@ -240,12 +240,13 @@ fn elementwise_norm_rope_argmax_slice_match_cpu() {
     let s = g.silu_mul(a, b).unwrap();
     let gm = g.gelu_mul(a, b).unwrap();
     let sc = g.scale(a, 25.298_221).unwrap();
+    let r16 = g.round_f16(a).unwrap();
     let n = g.rms_norm(a, w, 1e-5).unwrap();
     // A weight an eighth of the row wide: each of the 8 heads of a row normalized on its own.
     let nh = g.rms_norm(a, w_head, 1e-6).unwrap();
     let sl = g.slice_rows(a, 2, 2).unwrap();
     let am = g.argmax(a).unwrap();
-    for o in [added, biased, m, s, gm, sc, n, nh, sl, am] {
+    for o in [added, biased, m, s, gm, sc, r16, n, nh, sl, am] {
         g.output(o);
     }
     let inputs = [f32_input(&[t, c], 1), f32_input(&[t, c], 2), f32_input(&[c], 3), f32_input(&[c], 4), f32_input(&[c / 8], 5)];

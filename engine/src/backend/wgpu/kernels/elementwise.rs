@@ -1,6 +1,6 @@
-//! `Op::Add`, `Op::Mul`, `Op::SiluMul`, `Op::GeluMul`, `Op::Scale`, `Op::ScatterRows`, `Op::SliceRows`, `Op::Argmax`: one
+//! `Op::Add`, `Op::Mul`, `Op::SiluMul`, `Op::GeluMul`, `Op::Scale`, `Op::RoundF16`, `Op::ScatterRows`, `Op::SliceRows`, `Op::Argmax`: one
 //! invocation per element (256 per workgroup, 2-D grid), except argmax, one workgroup per row.
-//! Shaders: add.wgsl, mul.wgsl, silu_mul.wgsl, gelu_mul.wgsl, scale.wgsl, scatter_rows.wgsl, slice_rows.wgsl, argmax.wgsl.
+//! Shaders: add.wgsl, mul.wgsl, silu_mul.wgsl, gelu_mul.wgsl, scale.wgsl, round_f16.wgsl, scatter_rows.wgsl, slice_rows.wgsl, argmax.wgsl.
 
 use super::{Buf, Cx, KernelKey, Step, grid};
 use crate::graph::{Graph, Node, Op, rows_cols};
@@ -28,6 +28,7 @@ pub(in super::super) fn build(cx: &Cx, g: &Graph, node: &Node, ins: &[Buf], out:
         Op::Mul => vec![per_element("mul", vec![n as u32], vec![(1, ins[0]), (2, ins[1]), (3, out)], n)],
         Op::SiluMul => vec![per_element("silu_mul", vec![n as u32], vec![(1, ins[0]), (2, ins[1]), (3, out)], n)],
         Op::GeluMul => vec![per_element("gelu_mul", vec![n as u32], vec![(1, ins[0]), (2, ins[1]), (3, out)], n)],
+        Op::RoundF16 => vec![per_element("round_f16", vec![n as u32], vec![(1, ins[0]), (2, out)], n)],
         Op::Scale { factor } => vec![per_element("scale", vec![n as u32, factor.to_bits()], vec![(1, ins[0]), (2, out)], n)],
         Op::ScatterRows => {
             let (rows, cols) = rows_cols(&node.shape);
@@ -68,7 +69,7 @@ mod tests {
             let a = rand_vec(t * c, 1);
             let b = rand_vec(t * c, 2);
             let bias = rand_vec(c, 3);
-            for which in ["add", "add_bias", "mul", "silu_mul", "gelu_mul", "scale", "slice", "argmax"] {
+            for which in ["add", "add_bias", "mul", "silu_mul", "gelu_mul", "scale", "round_f16", "slice", "argmax"] {
                 let mut g = Graph::new();
                 let x = g.input(&[t, c], DType::F32);
                 let y_shape = if which == "add_bias" { vec![c] } else { vec![t, c] };
@@ -79,6 +80,8 @@ mod tests {
                     "silu_mul" => g.silu_mul(x, y),
                     "gelu_mul" => g.gelu_mul(x, y),
                     "scale" => g.scale(x, 25.298_221),
+                    // Exact: pack2x16float rounds to nearest on lavapipe and SwiftShader.
+                    "round_f16" => g.round_f16(x),
                     "slice" => g.slice_rows(x, t / 2, t - t / 2),
                     _ => g.argmax(x),
                 }

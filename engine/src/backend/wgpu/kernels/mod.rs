@@ -31,6 +31,7 @@ pub(super) const SHADERS: &[(&str, &str)] = &[
     ("silu_mul", include_str!("../../../../../shaders/silu_mul.wgsl")),
     ("gelu_mul", include_str!("../../../../../shaders/gelu_mul.wgsl")),
     ("scale", include_str!("../../../../../shaders/scale.wgsl")),
+    ("round_f16", include_str!("../../../../../shaders/round_f16.wgsl")),
     ("slice_rows", include_str!("../../../../../shaders/slice_rows.wgsl")),
 ];
 
