@@ -6,6 +6,7 @@ use std::path::PathBuf;
 pub use forge_engine;
 
 pub mod fuzz;
+pub mod hf_export;
 pub mod reference;
 pub mod server;
 pub mod tiny;
