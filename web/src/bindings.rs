@@ -1,8 +1,12 @@
 //! The JavaScript API (see `www/app.js` for its use):
 //!
 //! - `adapterInfo()` → JSON: the WebGPU adapter wgpu picks, its limits and features.
-//! - `Forge.load(bytes, name, ctx, onProgress)` → a `Forge`: the GGUF parsed in wasm, weights
-//!   uploaded to the GPU (`onProgress(done, total)` per tensor), then dropped from wasm memory.
+//! - `new ModelBytes(capacity)`, `.push(chunk)`, `.bytesRead()`, `.magic()`: a model file read
+//!   into wasm memory chunk by chunk as the page streams it, so JavaScript never holds a whole
+//!   copy.
+//! - `Forge.load(modelBytes, name, ctx, onProgress)` → a `Forge`: the GGUF parsed in wasm through
+//!   the family registry (`Model::from_gguf`), weights uploaded to the GPU (`onProgress(done,
+//!   total)` per tensor), then dropped from wasm memory. `modelBytes` is consumed.
 //! - `forge.info()`, `forge.tokenize(text, addBos, parseSpecial)`, `forge.decode(ids)`,
 //!   `forge.applyChatTemplate(messagesJson, addGenerationPrompt)`.
 //! - `forge.generate(ids, optionsJson, onText)` → a Promise of a JSON summary; `onText(piece)` is
@@ -90,6 +94,51 @@ pub async fn adapter_info() -> Result<String, JsError> {
     .to_string())
 }
 
+/// A model file's bytes in wasm memory, appended chunk by chunk as the page reads a fetch, the
+/// Cache API or a picked file. `Forge.load` takes them over: the file is copied once, from each
+/// JavaScript chunk to its place here, and weights are views into it until they are uploaded.
+#[wasm_bindgen]
+pub struct ModelBytes {
+    bytes: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl ModelBytes {
+    /// Room for `capacity` bytes reserved up front (the Content-Length; 0 when unknown), so a
+    /// known size grows wasm memory once. Rejects when wasm memory cannot hold them.
+    #[wasm_bindgen(constructor)]
+    pub fn new(capacity: usize) -> Result<ModelBytes, JsError> {
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(capacity)
+            .map_err(|_| err(format!("WebAssembly memory cannot hold a model of {capacity} bytes")))?;
+        Ok(ModelBytes { bytes })
+    }
+
+    /// Appends `chunk`, copied straight from the JavaScript array into wasm memory.
+    pub fn push(&mut self, chunk: &js_sys::Uint8Array) -> Result<(), JsError> {
+        let start = self.bytes.len();
+        let n = chunk.length() as usize;
+        self.bytes
+            .try_reserve(n)
+            .map_err(|_| err(format!("WebAssembly memory cannot hold a model of more than {start} bytes")))?;
+        self.bytes.resize(start + n, 0);
+        chunk.copy_to(&mut self.bytes[start..]);
+        Ok(())
+    }
+
+    /// Bytes read so far.
+    #[wasm_bindgen(js_name = bytesRead)]
+    pub fn bytes_read(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The first four bytes as text ("GGUF" for a GGUF file).
+    pub fn magic(&self) -> String {
+        self.bytes.iter().take(4).map(|&b| char::from(b)).collect()
+    }
+}
+
 /// A model on the page's GPU.
 #[wasm_bindgen]
 pub struct Forge {
@@ -103,14 +152,16 @@ pub struct Forge {
 
 #[wasm_bindgen]
 impl Forge {
-    /// Parses `bytes` as GGUF, opens the adapter and uploads the weights; `ctx` positions of KV
-    /// cache. `on_progress(done_bytes, total_bytes)` follows the upload.
+    /// Parses `bytes` as GGUF (any family the engine knows), opens the adapter and uploads the
+    /// weights; `ctx` positions of KV cache. `on_progress(done_bytes, total_bytes)` follows the
+    /// upload.
     pub async fn load(
-        bytes: Vec<u8>,
+        bytes: ModelBytes,
         name: String,
         ctx: usize,
         on_progress: Option<js_sys::Function>,
     ) -> Result<Forge, JsError> {
+        let ModelBytes { bytes } = bytes;
         let file_bytes = bytes.len();
         let file = GgufFile::from_bytes(FileBytes::from_vec(bytes))
             .map_err(|e| err(format!("{name} is not a supported GGUF file: {e}")))?;
@@ -142,6 +193,16 @@ impl Forge {
             ))
         })?;
         let c = &model.config;
+        // A weight larger than one storage binding cannot be bound whole: the wgpu backend pages
+        // it by rows (engine/src/backend/wgpu/buffers.rs: pages of at most `binding` bytes, 4 of
+        // them padding). Reported so the page and the test can see it happen.
+        let binding = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size) & !3;
+        let paged: Vec<_> = model
+            .weights
+            .iter()
+            .filter(|(_, t)| t.as_bytes().len() as u64 + 4 > binding)
+            .map(|(n, t)| json!({ "name": n, "bytes": t.as_bytes().len() }))
+            .collect();
         let dtypes: Vec<String> = model
             .dtype_counts()
             .iter()
@@ -151,7 +212,7 @@ impl Forge {
             "name": model.source.name.clone().unwrap_or(name), "arch": c.arch_name, "n_layer": c.n_layer, "n_embd": c.n_embd,
             "n_head": c.n_head, "n_vocab": c.n_vocab, "ctx": ctx, "ctx_train": c.ctx_train, "file_bytes": file_bytes,
             "weight_bytes": model.weight_bytes(), "dtypes": dtypes, "device": session.device(),
-            "gpu_bytes": session.backend().memory_used(),
+            "gpu_bytes": session.backend().memory_used(), "max_binding": binding, "paged": paged,
             "chat_template": model.tokenizer.chat_template().is_some(),
         })
         .to_string();

@@ -14,11 +14,20 @@
 // stop button ends a long generation; a reload takes the model from the browser cache instead of
 // the network. Any console error or page error fails the test. Screenshot: web/test-output/page.png.
 //
+// Then Gemma 3 270M Q4_K_M (a second family; tests/fixtures/gemma3-270m-q4_k_m.llama-cpp.json),
+// on an adapter whose storage bindings are capped at WebGPU's default 128 MiB (SwiftShader itself
+// binds 1 GiB; see SMALL_BINDING), so its 178 MB tied embedding must be paged by the wgpu backend:
+// the page loads it through the same controls and reports its architecture and that weight as
+// paged; on one short raw prompt, greedy generation through the page gives llama.cpp's prompt ids
+// and ids that agree up to a near-tie, and the teacher-forced pass agrees at each of the first
+// GEMMA_N positions as above. Screenshot: web/test-output/gemma.png.
+//
 //   node web/test/browser.mjs        (after web/build.sh)
 //
-// Skips (exit 0) without the model or a WebGPU adapter, unless FORGE_REQUIRE_MODEL=1 /
-// FORGE_REQUIRE_BROWSER=1. CHROMIUM overrides /usr/bin/chromium; FORGE_WEB_DEBUG=1 prints the
-// page's other console messages too.
+// Skips (exit 0) without SmolLM2 or a WebGPU adapter, and skips the Gemma part without its model,
+// unless FORGE_REQUIRE_MODEL=1 / FORGE_REQUIRE_BROWSER=1. Models are read from FORGE_MODEL_DIR, else
+// ~/.cache/forge/models (forge pull). CHROMIUM overrides /usr/bin/chromium; FORGE_WEB_DEBUG=1
+// prints the page's other console messages too.
 
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -35,6 +44,25 @@ const N_UI = 16;
 const f32 = Math.fround;
 const NEAR_TIE = f32(0.4);
 const LOGIT_TOLERANCE = f32(1.0);
+// Gemma: one short raw prompt, over its first GEMMA_N continuation positions (SwiftShader is slow,
+// and every row Gemma reads out is a 262144-wide product with its embedding).
+const GEMMA = "gemma-3-270m-q4_k_m.gguf";
+const GEMMA_FIXTURE = join(ROOT, "tests", "fixtures", "gemma3-270m-q4_k_m.llama-cpp.json");
+const GEMMA_CASE = "dev-capital";
+const GEMMA_N = 8;
+// WebGPU's default maxStorageBufferBindingSize, which many adapters keep.
+const SMALL_BINDING = 2 ** 27;
+
+// Runs in the page before its scripts: every GPUSupportedLimits (the adapter's, so also those the
+// engine requests the device with) reports at most `cap` bytes per storage binding. The browser
+// then enforces that limit on the device, as on an adapter that binds no more.
+function capStorageBinding(cap) {
+  const limit = Object.getOwnPropertyDescriptor(GPUSupportedLimits.prototype, "maxStorageBufferBindingSize");
+  Object.defineProperty(GPUSupportedLimits.prototype, "maxStorageBufferBindingSize", {
+    configurable: true,
+    get() { return Math.min(limit.get.call(this), cap); },
+  });
+}
 
 const cleanups = [];
 
@@ -124,11 +152,55 @@ function checkFreeRunning(c, ids, forced) {
   return `${ids.length}/${ids.length} ids agree`;
 }
 
+// Gemma 3 270M through the page, storage bindings capped at SMALL_BINDING: loaded from the
+// server, its architecture and paged embedding reported, then GEMMA_CASE generated greedily
+// through the page's controls and teacher-forced over GEMMA_N positions against llama.cpp.
+// Returns the summary line; throws on a failure.
+async function checkGemma(page, url, reference, generate) {
+  const t0 = Date.now();
+  const own = await page.evaluate(async () => (await navigator.gpu.requestAdapter()).limits.maxStorageBufferBindingSize);
+  await page.addInitScript(capStorageBinding, SMALL_BINDING);
+  await page.goto(`${url}?model=models/${GEMMA}`);
+  await page.waitForFunction(() => document.body.dataset.state === "ready" || document.body.dataset.error, null, { timeout: 300_000 });
+  const loadError = await page.evaluate(() => document.body.dataset.error);
+  if (loadError) throw new Error(`the page could not load ${GEMMA}: ${loadError}`);
+  const loadS = (Date.now() - t0) / 1000;
+  const info = await page.evaluate(() => window.forgeInfo);
+  const panel = await page.textContent("#model-info");
+  console.log(`gemma: loaded in ${loadS.toFixed(1)} s: ${panel}`);
+  if (info.arch !== "gemma3" || !panel.includes("gemma3")) throw new Error(`${GEMMA}: the page reports architecture ${info.arch} (panel: ${panel}), not gemma3`);
+  const mib = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  const embd = info.paged.find((w) => w.name === "token_embd.weight");
+  if (!embd || info.max_binding > SMALL_BINDING) throw new Error(`${GEMMA}: with storage bindings capped at ${mib(SMALL_BINDING)} the page reports a ${mib(info.max_binding)} binding and paged weights ${JSON.stringify(info.paged)}: token_embd.weight should be among them`);
+  const paging = `token_embd.weight (${mib(embd.bytes)}) paged over ${mib(info.max_binding)} bindings (the adapter's own: ${mib(own)})`;
+  console.log(`gemma: ${paging}; ${info.paged.length} weight(s) paged in all; WebAssembly memory ${mib(info.wasm_memory_bytes)} after loading a ${mib(info.file_bytes)} file`);
+
+  const c = reference.cases.find((x) => x.id === GEMMA_CASE);
+  await page.fill("input[name=max_tokens]", String(GEMMA_N));
+  await page.fill("input[name=temperature]", "0");
+  const g = await generate(c.mode, c.prompt);
+  if (JSON.stringify(g.prompt_ids) !== JSON.stringify(c.prompt_ids)) throw new Error(`gemma ${c.id}: prompt ids ${JSON.stringify(g.prompt_ids)} differ from llama.cpp's ${JSON.stringify(c.prompt_ids)}`);
+  if (g.ids.length !== GEMMA_N) throw new Error(`gemma ${c.id}: ${g.ids.length} ids, expected ${GEMMA_N}`);
+
+  const a = await teacherForced(page, c, GEMMA_N, g.ids);
+  const forcedLine = `gemma ${c.id}: teacher-forced ${a.positions - a.nearTies - a.differ}/${a.positions} positions agree with llama.cpp, ${a.nearTies} near-ties, ${a.differ} differ, in one pass of ${c.prompt_ids.length + a.positions - 1} ids, ${(a.ms / 1000).toFixed(1)} s; largest difference from llama.cpp's recorded top-3 logits ${a.worst.toFixed(3)}; argmax ${JSON.stringify(a.argmax)}, llama.cpp ${JSON.stringify(c.greedy_ids.slice(0, GEMMA_N))}`;
+  console.log(forcedLine);
+  if (a.errors.length) throw new Error(`gemma teacher-forced against llama.cpp:\n  ${a.errors.join("\n  ")}`);
+  const verdict = checkFreeRunning(c, g.ids, a);
+  console.log(`gemma ${c.id}: free-running through the page: prompt ids ${JSON.stringify(g.prompt_ids)} as llama.cpp's; ${verdict}; prefill ${g.prefill_tok_s.toFixed(1)} tok/s, decode ${g.decode_tok_s.toFixed(1)} tok/s: ${JSON.stringify(g.text)}`);
+  await page.screenshot({ path: join(WEB, "test-output", "gemma.png"), fullPage: true });
+  return `gemma3 (${c.id}): ${a.positions - a.nearTies - a.differ}/${a.positions} teacher-forced positions agree, ${a.nearTies} near-ties; free-running ${verdict}; ${paging}; in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+}
+
 async function main() {
   if (!existsSync(join(WEB, "dist", "index.html"))) finish(false, "web/dist is missing: run web/build.sh first");
   const modelDir = process.env.FORGE_MODEL_DIR || join(homedir(), ".cache", "forge", "models");
   if (!existsSync(join(modelDir, MODEL))) skip(`${MODEL} not in ${modelDir} (forge pull smollm2-135m)`, "FORGE_REQUIRE_MODEL");
   const reference = JSON.parse(readFileSync(FIXTURE, "utf8"));
+  let gemma = null;
+  if (existsSync(join(modelDir, GEMMA))) gemma = JSON.parse(readFileSync(GEMMA_FIXTURE, "utf8"));
+  else if (process.env.FORGE_REQUIRE_MODEL === "1") finish(false, `${GEMMA} not in ${modelDir} (forge pull gemma3-270m) (FORGE_REQUIRE_MODEL=1)`);
+  else console.log(`SKIP: browser: the Gemma part: ${GEMMA} not in ${modelDir} (forge pull gemma3-270m)`);
 
   const { server, url } = await startServer(modelDir);
   cleanups.push(() => server.kill());
@@ -232,9 +304,12 @@ async function main() {
     if (modelRequests !== before || !status.includes("from the browser cache")) throw new Error(`reload fetched the model again (${modelRequests - before} requests; status: ${status})`);
     console.log("reload: the model came from the browser cache");
 
+    let gemmaLine = `Gemma skipped (no ${GEMMA})`;
+    if (gemma) gemmaLine = await checkGemma(page, url, gemma, generate);
+
     if (errors.length) throw new Error(`console errors:\n  ${errors.join("\n  ")}`);
     const mean = speeds.reduce((a, b) => a + b, 0) / speeds.length;
-    finish(true, `${forcedLine}; page controls: ${UI_CASES.join(", ")} (${N_UI} tokens each), decode ${mean.toFixed(1)} tok/s; screenshot web/test-output/page.png`);
+    finish(true, `${forcedLine}; page controls: ${UI_CASES.join(", ")} (${N_UI} tokens each), decode ${mean.toFixed(1)} tok/s; ${gemmaLine}; screenshots in web/test-output/`);
   } catch (e) {
     finish(false, `${e.message}${errors.length ? `\n  ${errors.join("\n  ")}` : ""}`);
   }

@@ -4,13 +4,15 @@
 // Bench mode: `?bench=1&model=models/<file>.gguf&p=32&n=8&r=1` loads the model, then runs
 // `forgeBench({p, n, r})` and publishes its row (native `forge bench`'s `Row`) as JSON in #bench
 // and `document.body.dataset.bench`; web/test/bench.mjs reads it for `forge bench --browser`.
-// `forgeForced({ids, first, probe})` gives web/test/browser.mjs teacher-forced logits.
+// `forgeForced({ids, first, probe})` gives web/test/browser.mjs teacher-forced logits, and
+// `window.forgeInfo` the loaded model's info (`Forge.info()`, plus the wasm memory's size).
 
-import init, { adapterInfo, Forge } from "./pkg/forge_web.js";
+import init, { adapterInfo, Forge, ModelBytes } from "./pkg/forge_web.js";
 
 const $ = (id) => document.getElementById(id);
 const CACHE = "forge-models-v1";
-// wasm32 addresses 4 GiB; the file is copied into wasm memory before the weights go to the GPU.
+// wasm32 addresses 4 GiB; the file is read into wasm memory (ModelBytes) before the weights go
+// to the GPU, and uploading takes room for a page of weights besides.
 const MAX_MODEL_BYTES = 2 ** 31;
 
 let forge = null;
@@ -18,6 +20,7 @@ let messages = [];
 let generating = false;
 let adapterName = "";
 let loadMs = null;
+let wasmMemory = null;
 
 function status(text, isError = false) {
   $("status").textContent = text;
@@ -66,23 +69,29 @@ function progress(done, total, what) {
   status(`${what}: ${fmtBytes(done)}${total ? " of " + fmtBytes(total) : ""}`);
 }
 
-// Reads a Response body in chunks so progress can be shown.
+function tooLarge(what, size) {
+  return new Error(`${what} is ${fmtBytes(size)}; the browser build holds the model in WebAssembly memory, which allows at most ${fmtBytes(MAX_MODEL_BYTES)}. Pick a smaller model or quantization.`);
+}
+
+// Reads a Response body chunk by chunk into wasm memory (a ModelBytes, which Forge.load takes
+// over), showing progress: the page itself never holds the whole file.
 async function readBody(response, what) {
   const total = Number(response.headers.get("Content-Length")) || 0;
-  if (total > MAX_MODEL_BYTES) throw new Error(`the model is ${fmtBytes(total)}; the browser build holds it in WebAssembly memory, which allows at most ${fmtBytes(MAX_MODEL_BYTES)}. Pick a smaller model or quantization.`);
-  const reader = response.body.getReader();
-  const chunks = [];
-  let done = 0;
-  for (;;) {
-    const { done: end, value } = await reader.read();
-    if (end) break;
-    chunks.push(value);
-    done += value.length;
-    progress(done, total, what);
+  if (total > MAX_MODEL_BYTES) throw tooLarge("the model", total);
+  const bytes = new ModelBytes(total);
+  try {
+    const reader = response.body.getReader();
+    for (;;) {
+      const { done: end, value } = await reader.read();
+      if (end) break;
+      if (bytes.bytesRead() + value.length > MAX_MODEL_BYTES) throw tooLarge("the model", bytes.bytesRead() + value.length);
+      bytes.push(value);
+      progress(bytes.bytesRead(), total, what);
+    }
+  } catch (e) {
+    bytes.free();
+    throw e;
   }
-  const bytes = new Uint8Array(done);
-  let at = 0;
-  for (const c of chunks) { bytes.set(c, at); at += c.length; }
   return bytes;
 }
 
@@ -96,11 +105,12 @@ async function cached(key) {
   return cache.match(key);
 }
 
-async function remember(key, bytes) {
+// Keeps `response` (a stream or a file) in the Cache API under `key`.
+async function remember(key, response) {
   if (!("caches" in self)) return;
   try {
     const cache = await caches.open(CACHE);
-    await cache.put(key, new Response(bytes, { headers: { "Content-Type": "application/octet-stream", "Content-Length": String(bytes.length) } }));
+    await cache.put(key, response);
   } catch (e) {
     status(`loaded, but not cached (${e.message})`);
   }
@@ -134,31 +144,45 @@ async function fetchModel(url) {
   if (hit) return { bytes: await readBody(hit, "reading from the browser cache"), fromCache: true };
   const response = await fetch(url);
   if (!response.ok) throw new Error(`cannot fetch ${url}: HTTP ${response.status} ${response.statusText}`);
-  const bytes = await readBody(response, `downloading ${url}`);
-  await remember(key, bytes);
+  const length = Number(response.headers.get("Content-Length")) || 0;
+  if (length > MAX_MODEL_BYTES) throw tooLarge(url, length);
+  // The body goes to wasm memory and to the cache at once, as it arrives.
+  const headers = { "Content-Type": "application/octet-stream", ...(length ? { "Content-Length": String(length) } : {}) };
+  const [toWasm, toCache] = response.body.tee();
+  const caching = remember(key, new Response(toCache, { headers }));
+  const bytes = await readBody(new Response(toWasm, { headers }), `downloading ${url}`);
+  await caching;
   return { bytes, fromCache: false };
 }
 
 async function fileModel(file) {
-  if (file.size > MAX_MODEL_BYTES) throw new Error(`${file.name} is ${fmtBytes(file.size)}; the browser build holds the model in WebAssembly memory, which allows at most ${fmtBytes(MAX_MODEL_BYTES)}. Pick a smaller model or quantization.`);
-  const bytes = await readBody(new Response(file, { headers: { "Content-Length": String(file.size) } }), `reading ${file.name}`);
+  if (file.size > MAX_MODEL_BYTES) throw tooLarge(file.name, file.size);
+  const headers = { "Content-Type": "application/octet-stream", "Content-Length": String(file.size) };
+  const bytes = await readBody(new Response(file, { headers }), `reading ${file.name}`);
   // Local files are cached under a same-origin key, so a reload can offer them again.
-  await remember(cacheKey(`local/${encodeURIComponent(file.name)}`), bytes);
+  await remember(cacheKey(`local/${encodeURIComponent(file.name)}`), new Response(file, { headers }));
   return bytes;
 }
 
 // ---- Loading --------------------------------------------------------------------------------
 
+// Loads a ModelBytes (consumed, also on failure).
 async function load(bytes, name) {
-  const magic = String.fromCharCode(...bytes.subarray(0, 4));
-  if (magic !== "GGUF") throw new Error(`${name} is not a GGUF file (it starts with ${JSON.stringify(magic)}, not "GGUF"). Forge's browser build loads .gguf models (f32/f16/bf16/q4_0/q4_1/q8_0/q4_K/q5_K/q6_K).`);
+  const magic = bytes.magic();
+  if (magic !== "GGUF") {
+    bytes.free();
+    throw new Error(`${name} is not a GGUF file (it starts with ${JSON.stringify(magic)}, not "GGUF"). Forge's browser build loads .gguf models (f32/f16/bf16/q4_0/q4_1/q5_0/q5_1/q8_0/q4_K/q5_K/q6_K).`);
+  }
   unload();
   const ctx = Number(new FormData($("sampler")).get("ctx")) || 1024;
   status(`uploading ${name} to the GPU…`);
   const t0 = performance.now();
   forge = await Forge.load(bytes, name, ctx, (done, total) => progress(done, total, "uploading weights to the GPU"));
   const info = JSON.parse(forge.info());
-  $("model-info").textContent = `${info.name}: ${info.arch}, ${info.n_layer} layers, ${info.n_embd} wide, vocabulary ${info.n_vocab}, ${info.dtypes.join(", ")}; ${fmtBytes(info.weight_bytes)} of weights, ${fmtBytes(info.gpu_bytes || 0)} on ${info.device.replace(/^ \(/, `${adapterName} (`)}; context ${info.ctx}`;
+  info.wasm_memory_bytes = wasmMemory.buffer.byteLength;
+  window.forgeInfo = info;
+  const paged = info.paged.length ? `; paged (larger than one ${fmtBytes(info.max_binding)} binding): ${info.paged.map((w) => `${w.name} ${fmtBytes(w.bytes)}`).join(", ")}` : "";
+  $("model-info").textContent = `${info.name}: ${info.arch}, ${info.n_layer} layers, ${info.n_embd} wide, vocabulary ${info.n_vocab}, ${info.dtypes.join(", ")}; ${fmtBytes(info.weight_bytes)} of weights, ${fmtBytes(info.gpu_bytes || 0)} on ${info.device.replace(/^ \(/, `${adapterName} (`)}${paged}; context ${info.ctx}; WebAssembly memory ${fmtBytes(info.wasm_memory_bytes)}`;
   $("mode").value = info.chat_template ? "chat" : "raw";
   $("progress").hidden = true;
   setBusy(false);
@@ -194,6 +218,7 @@ function unload() {
     forge.unload();
     forge.free();
     forge = null;
+    window.forgeInfo = null;
     $("model-info").textContent = "";
   }
   setBusy(false);
@@ -354,7 +379,7 @@ function wire() {
 async function main() {
   wire();
   setBusy(false);
-  await init();
+  wasmMemory = (await init()).memory;
   await showAdapter();
   await listCached();
   status("no model loaded: pick a .gguf file or load one from the server");
