@@ -24,7 +24,7 @@ pub enum ForgeError {
     TooLarge { format: &'static str, what: String, value: u64, limit: u64 },
     #[error("{format}: {what}")]
     Malformed { format: &'static str, what: String },
-    #[error("tensor `{name}` has type {type_name}, which this engine does not support (supported: f32, f16, bf16, q4_0, q4_1, q8_0, q4_K, q5_K, q6_K); re-quantize the model to one of those")]
+    #[error("tensor `{name}` has type {type_name}, which this engine does not support (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K); re-quantize the model to one of those")]
     UnsupportedDType { name: String, type_name: String },
     #[error("bad shape: {what}")]
     BadShape { what: String },

@@ -232,3 +232,57 @@ fn sentencepiece_vocabulary_that_lies() {
         assert!(e.to_string().contains(says), "{name}: {e}");
     }
 }
+
+/// The tiny llama's metadata under another architecture's keys (`llama.*` → `{arch}.*`), plus
+/// `extra`: enough for the config reader, which refuses bad hyperparameters before any tensor is
+/// looked up.
+fn as_arch(name: &str, arch: &str, extra: &[(&str, MetaValue)]) -> ForgeError {
+    let dir = temp_dir(&format!("hostile-{name}"));
+    let tiny = TinyModel::write(&TinySpec::new(TinyArch::Llama, DType::Q8_0), &dir);
+    let f = GgufFile::open(&tiny.gguf).unwrap();
+    let mut renamed: Vec<(String, MetaValue)> = f.metadata.iter().filter_map(|(k, v)| k.strip_prefix("llama.").map(|rest| (format!("{arch}.{rest}"), v.clone()))).collect();
+    renamed.push(("general.architecture".into(), MetaValue::Str(arch.into())));
+    let add: Vec<(&str, MetaValue)> = renamed.iter().map(|(k, v)| (k.as_str(), v.clone())).chain(extra.iter().cloned()).collect();
+    let bad = dir.join("bad.gguf");
+    rewrite(&tiny.gguf, &bad, |k, v| (!k.starts_with("llama.") && k != "general.architecture").then(|| v.clone()), &add, same);
+    let err = Model::load(&bad).expect_err(&format!("{name}: a lying model file must be refused"));
+    let _ = std::fs::remove_dir_all(&dir);
+    err
+}
+
+#[test]
+fn sliding_window_out_of_range_names_the_key() {
+    for (name, w) in [("window0", 0u64), ("window-huge", 1 << 40)] {
+        let e = as_arch(name, "gemma3", &[("gemma3.attention.sliding_window", MetaValue::U64(w))]);
+        assert!(matches!(e, ForgeError::TooLarge { .. }), "{name}: {e}");
+        assert!(e.to_string().contains("gemma3.attention.sliding_window"), "{name}: {e}");
+    }
+}
+
+#[test]
+fn rope_keys_out_of_range_name_the_key() {
+    for (name, key, value) in [
+        ("base-negative", "gemma3.rope.freq_base", MetaValue::F32(-1.0)),
+        ("base-nan", "gemma3.rope.freq_base", MetaValue::F32(f32::NAN)),
+        ("scale-zero", "gemma3.rope.scaling.factor", MetaValue::F32(0.0)),
+        ("scale-inf", "gemma3.rope.scaling.factor", MetaValue::F32(f32::INFINITY)),
+    ] {
+        let e = as_arch(name, "gemma3", &[(key, value)]);
+        assert!(matches!(e, ForgeError::Malformed { .. }), "{name}: {e}");
+        assert!(e.to_string().contains(key), "{name}: {e}");
+    }
+    // The same reader serves the llama family.
+    let e = load_err("llama-base", set("llama.rope.freq_base", MetaValue::F32(0.0)), &[], same);
+    assert!(e.to_string().contains("llama.rope.freq_base"), "{e}");
+    // A scaling type the engine does not implement is refused, not ignored.
+    let e = as_arch("scale-yarn", "gemma3", &[("gemma3.rope.scaling.type", MetaValue::Str("yarn".into())), ("gemma3.rope.scaling.factor", MetaValue::F32(4.0))]);
+    assert!(matches!(e, ForgeError::UnsupportedModel { .. }), "{e}");
+    assert!(e.to_string().contains("gemma3.rope.scaling.type") && e.to_string().contains("yarn"), "{e}");
+}
+
+#[test]
+fn unknown_family_lists_every_supported_one() {
+    let e = as_arch("family", "gemma2", &[]);
+    assert!(matches!(e, ForgeError::UnknownArchitecture { .. }), "{e}");
+    assert!(e.to_string().contains("gemma2") && e.to_string().contains("gemma3") && e.to_string().contains("qwen2"), "{e}");
+}

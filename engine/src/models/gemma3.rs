@@ -13,7 +13,10 @@
 //!
 //! GGUF stores the norm weights as used (`1 + w`: the converter adds Gemma's RMSNorm offset);
 //! Hugging Face checkpoints store `w`, so their norm weights load with a shift of 1. The residual
-//! stream reaches ~1e5 (past f16): every activation here is f32, as every op's are.
+//! stream reaches ~1e5 (past f16): every activation here is f32, as every op's are. Its logits
+//! are sensitive to attention's precision, so K/V/Q are rounded to f16 as llama.cpp's f16 cache
+//! does (`kv_f16`; without it two of llama.cpp's 336 reference picks differ by more than a
+//! near-tie).
 
 use super::common::{Builder, global_weights};
 use super::{BatchShape, Family, HfWeight, KvParams, WeightSpec};
@@ -66,6 +69,7 @@ fn from_gguf(meta: &Metadata, arch: &str, has_tensor: &dyn Fn(&str) -> bool) -> 
     c.rope_layout = RopeLayout::NeoX;
     c.rms_eps = meta.opt_f32(&keys.key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6);
     c.attn_scale = attn_scale(&c);
+    c.kv_f16 = true;
     c.validate()
 }
 
@@ -106,6 +110,7 @@ fn from_hf(config: &serde_json::Value, model_type: &str, has_tensor: &dyn Fn(&st
         None => attn_scale(&c),
     };
     capped("num_hidden_layers", c.n_layer as u64, crate::model::MAX_LAYERS)?;
+    c.kv_f16 = true;
     c.validate()
 }
 

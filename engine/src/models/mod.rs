@@ -210,14 +210,12 @@ pub(crate) mod common {
         /// Writes this pass's keys and values into layer `l`'s cache and attends over the
         /// cache (causal; layer `l`'s sliding window, if it has one).
         ///
-        /// Keys and values are kept at f16 precision, and queries rounded to it, as llama.cpp's
-        /// f16 KV cache and f16 `K·Q` product do: Gemma 3's logits move by up to ~0.7 with that
-        /// rounding alone, so matching llama.cpp's picks needs it.
+        /// With `kv_f16`, keys and values are kept at f16 precision and queries rounded to it, as
+        /// llama.cpp's f16 KV cache and f16 `K·Q` product do: Gemma 3's logits move by up to ~0.7
+        /// with that rounding alone, so matching llama.cpp's picks needs it.
         pub fn cached_attention(&mut self, l: usize, q: NodeId, k: NodeId, v: NodeId, kv: &KvParams) -> Result<NodeId> {
             let c = self.c;
-            let q = self.g.round_f16(q)?;
-            let k = self.g.round_f16(k)?;
-            let v = self.g.round_f16(v)?;
+            let (q, k, v) = if c.kv_f16 { (self.g.round_f16(q)?, self.g.round_f16(k)?, self.g.round_f16(v)?) } else { (q, k, v) };
             let k_cache = self.w(&kv.k[l])?;
             let v_cache = self.w(&kv.v[l])?;
             let k_all = self.g.scatter_rows(k_cache, k, self.slots)?;
