@@ -247,7 +247,7 @@ pub fn check_backend(model: &Model, backend: Box<dyn Backend>, depth: Depth) {
 /// and the decode kernels, then free-running greedy generation. Panics with every difference
 /// found.
 pub fn check_backend_against(reference: &Reference, model: &Model, backend: Box<dyn Backend>, depth: Depth) {
-    use forge_engine::session::{BLOCK_SIZE, BatchInput, BatchOut};
+    use forge_engine::session::BLOCK_SIZE;
     let n_vocab = model.config.n_vocab;
     let longest = reference.cases.iter().map(|c| c.prompt_ids.len() + depth.prefill.max(depth.decode).max(depth.generate)).max().unwrap_or(0);
     let ctx = longest.next_multiple_of(BLOCK_SIZE).max(256);
@@ -260,20 +260,9 @@ pub fn check_backend_against(reference: &Reference, model: &Model, backend: Box<
         assert_eq!(prompt, case.prompt_ids, "{}: prompt ids differ from llama.cpp's", case.id);
         let p = prompt.len();
 
-        // Prefill kernels: every continuation position in one pass, reading out only those rows
-        // (a long prompt's every row of a 262k vocabulary would not fit in memory).
+        // Prefill kernels: every continuation position in one pass.
         let input = case.teacher_forced_input(depth.prefill);
-        let blocks = session.n_blocks() as u32;
-        let batch = BatchInput {
-            tokens: input.clone(),
-            positions: (0..input.len() as u32).collect(),
-            slots: (0..input.len() as u32).collect(),
-            table: (0..input.len()).flat_map(|_| 0..blocks).collect(),
-            table_cols: blocks as usize,
-            out_rows: (p as u32 - 1..input.len() as u32).collect(),
-            argmax: false,
-        };
-        let BatchOut::Logits { values, .. } = session.forward_batch(&batch).expect("forward") else { unreachable!() };
+        let values = teacher_forced_logits(&mut session, &input, p);
         let prefill = check_teacher_forced_within(case, n_vocab, &values, reference.logit_tolerance);
 
         // Decode kernels: the prompt, then llama.cpp's ids one at a time.
@@ -314,6 +303,25 @@ pub fn check_backend_against(reference: &Reference, model: &Model, backend: Box<
     }
     eprintln!("{name}: largest difference from llama.cpp's recorded top-3 logits: {worst:.3}");
     assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n"));
+}
+
+/// Logits of the rows of `input` (a prompt of `p` tokens and a continuation) that predict each
+/// continuation token, in one pass from position 0 that reads out only rows `p - 1..` (a long
+/// prompt's every row of a 262k vocabulary would not fit in memory).
+pub fn teacher_forced_logits(session: &mut Session, input: &[u32], p: usize) -> Vec<f32> {
+    use forge_engine::session::{BatchInput, BatchOut};
+    let blocks = session.n_blocks() as u32;
+    let batch = BatchInput {
+        tokens: input.to_vec(),
+        positions: (0..input.len() as u32).collect(),
+        slots: (0..input.len() as u32).collect(),
+        table: (0..input.len()).flat_map(|_| 0..blocks).collect(),
+        table_cols: blocks as usize,
+        out_rows: (p as u32 - 1..input.len() as u32).collect(),
+        argmax: false,
+    };
+    let BatchOut::Logits { values, .. } = session.forward_batch(&batch).expect("forward") else { unreachable!() };
+    values
 }
 
 /// Every reference case teacher-forced at once through one batched forward pass

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use forge_engine::backend::cpu::CpuBackend;
 use forge_engine::formats::gguf::GgufFile;
-use forge_engine::session::{BLOCK_SIZE, BatchInput, BatchOut};
+use forge_engine::session::BLOCK_SIZE;
 use forge_engine::{DType, GenerateOptions, Model, ModelConfig, SamplerConfig, Session, generate};
 use forge_tests::hf_export::write_gemma3_dir;
 use forge_tests::{NEAR_TIE, gemma3_path, gemma3_reference};
@@ -83,22 +83,10 @@ fn compare(id: &str, gguf: &[f32], hf: &[f32], n_vocab: usize) -> Result<Agreeme
     if errors.is_empty() { Ok(a) } else { Err(errors.join("\n")) }
 }
 
-/// Logits of the rows predicting each continuation token: `input` in one pass from position 0,
-/// reading out rows `p - 1..`.
+/// Logits of the rows predicting each continuation token, from position 0.
 fn teacher_forced(session: &mut Session, input: &[u32], p: usize) -> Vec<f32> {
     session.reset();
-    let blocks = session.n_blocks() as u32;
-    let batch = BatchInput {
-        tokens: input.to_vec(),
-        positions: (0..input.len() as u32).collect(),
-        slots: (0..input.len() as u32).collect(),
-        table: (0..input.len()).flat_map(|_| 0..blocks).collect(),
-        table_cols: blocks as usize,
-        out_rows: (p as u32 - 1..input.len() as u32).collect(),
-        argmax: false,
-    };
-    let BatchOut::Logits { values, .. } = session.forward_batch(&batch).expect("forward") else { unreachable!() };
-    values
+    forge_tests::reference::teacher_forced_logits(session, input, p)
 }
 
 #[test]

@@ -18,7 +18,7 @@
 //! does (`kv_f16`; without it two of llama.cpp's 336 reference picks differ by more than a
 //! near-tie).
 
-use super::common::{Builder, global_weights};
+use super::common::{Builder, Gating, global_weights};
 use super::{BatchShape, Family, HfWeight, KvParams, WeightSpec};
 use crate::backend::ParamTable;
 use crate::error::{ForgeError, Result};
@@ -140,24 +140,12 @@ fn weights(c: &ModelConfig) -> Vec<WeightSpec> {
     w
 }
 
+/// Attention with QK-norm: a weight of one head's width normalizes each head on its own.
 fn attn(b: &mut Builder, l: usize, x: NodeId, kv: &KvParams) -> Result<NodeId> {
-    let q = b.linear(x, &format!("blk.{l}.attn_q.weight"), None)?;
-    let k = b.linear(x, &format!("blk.{l}.attn_k.weight"), None)?;
-    let v = b.linear(x, &format!("blk.{l}.attn_v.weight"), None)?;
-    // QK-norm: a weight of one head's width normalizes each head on its own.
+    let (q, k, v) = b.qkv(l, x)?;
     let q = b.norm(q, &format!("blk.{l}.attn_q_norm.weight"))?;
     let k = b.norm(k, &format!("blk.{l}.attn_k_norm.weight"))?;
-    let q = b.rope(l, q)?;
-    let k = b.rope(l, k)?;
-    let o = b.cached_attention(l, q, k, v, kv)?;
-    b.linear(o, &format!("blk.{l}.attn_output.weight"), None)
-}
-
-fn mlp(b: &mut Builder, l: usize, x: NodeId) -> Result<NodeId> {
-    let gate = b.linear(x, &format!("blk.{l}.ffn_gate.weight"), None)?;
-    let up = b.linear(x, &format!("blk.{l}.ffn_up.weight"), None)?;
-    let h = b.g.gelu_mul(gate, up)?;
-    b.linear(h, &format!("blk.{l}.ffn_down.weight"), None)
+    b.rope_attend_project(l, q, k, v, kv)
 }
 
 pub fn forward(c: &ModelConfig, params: &ParamTable, kv: &KvParams, shape: BatchShape) -> Result<Graph> {
@@ -172,7 +160,7 @@ pub fn forward(c: &ModelConfig, params: &ParamTable, kv: &KvParams, shape: Batch
         let h = b.norm(h, &format!("blk.{l}.post_attention_norm.weight"))?;
         x = b.g.add(x, h)?;
         let h = b.norm(x, &format!("blk.{l}.ffn_norm.weight"))?;
-        let h = mlp(&mut b, l, h)?;
+        let h = b.gated_mlp(l, h, Gating::GeluTanh)?;
         let h = b.norm(h, &format!("blk.{l}.post_ffw_norm.weight"))?;
         x = b.g.add(x, h)?;
     }

@@ -16,12 +16,12 @@
 //! row its key and value go to, and its sequence's block table (paged attention). The KV cache is
 //! not the model's: the caller passes the state params to write keys and values into (`KvParams`).
 
-use super::common::{Builder, global_weights};
+use super::common::{Builder, Gating, global_weights};
 use super::{BatchShape, Family, KvParams, WeightSpec};
 use crate::backend::ParamTable;
 use crate::error::Result;
 use crate::formats::gguf::Metadata;
-use crate::graph::{Graph, NodeId, RopeLayout};
+use crate::graph::{Graph, RopeLayout};
 use crate::model::{GgufKeys, HfKeys, ModelConfig, RopeFactors};
 
 pub const FAMILY: Family = Family {
@@ -80,25 +80,6 @@ fn weights(c: &ModelConfig) -> Vec<WeightSpec> {
     w
 }
 
-fn attn(b: &mut Builder, l: usize, x: NodeId, kv: &KvParams) -> Result<NodeId> {
-    let bias = |n: &str| b.c.qkv_bias.then(|| format!("blk.{l}.attn_{n}.bias"));
-    let (bq, bk, bv) = (bias("q"), bias("k"), bias("v"));
-    let q = b.linear(x, &format!("blk.{l}.attn_q.weight"), bq.as_deref())?;
-    let k = b.linear(x, &format!("blk.{l}.attn_k.weight"), bk.as_deref())?;
-    let v = b.linear(x, &format!("blk.{l}.attn_v.weight"), bv.as_deref())?;
-    let q = b.rope(l, q)?;
-    let k = b.rope(l, k)?;
-    let o = b.cached_attention(l, q, k, v, kv)?;
-    b.linear(o, &format!("blk.{l}.attn_output.weight"), None)
-}
-
-fn mlp(b: &mut Builder, l: usize, x: NodeId) -> Result<NodeId> {
-    let gate = b.linear(x, &format!("blk.{l}.ffn_gate.weight"), None)?;
-    let up = b.linear(x, &format!("blk.{l}.ffn_up.weight"), None)?;
-    let h = b.g.silu_mul(gate, up)?;
-    b.linear(h, &format!("blk.{l}.ffn_down.weight"), None)
-}
-
 /// The forward pass (inputs as [`BatchShape`] says).
 pub fn forward(c: &ModelConfig, params: &ParamTable, kv: &KvParams, shape: BatchShape) -> Result<Graph> {
     let mut b = Builder::new(c, params, shape);
@@ -106,10 +87,11 @@ pub fn forward(c: &ModelConfig, params: &ParamTable, kv: &KvParams, shape: Batch
     let mut x = b.g.get_rows(embd, b.tokens)?;
     for l in 0..c.n_layer {
         let h = b.norm(x, &format!("blk.{l}.attn_norm.weight"))?;
-        let h = attn(&mut b, l, h, kv)?;
+        let (q, k, v) = b.qkv(l, h)?;
+        let h = b.rope_attend_project(l, q, k, v, kv)?;
         x = b.g.add(x, h)?;
         let h = b.norm(x, &format!("blk.{l}.ffn_norm.weight"))?;
-        let h = mlp(&mut b, l, h)?;
+        let h = b.gated_mlp(l, h, Gating::Silu)?;
         x = b.g.add(x, h)?;
     }
     b.finish(x, shape)

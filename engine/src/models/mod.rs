@@ -149,6 +149,15 @@ pub(crate) mod common {
     use crate::graph::{AttnMask, Graph, NodeId, RopeParams};
     use crate::model::{ModelConfig, RopeFactors};
 
+    /// The activation of a gated feed-forward block.
+    #[derive(Clone, Copy, Debug)]
+    pub enum Gating {
+        /// SwiGLU (Llama).
+        Silu,
+        /// GeGLU with the tanh approximation (Gemma).
+        GeluTanh,
+    }
+
     pub struct Builder<'a> {
         pub g: Graph,
         pub c: &'a ModelConfig,
@@ -193,6 +202,34 @@ pub(crate) mod common {
                 }
                 None => Ok(y),
             }
+        }
+
+        /// Layer `l`'s q, k and v projections (with their biases when the config has them).
+        pub fn qkv(&mut self, l: usize, x: NodeId) -> Result<(NodeId, NodeId, NodeId)> {
+            let mut proj = |n: &str| {
+                let bias = self.c.qkv_bias.then(|| format!("blk.{l}.attn_{n}.bias"));
+                self.linear(x, &format!("blk.{l}.attn_{n}.weight"), bias.as_deref())
+            };
+            Ok((proj("q")?, proj("k")?, proj("v")?))
+        }
+
+        /// RoPE on q and k, attention over layer `l`'s cache, the output projection.
+        pub fn rope_attend_project(&mut self, l: usize, q: NodeId, k: NodeId, v: NodeId, kv: &KvParams) -> Result<NodeId> {
+            let q = self.rope(l, q)?;
+            let k = self.rope(l, k)?;
+            let o = self.cached_attention(l, q, k, v, kv)?;
+            self.linear(o, &format!("blk.{l}.attn_output.weight"), None)
+        }
+
+        /// Layer `l`'s gated feed-forward block: `down(act(gate(x)) · up(x))`.
+        pub fn gated_mlp(&mut self, l: usize, x: NodeId, act: Gating) -> Result<NodeId> {
+            let gate = self.linear(x, &format!("blk.{l}.ffn_gate.weight"), None)?;
+            let up = self.linear(x, &format!("blk.{l}.ffn_up.weight"), None)?;
+            let h = match act {
+                Gating::Silu => self.g.silu_mul(gate, up)?,
+                Gating::GeluTanh => self.g.gelu_mul(gate, up)?,
+            };
+            self.linear(h, &format!("blk.{l}.ffn_down.weight"), None)
         }
 
         /// RoPE on `x` with layer `l`'s base and scale (and the model's frequency factors).
