@@ -24,7 +24,7 @@ use crate::backend::ParamTable;
 use crate::error::{ForgeError, Result};
 use crate::formats::gguf::Metadata;
 use crate::graph::{Graph, NodeId, RopeLayout};
-use crate::model::{GgufKeys, HfKeys, LayerConfig, MAX_CTX, ModelConfig, capped, positive};
+use crate::model::{GgufKeys, HfKeys, LayerConfig, MAX_CTX, ModelConfig, positive};
 
 pub const FAMILY: Family = Family {
     name: "gemma3",
@@ -87,10 +87,7 @@ fn from_hf(config: &serde_json::Value, model_type: &str, has_tensor: &dyn Fn(&st
     let global_scale = c.layers.first().map_or(1.0, |l| l.rope_freq_scale);
     // `layer_types` names each layer; older configs give the pattern instead.
     let layer_types: Option<Vec<bool>> = keys.get("layer_types").and_then(|v| v.as_array()).map(|a| a.iter().map(|t| t.as_str() == Some("full_attention")).collect());
-    let pattern = match keys.opt_size("sliding_window_pattern", 1024)? {
-        Some(p) => p,
-        None => SWA_PATTERN,
-    };
+    let pattern = keys.opt_size("sliding_window_pattern", 1024)?.unwrap_or(SWA_PATTERN);
     let global = |l: usize| match &layer_types {
         Some(t) => t.get(l).copied().unwrap_or(false),
         None => l % pattern == pattern - 1,
@@ -109,7 +106,6 @@ fn from_hf(config: &serde_json::Value, model_type: &str, has_tensor: &dyn Fn(&st
         }
         None => attn_scale(&c),
     };
-    capped("num_hidden_layers", c.n_layer as u64, crate::model::MAX_LAYERS)?;
     c.kv_f16 = true;
     c.validate()
 }
