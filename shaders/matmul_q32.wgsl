@@ -18,7 +18,7 @@
 // larger than one storage binding is split into pages of rows, one dispatch per page, the page's
 // first row being output column `col0`):
 // - `matvec`: y[col0 + r] = Σ_k x[k]·w[r, k] for one activation row (decode, T = 1).
-//   Bindings: 0 Params, 1 w, 2 x (vec4), 3 y. Dispatch: ceil(n / (WG / TPR · RPI)) workgroups
+//   Bindings: 0 Params, 1 w, 2 x (vec4), 3 y (and the fused operands below). Dispatch: ceil(n / (WG / TPR · RPI)) workgroups
 //   (2-D grid, index = y * num_workgroups.x + x); TPR invocations share RPI rows, each striding
 //   over their 8-weight units (every activation load serving RPI rows), then a shared-memory tree
 //   sums them (no subgroup operations; skipped when TPR = 1).
@@ -30,11 +30,27 @@
 //   Bindings: 0 Params, 1 w, 2 x (vec4), 3 y. Dispatch: (row tiles folded on x and z, token tiles on y).
 // - `get_rows`: y[t, :] = w[ids[t] − col0, :] for the ids that fall in this page (embedding lookup).
 //   Bindings: 0 Params, 1 w, 4 ids, 3 y. Dispatch: one invocation per 8 output elements, 2-D grid.
+//
+// Fusions (the wgpu plan's, `backend/wgpu/fuse.rs`; both matvec entry points), each computing
+// exactly what the unfused ops compute, so that a decode step takes fewer dispatches:
+// - ROUND = 1: x is the raw f32 activation, rounded here block by block as quantize_act.wgsl
+//   (KIND 0) rounds it, instead of by a quantize_act dispatch before.
+// - RESID = 1: y = x·wᵀ + r (binding 5): the residual `Op::Add` that follows the product.
+// - NM = 2 or 3: the products of one activation with up to three weights of the same format and
+//   width (q, k and v): w, w2, w3 (bindings 1, 6, 7; n, n1, n2 rows) are one stack of rows, written
+//   to y, y2, y3 (bindings 3, 8, 9). Single-page weights only.
+// - GATED = 1 (silu) or 2 (gelu-tanh): y = act(x·wᵀ) ⊙ (x·w2ᵀ), `Op::SiluMul`/`Op::GeluMul` of the
+//   gate and up products (n rows each): an invocation's RPI rows are RPI/2 gate rows and the same
+//   RPI/2 up rows.
 
 override FORMAT: u32 = 1u;
 override WG: u32 = 64u;
 override TPR: u32 = 16u; // invocations sharing a row's dot product (a power of two, ≤ WG)
 override RPI: u32 = 1u;  // rows per invocation (≤ MAX_RPI): each activation load serves RPI rows
+override ROUND: u32 = 0u;
+override RESID: u32 = 0u;
+override NM: u32 = 1u;
+override GATED: u32 = 0u;
 const MAX_RPI: u32 = 32u;
 const MAX_PARTIAL: u32 = 1024u; // RPI · WG when TPR > 1
 
@@ -45,6 +61,9 @@ struct Params {
     row_bytes: u32,
     out_stride: u32, // elements per output row (all pages' rows together, or cols for get_rows)
     col0: u32,       // output column (matmul) or table row (get_rows) of the page's first row
+    n0: u32,         // NM > 1: rows of w (n is then n0 + n1 + n2)
+    n1: u32,         // NM > 1: rows of w2
+    n2: u32,         // NM = 3: rows of w3
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -52,20 +71,117 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> ids: array<u32>;
+@group(0) @binding(5) var<storage, read> r: array<f32>;
+@group(0) @binding(6) var<storage, read> w2: array<u32>;
+@group(0) @binding(7) var<storage, read> w3: array<u32>;
+@group(0) @binding(8) var<storage, read_write> y2: array<f32>;
+@group(0) @binding(9) var<storage, read_write> y3: array<f32>;
+
+// Word i of weight m (w, w2 or w3).
+fn word(m: u32, i: u32) -> u32 {
+    if (NM == 1u || m == 0u) {
+        return w[i];
+    }
+    if (m == 1u) {
+        return w2[i];
+    }
+    return w3[i];
+}
+
+// Virtual row j of the invocation whose first virtual row is r0, as (weight, row in it), clamped
+// to the last row (rows past the end are computed and not stored).
+fn vrow(r0: u32, j: u32) -> vec2<u32> {
+    if (GATED > 0u) {
+        let h = RPI / 2u;
+        let o = r0 / 2u + select(j, j - h, j >= h);
+        return vec2<u32>(select(0u, 1u, j >= h), min(o, p.n - 1u));
+    }
+    let g = min(r0 + j, p.n - 1u);
+    if (NM == 1u || g < p.n0) {
+        return vec2<u32>(0u, g);
+    }
+    if (g < p.n0 + p.n1) {
+        return vec2<u32>(1u, g - p.n0);
+    }
+    return vec2<u32>(2u, g - p.n0 - p.n1);
+}
+
+// Stores token t's sums of the invocation's RPI virtual rows from r0: acc[j] for plain rows
+// (plus the residual), act(gate) · up for gated ones.
+fn store(t: u32, r0: u32, acc: ptr<function, array<f32, MAX_RPI>>) {
+    if (GATED > 0u) {
+        let h = RPI / 2u;
+        for (var j = 0u; j < h; j++) {
+            let o = r0 / 2u + j;
+            if (o < p.n) {
+                let g = (*acc)[j];
+                var a: f32;
+                if (GATED == 1u) {
+                    a = g / (1.0 + exp(-g));
+                } else {
+                    let inner = 0.7978846 * g * (1.0 + 0.044715 * g * g);
+                    let e = exp(-2.0 * abs(inner));
+                    a = 0.5 * g * (1.0 + sign(inner) * (1.0 - e) / (1.0 + e));
+                }
+                y[t * p.out_stride + p.col0 + o] = a * (*acc)[j + h];
+            }
+        }
+        return;
+    }
+    for (var j = 0u; j < RPI; j++) {
+        if (r0 + j < p.n) {
+            let mr = vrow(r0, j);
+            if (mr.x == 0u) {
+                let i = t * p.out_stride + p.col0 + mr.y;
+                if (RESID == 1u) {
+                    y[i] = (*acc)[j] + r[i];
+                } else {
+                    y[i] = (*acc)[j];
+                }
+            } else if (mr.x == 1u) {
+                y2[t * p.n1 + mr.y] = (*acc)[j];
+            } else {
+                y3[t * p.n2 + mr.y] = (*acc)[j];
+            }
+        }
+    }
+}
+
+// A block's 32 activations (8 vec4 from vec4 index i0), rounded to llama.cpp's Q8_0/Q8_1 block
+// when ROUND = 1 exactly as quantize_act.wgsl KIND 0 does: d = amax / 127, x' = f16(d) ·
+// round-half-away(x / d).
+fn act_block(i0: u32) -> array<vec4<f32>, 8> {
+    var xs: array<vec4<f32>, 8>;
+    var amax = vec4<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        xs[i] = x[i0 + i];
+        amax = max(amax, abs(xs[i]));
+    }
+    if (ROUND == 1u) {
+        let d = max(max(amax.x, amax.y), max(amax.z, amax.w)) / 127.0;
+        let id = select(0.0, 1.0 / d, d != 0.0);
+        let dh = unpack2x16float(pack2x16float(vec2<f32>(d, 0.0))).x;
+        for (var i = 0u; i < 8u; i++) {
+            let v = xs[i] * id;
+            xs[i] = dh * sign(v) * floor(abs(v) + 0.5);
+        }
+    }
+    return xs;
+}
 
 // The 32-bit little-endian word at any byte offset (the buffer is padded by one word).
-fn u32_at(off: u32) -> u32 {
+fn u32_at(m: u32, off: u32) -> u32 {
     let i = off >> 2u;
     let s = (off & 3u) * 8u;
     if (s == 0u) {
-        return w[i];
+        return word(m, i);
     }
-    return (w[i] >> s) | (w[i + 1u] << (32u - s));
+    return (word(m, i) >> s) | (word(m, i + 1u) << (32u - s));
 }
 
 // An f16 at an even byte offset (never straddles a word).
-fn f16_at(off: u32) -> f32 {
-    return unpack2x16float(w[off >> 2u] >> ((off & 2u) * 8u)).x;
+fn f16_at(m: u32, off: u32) -> f32 {
+    return unpack2x16float(word(m, off >> 2u) >> ((off & 2u) * 8u)).x;
 }
 
 fn nibbles(u: u32, shift: u32) -> vec4<f32> {
@@ -110,30 +226,30 @@ struct V8 {
     b: vec4<f32>,
 }
 
-// Weights k..k+8 (k a multiple of 8) of the row starting at byte `row`.
-fn dequant8(row: u32, k: u32) -> V8 {
+// Weights k..k+8 (k a multiple of 8) of the row starting at byte `row` of weight m.
+fn dequant8(m: u32, row: u32, k: u32) -> V8 {
     let blk = k / 32u;
     let q = (k % 32u) / 8u;
     let bb = block_bytes();
     let off = row + blk * bb;
-    let d = f16_at(off);
+    let d = f16_at(m, off);
     if (FORMAT == 2u) {
         let qo = off + 2u + q * 8u;
-        return V8(sbytes(u32_at(qo)) * d, sbytes(u32_at(qo + 4u)) * d);
+        return V8(sbytes(u32_at(m, qo)) * d, sbytes(u32_at(m, qo + 4u)) * d);
     }
     let qo = off + bb - 16u + (q & 1u) * 8u;
     let sh = (q >> 1u) * 4u;
-    var lo = nibbles(u32_at(qo), sh);
-    var hi = nibbles(u32_at(qo + 4u), sh);
+    var lo = nibbles(u32_at(m, qo), sh);
+    var hi = nibbles(u32_at(m, qo + 4u), sh);
     if (FORMAT >= 3u) {
         // qh is the word just before the nibbles; these 8 weights are elements 8q .. 8q + 8.
-        let h = u32_at(off + bb - 20u) >> (q * 8u);
+        let h = u32_at(m, off + bb - 20u) >> (q * 8u);
         lo += fifth(h, 0u);
         hi += fifth(h, 4u);
     }
     if (has_min()) {
-        let m = f16_at(off + 2u);
-        return V8(lo * d + m, hi * d + m);
+        let mn = f16_at(m, off + 2u);
+        return V8(lo * d + mn, hi * d + mn);
     }
     return V8((lo - zero_level()) * d, (hi - zero_level()) * d);
 }
@@ -144,19 +260,31 @@ var<workgroup> partial: array<f32, MAX_PARTIAL>;
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let lane = lid % TPR;
     let r0 = ((wid.y * nwg.x + wid.x) * (WG / TPR) + lid / TPR) * RPI;
-    // Rows past the page's end repeat its last row (no divergent exit before the barriers).
+    // Rows past the end repeat the last row (no divergent exit before the barriers).
+    var ms: array<u32, MAX_RPI>;
     var rows: array<u32, MAX_RPI>;
     var acc: array<f32, MAX_RPI>;
     for (var j = 0u; j < RPI; j++) {
-        rows[j] = min(r0 + j, p.n - 1u) * p.row_bytes;
+        let mr = vrow(r0, j);
+        ms[j] = mr.x;
+        rows[j] = mr.y * p.row_bytes;
         acc[j] = 0.0;
     }
     let units = p.k / 8u;
     for (var u = lane; u < units; u += TPR) {
-        let xa = x[2u * u];
-        let xb = x[2u * u + 1u];
+        var xa: vec4<f32>;
+        var xb: vec4<f32>;
+        if (ROUND == 1u) {
+            // The whole block, for its scale (4 lanes share it; the reloads hit the cache).
+            let xs = act_block(8u * (u / 4u));
+            xa = xs[2u * (u % 4u)];
+            xb = xs[2u * (u % 4u) + 1u];
+        } else {
+            xa = x[2u * u];
+            xb = x[2u * u + 1u];
+        }
         for (var j = 0u; j < RPI; j++) {
-            let v = dequant8(rows[j], u * 8u);
+            let v = dequant8(ms[j], rows[j], u * 8u);
             acc[j] += dot(v.a, xa) + dot(v.b, xb);
         }
     }
@@ -178,11 +306,7 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
     }
     if (lane == 0u) {
-        for (var j = 0u; j < RPI; j++) {
-            if (r0 + j < p.n) {
-                y[p.col0 + r0 + j] = acc[j];
-            }
-        }
+        store(0u, r0, &acc);
     }
 }
 
@@ -214,7 +338,6 @@ fn matvec_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     // realigned to its byte 2 (Q5_0's qh being word 0 of that view).
     let a0 = select(0u, 1u, FORMAT == 3u);
     var acc: array<f32, MAX_RPI>;
-    var xs: array<vec4<f32>, 8>;
     var wd: array<u32, MAX_WORDS>;
     // Token by token: the RPI rows' blocks (a few KiB) stay in the CPU's cache after the first
     // token, so the NT tokens after it cost arithmetic, not memory traffic.
@@ -224,17 +347,29 @@ fn matvec_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             acc[j] = 0.0;
         }
         for (var b = 0u; b < nb; b++) {
+            let xs = act_block(xrow + 8u * b);
             var sx = vec4<f32>(0.0);
             for (var i = 0u; i < 8u; i++) {
-                xs[i] = x[xrow + 8u * b + i];
                 sx += xs[i];
             }
             let sxs = sx.x + sx.y + sx.z + sx.w;
             for (var j = 0u; j < RPI; j++) {
-                let off = min(r0 + j, p.n - 1u) * p.row_bytes + b * bb;
+                // (Recomputed per block: lavapipe keeps private arrays of RPI rows in memory.)
+                let mr = vrow(r0, j);
+                let off = mr.y * p.row_bytes + b * bb;
                 let w0 = off >> 2u;
-                for (var i = 0u; i < nw; i++) {
-                    wd[i] = w[w0 + i];
+                if (NM == 1u || mr.x == 0u) {
+                    for (var i = 0u; i < nw; i++) {
+                        wd[i] = w[w0 + i];
+                    }
+                } else if (mr.x == 1u) {
+                    for (var i = 0u; i < nw; i++) {
+                        wd[i] = w2[w0 + i];
+                    }
+                } else {
+                    for (var i = 0u; i < nw; i++) {
+                        wd[i] = w3[w0 + i];
+                    }
                 }
                 // `mid`: the block starts at byte 2 of word w0 (blocks start at even bytes).
                 let mid = (off & 2u) != 0u;
@@ -287,11 +422,7 @@ fn matvec_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
                 }
             }
         }
-        for (var j = 0u; j < RPI; j++) {
-            if (r0 + j < p.n) {
-                y[t * p.out_stride + p.col0 + r0 + j] = acc[j];
-            }
-        }
+        store(t, r0, &acc);
     }
 }
 
@@ -314,7 +445,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             let sub = u % 4u;
             var v = V8(vec4<f32>(0.0), vec4<f32>(0.0));
             if (n0 + r < p.n) {
-                v = dequant8((n0 + r) * p.row_bytes, kc + sub * 8u);
+                v = dequant8(0u, (n0 + r) * p.row_bytes, kc + sub * 8u);
             }
             ws[r * 8u + sub * 2u] = v.a;
             ws[r * 8u + sub * 2u + 1u] = v.b;
@@ -368,7 +499,7 @@ fn get_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (id < p.col0 || id >= p.col0 + p.n) {
         return;
     }
-    let v = dequant8((id - p.col0) * p.row_bytes, u * 8u);
+    let v = dequant8(0u, (id - p.col0) * p.row_bytes, u * 8u);
     let o = t * p.k + u * 8u;
     for (var j = 0u; j < 4u; j++) {
         y[o + j] = v.a[j];

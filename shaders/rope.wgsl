@@ -23,6 +23,9 @@ struct Params {
     theta_scale: f32,
     freq_scale: f32,
     has_factors: u32,
+    nk: u32,         // rope_scatter: elements of k (and of v)
+    k_cols: u32,     // rope_scatter: columns of k, v and the caches
+    cache_rows: u32, // rope_scatter: rows of the caches
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -50,6 +53,50 @@ fn sin_cos(t: f32) -> vec2<f32> {
     }
 }
 
+// Element j of a head (j < n_rot) at position `pos`: (cos θ, sin θ), whether it is the first of
+// its pair, and the signed distance to its partner.
+struct Turn {
+    c: f32,
+    s: f32,
+    first: bool,
+    partner: i32,
+}
+
+fn turn(pos: u32, j: u32) -> Turn {
+    let half = p.n_rot / 2u;
+    var i: u32;
+    var first: bool;
+    var partner: i32;
+    if (p.neox == 0u) {
+        i = j / 2u;
+        first = (j & 1u) == 0u;
+        partner = select(-1, 1, first);
+    } else {
+        first = j < half;
+        i = select(j - half, j, first);
+        partner = select(-i32(half), i32(half), first);
+    }
+    var theta_base = f32(pos);
+    for (var k = 0u; k < i; k++) {
+        theta_base *= p.theta_scale;
+    }
+    var ff = 1.0;
+    if (p.has_factors == 1u) {
+        ff = factors[i];
+    }
+    let theta = p.freq_scale * (theta_base / ff);
+    let sc = sin_cos(theta);
+    return Turn(sc.y, sc.x, first, partner);
+}
+
+// The rotated value from an element `a` and its partner `b`.
+fn rotate(t: Turn, a: f32, b: f32) -> f32 {
+    if (t.first) {
+        return a * t.c - b * t.s;
+    }
+    return b * t.s + a * t.c;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let e = (wid.y * nwg.x + wid.x) * WG + lid;
@@ -62,34 +109,59 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         out[e] = x[e];
         return;
     }
-    let half = p.n_rot / 2u;
-    var i: u32;
-    var first: bool;
-    var partner: u32;
-    if (p.neox == 0u) {
-        i = j / 2u;
-        first = (j & 1u) == 0u;
-        partner = select(e - 1u, e + 1u, first);
-    } else {
-        first = j < half;
-        i = select(j - half, j, first);
-        partner = select(e - half, e + half, first);
+    let t = turn(positions[row], j);
+    out[e] = rotate(t, x[e], x[u32(i32(e) + t.partner)]);
+}
+
+// `rope_scatter`: the wgpu plan's fusion (`backend/wgpu/fuse.rs`) of RoPE on q, RoPE on k, and
+// the two `Op::ScatterRows` that write k and v into the KV cache (scatter_rows.wgsl), in one
+// dispatch over the n elements of q, then the nk of k, then the nk of v: q (x) → out as `main`
+// does; k (binding 5) rotated the same way → k_cache[slots[row]] (binding 8); v (binding 6) →
+// v_cache[slots[row]] (binding 9). A slot outside the cache's rows is skipped, as scatter_rows
+// does. Bindings: 0 Params, 1 q, 2 positions, 3 q out, 4 factors, 5 k, 6 v, 7 slots, 8 k cache,
+// 9 v cache.
+@group(0) @binding(5) var<storage, read> k_in: array<f32>;
+@group(0) @binding(6) var<storage, read> v_in: array<f32>;
+@group(0) @binding(7) var<storage, read> slots: array<u32>;
+@group(0) @binding(8) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(9) var<storage, read_write> v_cache: array<f32>;
+
+@compute @workgroup_size(WG)
+fn rope_scatter(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let e = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (e < p.n) {
+        let row = e / p.cols;
+        let j = (e % p.cols) % p.head_dim;
+        if (j >= p.n_rot) {
+            out[e] = x[e];
+        } else {
+            let t = turn(positions[row], j);
+            out[e] = rotate(t, x[e], x[u32(i32(e) + t.partner)]);
+        }
+        return;
     }
-    var theta_base = f32(positions[row]);
-    for (var k = 0u; k < i; k++) {
-        theta_base *= p.theta_scale;
+    let ek = e - p.n;
+    if (ek >= 2u * p.nk) {
+        return;
     }
-    var ff = 1.0;
-    if (p.has_factors == 1u) {
-        ff = factors[i];
+    let is_v = ek >= p.nk;
+    let i = select(ek, ek - p.nk, is_v);
+    let row = i / p.k_cols;
+    let col = i % p.k_cols;
+    let slot = slots[row];
+    if (slot >= p.cache_rows) {
+        return;
     }
-    let theta = p.freq_scale * (theta_base / ff);
-    let sc = sin_cos(theta);
-    let c = sc.y;
-    let s = sc.x;
-    if (first) {
-        out[e] = x[e] * c - x[partner] * s;
-    } else {
-        out[e] = x[partner] * s + x[e] * c;
+    let dst = slot * p.k_cols + col;
+    if (is_v) {
+        v_cache[dst] = v_in[i];
+        return;
     }
+    let j = col % p.head_dim;
+    if (j >= p.n_rot) {
+        k_cache[dst] = k_in[i];
+        return;
+    }
+    let t = turn(positions[row], j);
+    k_cache[dst] = rotate(t, k_in[i], k_in[u32(i32(i) + t.partner)]);
 }

@@ -12,6 +12,7 @@
 
 mod buffers;
 mod device;
+mod fuse;
 mod kernels;
 mod plan;
 mod readback;
@@ -45,6 +46,9 @@ pub struct WgpuBackend {
     pub(crate) poison_activations: bool,
     /// Matvec geometry, chosen for the adapter; tests set the other one to check both.
     pub(crate) matvec: kernels::Matvec,
+    /// Fuse neighbouring ops into one dispatch (`fuse.rs`); `FORGE_WGPU_FUSE=0` turns it off
+    /// (results are the same bits either way; only the dispatch count changes).
+    pub(crate) fuse: bool,
 }
 
 impl WgpuBackend {
@@ -73,7 +77,8 @@ impl WgpuBackend {
     fn from_gpu(gpu: Gpu) -> Self {
         let page_bytes = gpu.max_binding();
         let matvec = kernels::Matvec::for_device(gpu.info.device_type);
-        WgpuBackend { gpu, params: Vec::new(), pipelines: Pipelines::default(), plans: PlanCache::new(MAX_PLANS), last_launches: None, page_bytes, poison_activations: false, matvec }
+        let fuse = std::env::var("FORGE_WGPU_FUSE").map_or(true, |v| v != "0");
+        WgpuBackend { gpu, params: Vec::new(), pipelines: Pipelines::default(), plans: PlanCache::new(MAX_PLANS), last_launches: None, page_bytes, poison_activations: false, matvec, fuse }
     }
 
     /// Kernel launches (dispatches) one run of `graph` takes, building its plan if needed.
@@ -87,14 +92,14 @@ impl WgpuBackend {
     }
 
     fn plan(&mut self, graph: &Graph) -> Result<&Plan> {
-        let plan = self.plans.get_or_build(graph, || Plan::build(&self.gpu, &mut self.pipelines, &self.params, graph, self.matvec, self.poison_activations))?;
+        let plan = self.plans.get_or_build(graph, || Plan::build(&self.gpu, &mut self.pipelines, &self.params, graph, self.matvec, self.fuse, self.poison_activations))?;
         Ok(plan)
     }
 
     async fn run(&mut self, graph: &Graph, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
         check_supported(self, graph)?;
         check_inputs(graph, inputs)?;
-        let plan = self.plans.get_or_build(graph, || Plan::build(&self.gpu, &mut self.pipelines, &self.params, graph, self.matvec, self.poison_activations))?;
+        let plan = self.plans.get_or_build(graph, || Plan::build(&self.gpu, &mut self.pipelines, &self.params, graph, self.matvec, self.fuse, self.poison_activations))?;
         plan.submit(&self.gpu, &self.params, inputs);
         self.last_launches = Some(plan.launches());
         plan.outputs(&self.gpu).await

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use super::buffers::{Param, Pool};
 use super::device::{Gpu, backend_err};
+use super::fuse::{self, Role};
 use super::kernels::{self, Buf, Cx, KernelKey, Matrix, Step};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -73,6 +74,7 @@ pub(super) struct Plan {
     /// Kept alive for the bind groups.
     _uniforms: wgpu::Buffer,
     dummy: wgpu::Buffer,
+    _scratch: wgpu::Buffer,
 }
 
 const UNIFORM_BYTES: u64 = 64;
@@ -82,7 +84,7 @@ fn bytes_of(shape: &[usize]) -> usize {
 }
 
 impl Plan {
-    pub fn build(gpu: &Gpu, pipelines: &mut Pipelines, params: &[Param], graph: &Graph, matvec: kernels::Matvec, poison: bool) -> Result<Plan> {
+    pub fn build(gpu: &Gpu, pipelines: &mut Pipelines, params: &[Param], graph: &Graph, matvec: kernels::Matvec, fuse: bool, poison: bool) -> Result<Plan> {
         let nodes = graph.nodes();
         let mut last_use: Vec<usize> = (0..nodes.len()).collect();
         for (i, n) in nodes.iter().enumerate() {
@@ -94,26 +96,53 @@ impl Plan {
             last_use[o.index()] = usize::MAX;
         }
         let cx = Cx { max_groups: gpu.max_groups(), matvec };
+        let matrix = |n: NodeId, bufs: &[Buf]| -> Matrix {
+            let src = graph.node(n);
+            match src.op {
+                Op::Param { id } => {
+                    let p = &params[id.0 as usize];
+                    Matrix { dtype: p.desc.dtype, cols: rows_cols(&p.desc.shape).1, row_bytes: p.row_bytes, pages: p.pages.iter().enumerate().map(|(k, pg)| (Buf::Param(id, k), pg.row0, pg.rows)).collect() }
+                }
+                _ => {
+                    let (rows, cols) = rows_cols(&src.shape);
+                    Matrix { dtype: DType::F32, cols, row_bytes: cols * 4, pages: vec![(bufs[n.index()], 0, rows)] }
+                }
+            }
+        };
+        // A MatMul that runs as a fusable matvec (its weight a param: activations are not).
+        let fusable = |n: NodeId| -> bool {
+            let node = graph.node(n);
+            let w = graph.node(node.inputs[1]);
+            fuse && matches!(w.op, Op::Param { .. }) && kernels::matmul::fusable(&cx, &matrix(node.inputs[1], &[]), rows_cols(&node.shape).0)
+        };
+        let roles = if fuse { fuse::plan(graph, &fusable) } else { vec![Role::Own; nodes.len()] };
         let mut pool = Pool::default();
         let mut inputs: Vec<Option<wgpu::Buffer>> = (0..graph.n_inputs()).map(|_| None).collect();
-        let mut bufs: Vec<Buf> = Vec::with_capacity(nodes.len());
+        // Each node's buffer; a fused step's leader assigns those of the later nodes it computes.
+        // Params are known up front (a fused step may write a cache param met later in the graph).
+        let mut bufs: Vec<Buf> = nodes.iter().map(|n| if let Op::Param { id } = n.op { Buf::Param(id, 0) } else { Buf::Dummy }).collect();
         let mut steps: Vec<Step> = Vec::new();
         // Activations rounded for quantized matmuls, by (source node, kind): q, k and v (gate
         // and up) read one copy. Released with their source.
         let mut rounded: HashMap<(NodeId, u32), usize> = HashMap::new();
         for (i, node) in nodes.iter().enumerate() {
             let ins: Vec<Buf> = node.inputs.iter().map(|n| bufs[n.index()]).collect();
-            let buf = match node.op {
-                Op::Input { slot } => {
-                    let size = (bytes_of(&node.shape) as u64).next_multiple_of(16).max(16);
-                    inputs[slot] = Some(gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("input"), size, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false }));
-                    Buf::Input(slot)
-                }
-                Op::Param { id } => Buf::Param(id, 0),
-                Op::ScatterRows => ins[0],
-                _ => Buf::Pool(pool.take(gpu, bytes_of(&node.shape))?),
-            };
-            bufs.push(buf);
+            let role = &roles[i];
+            let take = |pool: &mut Pool, n: NodeId| -> Result<Buf> { Ok(Buf::Pool(pool.take(gpu, bytes_of(&graph.node(n).shape))?)) };
+            if *role != Role::Done {
+                bufs[i] = match (&node.op, role) {
+                    (Op::Input { slot }, _) => {
+                        let size = (bytes_of(&node.shape) as u64).next_multiple_of(16).max(16);
+                        inputs[*slot] = Some(gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("input"), size, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false }));
+                        Buf::Input(*slot)
+                    }
+                    (Op::Param { id }, _) => Buf::Param(*id, 0),
+                    (Op::ScatterRows, _) => ins[0],
+                    // The product itself is never stored: only what its reader makes of it.
+                    (_, Role::Resid { .. } | Role::Gated { .. }) => Buf::Dummy,
+                    _ => take(&mut pool, NodeId(i as u32))?,
+                };
+            }
             // Values bound where a single buffer is expected must not be split.
             for (&b, &n) in ins.iter().zip(&node.inputs) {
                 if let Buf::Param(id, _) = b {
@@ -123,22 +152,10 @@ impl Plan {
                     }
                 }
             }
-            let matrix = |n: NodeId| -> Matrix {
-                let src = graph.node(n);
-                match src.op {
-                    Op::Param { id } => {
-                        let p = &params[id.0 as usize];
-                        Matrix { dtype: p.desc.dtype, cols: rows_cols(&p.desc.shape).1, row_bytes: p.row_bytes, pages: p.pages.iter().enumerate().map(|(k, pg)| (Buf::Param(id, k), pg.row0, pg.rows)).collect() }
-                    }
-                    _ => {
-                        let (rows, cols) = rows_cols(&src.shape);
-                        Matrix { dtype: DType::F32, cols, row_bytes: cols * 4, pages: vec![(bufs[n.index()], 0, rows)] }
-                    }
-                }
-            };
             let t = rows_cols(&node.shape).0;
             let mut ins = ins;
-            let act_kind = if node.op == Op::MatMul { kernels::matmul::act_kind(matrix(node.inputs[1]).dtype) } else { None };
+            let fused = node.op == Op::MatMul && role != &Role::Done && fusable(NodeId(i as u32));
+            let act_kind = if node.op == Op::MatMul && role != &Role::Done && !fused { kernels::matmul::act_kind(matrix(node.inputs[1], &bufs).dtype) } else { None };
             if let Some(kind) = act_kind {
                 let src = node.inputs[0];
                 let k = match rounded.get(&(src, kind.0)) {
@@ -153,15 +170,48 @@ impl Plan {
                 };
                 ins[0] = Buf::Pool(k);
             }
-            steps.extend(match node.op {
-                Op::Input { .. } | Op::Param { .. } => vec![],
-                Op::MatMul => kernels::matmul::matmul(&cx, &matrix(node.inputs[1]), t, ins[0], buf),
-                Op::GetRows => kernels::matmul::get_rows(&cx, &matrix(node.inputs[0]), t, ins[1], buf),
-                Op::RmsNorm { .. } => kernels::rms_norm::build(&cx, node, graph.node(node.inputs[1]).shape[0], &ins, buf),
-                Op::Rope { .. } => kernels::rope::build(&cx, node, &ins, buf),
-                Op::Attention { .. } => kernels::attention::build(&cx, graph, node, &ins, buf),
-                _ => kernels::elementwise::build(&cx, graph, node, &ins, buf),
-            });
+            match (role, &node.op) {
+                (Role::Done, _) | (_, Op::Input { .. } | Op::Param { .. }) => {}
+                (_, Op::MatMul) if fused => {
+                    let mut f = kernels::matmul::Fused { round: true, ..Default::default() };
+                    let mut out = bufs[i];
+                    match role {
+                        Role::Stack(members) => {
+                            for &m in members {
+                                bufs[m.index()] = take(&mut pool, m)?;
+                                f.more.push((matrix(graph.node(m).inputs[1], &bufs), bufs[m.index()]));
+                            }
+                        }
+                        Role::Resid { add, other } => {
+                            bufs[add.index()] = take(&mut pool, *add)?;
+                            out = bufs[add.index()];
+                            f.resid = Some(bufs[other.index()]);
+                        }
+                        Role::Gated { up, mul, act } => {
+                            bufs[mul.index()] = take(&mut pool, *mul)?;
+                            out = bufs[mul.index()];
+                            f.more.push((matrix(graph.node(*up).inputs[1], &bufs), Buf::Scratch));
+                            f.gated = *act;
+                        }
+                        _ => {}
+                    }
+                    steps.extend(kernels::matmul::matmul_fused(&cx, &matrix(node.inputs[1], &bufs), t, ins[0], out, &f));
+                }
+                (Role::RopeScatter { k_rope, k_scatter, v_scatter }, _) => {
+                    let (kr, ks, vs) = (graph.node(*k_rope), graph.node(*k_scatter), graph.node(*v_scatter));
+                    bufs[k_scatter.index()] = bufs[ks.inputs[0].index()];
+                    bufs[v_scatter.index()] = bufs[vs.inputs[0].index()];
+                    let (cache_rows, k_cols) = rows_cols(&ks.shape);
+                    let (k, v, slots) = (bufs[kr.inputs[0].index()], bufs[vs.inputs[1].index()], bufs[ks.inputs[2].index()]);
+                    steps.extend(kernels::rope::build_scatter(&cx, node, &ins, bufs[i], k, v, slots, (bufs[k_scatter.index()], bufs[v_scatter.index()]), k_cols, cache_rows));
+                }
+                (_, Op::MatMul) => steps.extend(kernels::matmul::matmul(&cx, &matrix(node.inputs[1], &bufs), t, ins[0], bufs[i])),
+                (_, Op::GetRows) => steps.extend(kernels::matmul::get_rows(&cx, &matrix(node.inputs[0], &bufs), t, ins[1], bufs[i])),
+                (_, Op::RmsNorm { .. }) => steps.extend(kernels::rms_norm::build(&cx, node, graph.node(node.inputs[1]).shape[0], &ins, bufs[i])),
+                (_, Op::Rope { .. }) => steps.extend(kernels::rope::build(&cx, node, &ins, bufs[i])),
+                (_, Op::Attention { .. }) => steps.extend(kernels::attention::build(&cx, graph, node, &ins, bufs[i])),
+                _ => steps.extend(kernels::elementwise::build(&cx, graph, node, &ins, bufs[i])),
+            }
             for &inp in &node.inputs {
                 if last_use[inp.index()] == i {
                     if let Buf::Pool(k) = bufs[inp.index()] {
@@ -175,7 +225,7 @@ impl Plan {
                 }
             }
             if last_use[i] == i {
-                if let Buf::Pool(k) = buf {
+                if let Buf::Pool(k) = bufs[i] {
                     pool.give_back(k);
                 }
             }
@@ -187,6 +237,7 @@ impl Plan {
         }
 
         let dummy = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
+        let scratch = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("scratch"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
         let stride = (gpu.limits.min_uniform_buffer_offset_alignment as u64).max(UNIFORM_BYTES);
         let uniforms = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("plan uniforms"),
@@ -206,6 +257,7 @@ impl Plan {
                     Buf::Pool(i) => &pool.buffers[i],
                     Buf::Input(s) => inputs[s].as_ref().expect("input slots are created before they are read"),
                     Buf::Dummy => &dummy,
+                    Buf::Scratch => &scratch,
                 }
             };
             let mut entries = vec![wgpu::BindGroupEntry {
@@ -228,7 +280,7 @@ impl Plan {
         let total: u64 = outputs.iter().map(|o| o.bytes).sum();
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("staging"), size: total.max(4), usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
         tracing::debug!("wgpu plan: {} nodes, {} dispatches, {} activation buffers", nodes.len(), dispatches.len(), pool.buffers.len());
-        Ok(Plan { dispatches, inputs, outputs, pool, staging, _uniforms: uniforms, dummy })
+        Ok(Plan { dispatches, inputs, outputs, pool, staging, _uniforms: uniforms, dummy, _scratch: scratch })
     }
 
     /// Device memory the plan holds (activations, inputs, staging).
@@ -263,7 +315,7 @@ impl Plan {
                 Buf::Param(id, page) => &params[id.0 as usize].pages[page].buffer,
                 Buf::Pool(i) => &self.pool.buffers[i],
                 Buf::Input(s) => self.inputs[s].as_ref().expect("input buffer"),
-                Buf::Dummy => &self.dummy,
+                Buf::Dummy | Buf::Scratch => &self.dummy,
             };
             enc.copy_buffer_to_buffer(src, 0, &self.staging, off, o.bytes);
             off += o.bytes;

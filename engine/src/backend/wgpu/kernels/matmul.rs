@@ -45,32 +45,88 @@ fn shader(dtype: DType) -> (&'static str, u32) {
     }
 }
 
+/// What a fused matvec computes besides `x · wᵀ` (`backend/wgpu/fuse.rs`; all off = the plain
+/// product of a pre-rounded activation).
+#[derive(Clone, Debug, Default)]
+pub(in super::super) struct Fused {
+    /// Round the raw f32 activation to Q8 blocks in the kernel (no `quantize_act` step).
+    pub round: bool,
+    /// Add this same-shaped value to the product.
+    pub resid: Option<Buf>,
+    /// Further weights of the same format and width, and where their products go (q, k, v).
+    pub more: Vec<(Matrix, Buf)>,
+    /// `act(x · wᵀ) ⊙ (x · w2ᵀ)` with `more[0]` the up weight: 1 silu, 2 gelu-tanh.
+    pub gated: u32,
+}
+
+/// Whether a product with `w` over `t` tokens runs as a matvec that can fuse (`Fused`): the
+/// 32-block formats, a single page, one token (GPUs) or a small batch (CPU adapters).
+pub(in super::super) fn fusable(cx: &Cx, w: &Matrix, t: usize) -> bool {
+    shader(w.dtype).0 == "matmul_q32" && w.pages.len() == 1 && (t == 1 || (cx.matvec.blocks && t <= MAX_BLOCKS_T))
+}
+
 /// `out [t, n] = x [t, k] · wᵀ`.
 pub(in super::super) fn matmul(cx: &Cx, w: &Matrix, t: usize, x: Buf, out: Buf) -> Vec<Step> {
+    matmul_fused(cx, w, t, x, out, &Fused::default())
+}
+
+/// `matmul` with `f`'s fusions (which need `fusable`).
+pub(in super::super) fn matmul_fused(cx: &Cx, w: &Matrix, t: usize, x: Buf, out: Buf, f: &Fused) -> Vec<Step> {
     let (file, format) = shader(w.dtype);
     let n_total: usize = w.pages.iter().map(|p| p.2).sum();
+    let q32 = file == "matmul_q32";
+    let plain = !f.round && f.resid.is_none() && f.more.is_empty() && f.gated == 0;
+    debug_assert!(plain || fusable(cx, w, t), "fused matmul off the matvec path");
+    // Rows of the stack (q, k, v) and the virtual rows the invocations cover (gate and up rows).
+    let n_rows = |i: usize| f.more.get(i).map_or(0, |m| m.0.pages[0].2);
+    let virtual_rows = |rows: usize| if f.gated > 0 { 2 * rows } else { rows + n_rows(0) + n_rows(1) };
     w.pages
         .iter()
         .map(|&(buf, row0, rows)| {
-            let uniforms = vec![w.cols as u32, rows as u32, t as u32, w.row_bytes as u32, n_total as u32, row0 as u32];
-            let binds = vec![(1, buf), (2, x), (3, out)];
-            if cx.matvec.blocks && file == "matmul_q32" && t <= MAX_BLOCKS_T {
+            let stacked = if f.gated > 0 { rows } else { virtual_rows(rows) };
+            let mut uniforms = vec![w.cols as u32, stacked as u32, t as u32, w.row_bytes as u32, n_total as u32, row0 as u32];
+            let mut binds = vec![(1, buf), (2, x), (3, out)];
+            let mut fusion = vec![];
+            if q32 {
+                uniforms.extend([rows as u32, n_rows(0) as u32, n_rows(1) as u32]);
+                let more = |i: usize| f.more.get(i).map_or((Buf::Dummy, Buf::Scratch), |m| (m.0.pages[0].0, m.1));
+                binds.extend([(5, f.resid.unwrap_or(Buf::Dummy)), (6, more(0).0), (7, more(1).0), (8, if f.gated > 0 { Buf::Scratch } else { more(0).1 }), (9, more(1).1)]);
+                let nm = if f.gated > 0 { 2 } else { 1 + f.more.len() as u32 };
+                fusion = vec![("ROUND", f.round as u32), ("RESID", f.resid.is_some() as u32), ("NM", nm), ("GATED", f.gated)];
+            }
+            let vrows = virtual_rows(rows);
+            if cx.matvec.blocks && q32 && t <= MAX_BLOCKS_T {
                 let m = cx.matvec;
                 let nt = t.min(MAX_NT);
                 // Smaller workgroups for short matrices, so that every CPU thread gets some.
                 let mut wg = m.wg;
-                while wg > 8 && rows.div_ceil((wg * m.rpi) as usize) * t.div_ceil(nt) < MIN_GROUPS {
+                while wg > 8 && vrows.div_ceil((wg * m.rpi) as usize) * t.div_ceil(nt) < MIN_GROUPS {
                     wg /= 2;
                 }
-                let kernel = KernelKey::new(file, "matvec_blocks", &[("FORMAT", format), ("WG", wg), ("RPI", m.rpi), ("NT", nt as u32)]);
-                let [gx, gy, _] = grid(rows.div_ceil((wg * m.rpi) as usize), cx.max_groups);
+                let mut c = vec![("FORMAT", format), ("WG", wg), ("RPI", m.rpi), ("NT", nt as u32)];
+                c.extend(fusion);
+                let kernel = KernelKey::new(file, "matvec_blocks", &c);
+                let [gx, gy, _] = grid(vrows.div_ceil((wg * m.rpi) as usize), cx.max_groups);
                 Step { kernel, uniforms, binds, groups: [gx, gy, t.div_ceil(nt) as u32] }
             } else if t == 1 {
                 let m = cx.matvec;
-                let kernel = KernelKey::new(file, "matvec", &[("FORMAT", format), ("WG", m.wg), ("TPR", m.tpr), ("RPI", m.rpi)]);
-                Step { kernel, uniforms, binds, groups: grid(rows.div_ceil(m.rows()), cx.max_groups) }
+                // Gated rows come in pairs (gate, up) per invocation.
+                let rpi = if f.gated > 0 { m.rpi.max(2) } else { m.rpi };
+                let mut c = vec![("FORMAT", format), ("WG", m.wg), ("TPR", m.tpr), ("RPI", rpi)];
+                c.extend(fusion);
+                let kernel = KernelKey::new(file, "matvec", &c);
+                if !q32 {
+                    binds.truncate(3);
+                }
+                let per_group = (m.wg / m.tpr * rpi) as usize;
+                Step { kernel, uniforms, binds, groups: grid(vrows.div_ceil(per_group), cx.max_groups) }
             } else {
                 let kernel = KernelKey::new(file, "matmul", &[("FORMAT", format)]);
+                binds.truncate(3);
+                if q32 {
+                    // The dequantizer reads w2 and w3 too (for stacks), so they are bound.
+                    binds.extend([(6, Buf::Dummy), (7, Buf::Dummy)]);
+                }
                 let [x, z, _] = grid(rows.div_ceil(TILE), cx.max_groups);
                 Step { kernel, uniforms, binds, groups: [x, t.div_ceil(TILE) as u32, z] }
             }
@@ -108,7 +164,7 @@ pub(in super::super) fn get_rows(cx: &Cx, w: &Matrix, t: usize, ids: Buf, out: B
         .map(|&(buf, row0, rows)| Step {
             kernel: KernelKey::new(file, "get_rows", &[("FORMAT", format), ("WG", 64)]),
             uniforms: vec![w.cols as u32, rows as u32, t as u32, w.row_bytes as u32, w.cols as u32, row0 as u32],
-            binds: vec![(1, buf), (4, ids), (3, out)],
+            binds: if file == "matmul_q32" { vec![(1, buf), (4, ids), (3, out), (6, Buf::Dummy), (7, Buf::Dummy)] } else { vec![(1, buf), (4, ids), (3, out)] },
             groups: grid(units.div_ceil(64), cx.max_groups),
         })
         .collect()

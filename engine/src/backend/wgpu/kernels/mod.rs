@@ -64,6 +64,8 @@ pub(super) enum Buf {
     Input(usize),
     /// A small unused buffer for a binding an entry point declares but this node does not need.
     Dummy,
+    /// The same for writable bindings (a buffer may not be bound read-only and writable at once).
+    Scratch,
 }
 
 /// One dispatch: a pipeline, its uniform constants (at most 16 words), its storage bindings
@@ -110,11 +112,6 @@ impl Matvec {
     /// no shared memory. GPUs: 16 invocations per row read it coalesced, a shared-memory tree.
     pub fn for_device(device_type: wgpu::DeviceType) -> Matvec {
         if device_type == wgpu::DeviceType::Cpu { Matvec { wg: 64, tpr: 1, rpi: 8, blocks: true } } else { Matvec { wg: 64, tpr: 16, rpi: 1, blocks: false } }
-    }
-
-    /// Rows one workgroup computes.
-    pub fn rows(&self) -> usize {
-        (self.wg / self.tpr * self.rpi) as usize
     }
 }
 

@@ -1,24 +1,50 @@
-//! `Op::Rope`: one invocation per element (out of place), both layouts. Shader: rope.wgsl.
+//! `Op::Rope`: one invocation per element (out of place), both layouts; and the fused RoPE of q
+//! and k with the KV-cache writes (`fuse.rs`). Shader: rope.wgsl.
 
 use super::{Buf, Cx, KernelKey, Step, grid};
 use crate::graph::{Node, Op, RopeLayout, rows_cols};
 
 pub(in super::super) fn build(cx: &Cx, node: &Node, ins: &[Buf], out: Buf) -> Vec<Step> {
-    let Op::Rope { layout, head_dim, n_rot, base, freq_scale, factors } = node.op else { unreachable!("rope::build called for {}", node.op.name()) };
     let (rows, cols) = rows_cols(&node.shape);
     let n = rows * cols;
+    let uniforms = uniforms(node, n, cols);
+    let factors = if uniforms[7] == 1 { ins[2] } else { Buf::Dummy };
+    vec![Step {
+        kernel: KernelKey::new("rope", "main", &[("WG", 256)]),
+        uniforms,
+        binds: vec![(1, ins[0]), (2, ins[1]), (3, out), (4, factors)],
+        groups: grid(n.div_ceil(256), cx.max_groups),
+    }]
+}
+
+/// The fused RoPE on q (`node`, inputs `ins`, output `out`) and on k, with k and v written into
+/// their caches at `slots` (`fuse.rs` RopeScatter): `k` [t, k_cols], caches [cache_rows, k_cols].
+#[allow(clippy::too_many_arguments)]
+pub(in super::super) fn build_scatter(cx: &Cx, node: &Node, ins: &[Buf], out: Buf, k: Buf, v: Buf, slots: Buf, caches: (Buf, Buf), k_cols: usize, cache_rows: usize) -> Vec<Step> {
+    let (rows, cols) = rows_cols(&node.shape);
+    let n = rows * cols;
+    let nk = rows * k_cols;
+    let mut uniforms = uniforms(node, n, cols);
+    uniforms.extend([nk as u32, k_cols as u32, cache_rows as u32]);
+    let factors = if uniforms[7] == 1 { ins[2] } else { Buf::Dummy };
+    vec![Step {
+        kernel: KernelKey::new("rope", "rope_scatter", &[("WG", 256)]),
+        uniforms,
+        binds: vec![(1, ins[0]), (2, ins[1]), (3, out), (4, factors), (5, k), (6, v), (7, slots), (8, caches.0), (9, caches.1)],
+        groups: grid((n + 2 * nk).div_ceil(256), cx.max_groups),
+    }]
+}
+
+/// rope.wgsl's Params up to `has_factors`.
+fn uniforms(node: &Node, n: usize, cols: usize) -> Vec<u32> {
+    let Op::Rope { layout, head_dim, n_rot, base, freq_scale, factors } = node.op else { unreachable!("rope::build called for {}", node.op.name()) };
     // Computed exactly as the reference does, on the host.
     let theta_scale = base.powf(-2.0 / n_rot as f32);
     let layout = match layout {
         RopeLayout::Normal => 0,
         RopeLayout::NeoX => 1,
     };
-    vec![Step {
-        kernel: KernelKey::new("rope", "main", &[("WG", 256)]),
-        uniforms: vec![n as u32, cols as u32, head_dim as u32, n_rot as u32, layout, theta_scale.to_bits(), freq_scale.to_bits(), factors as u32],
-        binds: vec![(1, ins[0]), (2, ins[1]), (3, out), (4, if factors { ins[2] } else { Buf::Dummy })],
-        groups: grid(n.div_ceil(256), cx.max_groups),
-    }]
+    vec![n as u32, cols as u32, head_dim as u32, n_rot as u32, layout, theta_scale.to_bits(), freq_scale.to_bits(), factors as u32]
 }
 
 #[cfg(test)]
