@@ -182,7 +182,7 @@ fn markdown(runs: &[Run], notes: &[String]) -> String {
         let sizes = mark(same_sizes(first, r), sizes_text(r));
         for row in &r.rows {
             s += &format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {:.1} ({:.1}–{:.1}) | {:.1} ({:.1}–{:.1}) | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 hostname(r).unwrap_or("unknown"),
                 row.engine,
                 row.backend,
@@ -190,12 +190,8 @@ fn markdown(runs: &[Run], notes: &[String]) -> String {
                 row.driver.as_deref().unwrap_or("unknown"),
                 model,
                 sizes,
-                row.pp_tok_s.median,
-                row.pp_tok_s.min,
-                row.pp_tok_s.max,
-                row.tg_tok_s.median,
-                row.tg_tok_s.min,
-                row.tg_tok_s.max,
+                row.pp_tok_s,
+                row.tg_tok_s,
                 unknown(row.effective_gb_s, |v| format!("{v:.2}")),
                 unknown(row.copy_gb_s, |v| format!("{v:.2}")),
                 unknown(fraction(row), |v| format!("{:.0}%", v * 100.0)),

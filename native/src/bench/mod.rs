@@ -85,6 +85,13 @@ pub struct Stat {
     pub max: f64,
 }
 
+/// A table cell: `median (min–max)`, one decimal.
+impl std::fmt::Display for Stat {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{:.1} ({:.1}–{:.1})", self.median, self.min, self.max)
+    }
+}
+
 impl Stat {
     fn of(mut v: Vec<f64>) -> Stat {
         v.sort_by(f64::total_cmp);

@@ -17,17 +17,13 @@ pub fn markdown(r: &Report) -> String {
     );
     for row in &r.rows {
         s += &format!(
-            "| {} | {} | {} | {} | {:.1} ({:.1}–{:.1}) | {:.1} ({:.1}–{:.1}) | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             row.engine,
             row.backend,
             row.device,
             row.load_ms.map_or_else(|| "unknown".to_string(), |ms| format!("{ms:.0}")),
-            row.pp_tok_s.median,
-            row.pp_tok_s.min,
-            row.pp_tok_s.max,
-            row.tg_tok_s.median,
-            row.tg_tok_s.min,
-            row.tg_tok_s.max,
+            row.pp_tok_s,
+            row.tg_tok_s,
             opt(row.launches_per_token, |v| v.to_string()),
             opt(row.bytes_per_token, |v| format!("{:.1}", v as f64 / 1e6)),
             opt(row.effective_gb_s, |v| format!("{v:.2}")),
@@ -45,7 +41,8 @@ pub struct Bars {
     pub label: Vec<String>,
     pub pp: f64,
     pub tg: f64,
-    /// Said after the decode value, e.g. the fraction of copy bandwidth.
+    /// Said after the decode value: the fraction of copy bandwidth as `(n% bw)`, which the
+    /// legend explains.
     pub tg_note: Option<String>,
 }
 
@@ -61,12 +58,16 @@ const GROUP_PX: u32 = 190;
 /// Height of one label line under the groups, pixels.
 const LINE_PX: u32 = 16;
 
-/// `s` cut to `chars` characters, with an ellipsis where it was cut.
+/// `s` cut to `chars` characters by an ellipsis in the middle: device names and drivers say
+/// what they are at both ends (`llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)`).
 fn fit(s: &str, chars: usize) -> String {
-    if s.chars().count() <= chars {
+    let n = s.chars().count();
+    if n <= chars {
         return s.to_string();
     }
-    s.chars().take(chars.saturating_sub(1)).collect::<String>() + "…"
+    let head = chars.saturating_sub(1) / 2;
+    let tail = chars.saturating_sub(1) - head;
+    s.chars().take(head).chain(std::iter::once('…')).chain(s.chars().skip(n - tail)).collect()
 }
 
 /// An SVG bar chart: a blue prefill and a red decode bar per group, values above the bars,
@@ -94,8 +95,8 @@ pub fn plot_bars(path: &Path, caption: &str, bars: &[Bars]) -> anyhow::Result<()
     let (_, h) = drawing.dim_in_pixel();
     let (bx, by) = drawing.get_base_pixel();
     let y_px = |v: f64| (h as f64 * (1.0 - v / top)) as i32;
-    // About 7 pixels a character at 12 px sans-serif.
-    let chars = (seg / 7.0) as usize;
+    // About 6.5 pixels a character at 12 px sans-serif.
+    let chars = (seg / 6.5) as usize;
     for (i, b) in bars.iter().enumerate() {
         let x = (i as f64 * seg) as i32;
         let bw = (seg * 0.35) as i32;
@@ -122,6 +123,19 @@ pub fn plot_bars(path: &Path, caption: &str, bars: &[Bars]) -> anyhow::Result<()
     legend.draw(&Text::new("prefill", (20, 40), ("sans-serif", 14))).map_err(|e| err(&e))?;
     legend.draw(&Rectangle::new([(90, 40), (104, 54)], RED.mix(0.7).filled())).map_err(|e| err(&e))?;
     legend.draw(&Text::new("decode", (110, 40), ("sans-serif", 14))).map_err(|e| err(&e))?;
+    if bars.iter().any(|b| b.tg_note.is_some()) {
+        legend.draw(&Text::new("(n% bw): of the device's copy GB/s", (0, 62), ("sans-serif", 11))).map_err(|e| err(&e))?;
+    }
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_labels_keep_both_ends() {
+        assert_eq!(super::fit("llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)", 16), "llvmpip…(Vulkan)");
+        assert_eq!(super::fit("native", 16), "native");
+        assert_eq!(super::fit("abc", 0), "…");
+    }
 }
