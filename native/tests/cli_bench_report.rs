@@ -205,6 +205,8 @@ fn broken_files_are_named_not_panicked_on() {
         let (ok, _, err) = report(&[a, p.to_str().unwrap()]);
         assert!(!ok, "{name} accepted");
         assert!(err.contains(needle) && err.contains(name), "{name}: {err}");
+        // The cause is said once, after the file's name.
+        assert!(err.matches("EOF while parsing").count() <= 1, "{err}");
     }
     let (ok, _, err) = report(&[]);
     assert!(!ok && err.contains("required"), "{err}");

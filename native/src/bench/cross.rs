@@ -36,11 +36,11 @@ pub struct ReportArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read { path: String, source: std::io::Error },
     #[error("{path} is empty; expected the JSON that `forge bench --json` writes")]
     Empty { path: String },
-    #[error("{path} is not a `forge bench --json` file: {source}")]
+    #[error("{path} is not a `forge bench --json` file")]
     Parse { path: String, source: serde_json::Error },
     #[error("{path} has no rows: its run measured no device")]
     NoRows { path: String },
