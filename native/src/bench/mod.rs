@@ -2,19 +2,20 @@
 //! bytes read per decode token against the device's own copy bandwidth, and llama.cpp's
 //! `llama-bench` on the same model in the same run when asked, and the browser build in headless
 //! Chromium (`--browser`). Writes a table to stdout and,
-//! on request, JSON, Markdown and an SVG plot.
+//! on request, JSON, Markdown and an SVG plot. `forge bench report` puts the JSON of several runs
+//! (machines, vendors) into one table and plot.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 use forge_engine::devices::{self, BackendChoice, BackendKind, Candidate, Opened};
 use forge_engine::session::Readout;
 use forge_engine::session::Forward;
 use forge_engine::{Model, Session};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backends;
 use crate::devices::SelectArgs;
@@ -22,9 +23,14 @@ use crate::devices::SelectArgs;
 mod report;
 mod peer;
 mod browser;
+mod identity;
+mod cross;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
     /// Model to benchmark (default: SmolLM2-135M-Instruct Q4_1 from the cache).
     #[arg(long, short)]
     pub model: Option<PathBuf>,
@@ -65,11 +71,25 @@ pub struct BenchArgs {
     pub no_fallback: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// One Markdown table and SVG across `forge bench --json` files from several machines or
+    /// backends; refuses to mix models or sizes unless --allow-mixed.
+    Report(cross::ReportArgs),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stat {
     pub median: f64,
     pub min: f64,
     pub max: f64,
+}
+
+/// A table cell: `median (min–max)`, one decimal.
+impl std::fmt::Display for Stat {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{:.1} ({:.1}–{:.1})", self.median, self.min, self.max)
+    }
 }
 
 impl Stat {
@@ -79,12 +99,17 @@ impl Stat {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// One measured device. Fields added after the first release are `Option` so that older files
+/// still load (`forge bench report` shows them as unknown).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     /// `forge` or `llama.cpp`.
     pub engine: String,
     pub backend: String,
     pub device: String,
+    /// The driver between forge and the device (see `identity::driver`); `None` where unknown.
+    #[serde(default)]
+    pub driver: Option<String>,
     /// Opening the model on the device, warm-up token included; `None` where the engine does not
     /// report it (llama-bench).
     pub load_ms: Option<f64>,
@@ -109,6 +134,7 @@ impl Row {
             engine,
             backend,
             device,
+            driver: None,
             load_ms,
             pp_tok_s,
             tg_tok_s,
@@ -123,14 +149,20 @@ impl Row {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// What `forge bench --json` writes and `forge bench report` reads.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
-    pub forge_version: &'static str,
+    #[serde(default)]
+    pub forge_version: String,
     pub model: String,
+    #[serde(default)]
     pub model_sha256: Option<String>,
+    /// `os`, `arch`, `cpu`, `adapters` and (since `forge bench report`) `hostname`.
+    #[serde(default)]
     pub machine: serde_json::Value,
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
+    #[serde(default)]
     pub reps: usize,
     pub rows: Vec<Row>,
 }
@@ -260,7 +292,7 @@ fn repetition(s: &mut Session, vocab: usize, seed: u64, prompt: usize, n_gen: us
     Ok((pp, tg, s.backend().last_launches().or(if l > 0 { Some(l) } else { None })))
 }
 
-fn measure(model: &Model, opened: Opened, load_ms: f64, a: &Sizes, bar: &ProgressBar) -> anyhow::Result<Row> {
+fn measure(model: &Model, opened: Opened, load_ms: f64, a: &Sizes, bar: &ProgressBar, probe: &devices::Probe) -> anyhow::Result<Row> {
     let (mut s, c) = (opened.session, opened.candidate);
     let vocab = model.config.n_vocab;
     // Warm-up: the same prefill (so every chunk shape's graph and plan are built here, not in the
@@ -286,6 +318,7 @@ fn measure(model: &Model, opened: Opened, load_ms: f64, a: &Sizes, bar: &Progres
         engine: "forge".into(),
         backend: c.backend.name().into(),
         device: c.label.clone(),
+        driver: identity::driver(&c, probe),
         load_ms: Some(load_ms),
         pp_tok_s: Stat::of(pp),
         tg_tok_s: tg,
@@ -307,6 +340,9 @@ fn peak_rss() -> Option<u64> {
 }
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchCommand::Report(r)) = a.command {
+        return cross::report(r);
+    }
     let path = match &a.model {
         Some(p) => p.clone(),
         None => crate::cache::default_model()?,
@@ -322,14 +358,14 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     match &targets {
         Targets::Planned(order) => {
             bar.set_message(format!("bench {} ({})", order[0].backend.name(), order[0].label));
-            let row = open(&model, order, &machine.open_options(ctx, a.no_fallback, true)).and_then(|(o, ms)| measure(&model, o, ms, &sizes, &bar));
+            let row = open(&model, order, &machine.open_options(ctx, a.no_fallback, true)).and_then(|(o, ms)| measure(&model, o, ms, &sizes, &bar, &machine.probe));
             rows.push(row?);
         }
         Targets::Each(chosen) => {
             for c in chosen {
                 bar.set_message(format!("bench {} ({})", c.backend.name(), c.label));
                 let opts = machine.open_options(ctx, true, true);
-                match open(&model, std::slice::from_ref(c), &opts).and_then(|(o, ms)| measure(&model, o, ms, &sizes, &bar)) {
+                match open(&model, std::slice::from_ref(c), &opts).and_then(|(o, ms)| measure(&model, o, ms, &sizes, &bar, &machine.probe)) {
                     Ok(r) => rows.push(r),
                     Err(e) => eprintln!("{} ({}) failed: {e:#}", c.backend.name(), c.label),
                 }
@@ -370,10 +406,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let report = Report {
-        forge_version: env!("CARGO_PKG_VERSION"),
+        forge_version: env!("CARGO_PKG_VERSION").into(),
         model: path.display().to_string(),
         model_sha256: crate::pull::sha256_file(&path).ok(),
         machine: serde_json::json!({
+            "hostname": identity::hostname(),
             "os": std::env::consts::OS,
             "arch": std::env::consts::ARCH,
             "cpu": machine.probe.cpu,
