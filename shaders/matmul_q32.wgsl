@@ -64,6 +64,8 @@ struct Params {
     n0: u32,         // NM > 1: rows of w (n is then n0 + n1 + n2)
     n1: u32,         // NM > 1: rows of w2
     n2: u32,         // NM = 3: rows of w3
+    g0: u32,         // matvec_blocks, NM > 1: workgroups of w's rows (each workgroup reads one weight)
+    g1: u32,         // matvec_blocks, NM > 1: workgroups of w2's rows
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -106,9 +108,9 @@ fn vrow(r0: u32, j: u32) -> vec2<u32> {
     return vec2<u32>(2u, g - p.n0 - p.n1);
 }
 
-// Stores token t's sums of the invocation's RPI virtual rows from r0: acc[j] for plain rows
-// (plus the residual), act(gate) · up for gated ones.
-fn store(t: u32, r0: u32, acc: ptr<function, array<f32, MAX_RPI>>) {
+// Stores token t's sums of the invocation's RPI virtual rows from r0 (those below `limit`):
+// acc[j] for plain rows (plus the residual), act(gate) · up for gated ones.
+fn store(t: u32, r0: u32, limit: u32, acc: ptr<function, array<f32, MAX_RPI>>) {
     if (GATED > 0u) {
         let h = RPI / 2u;
         for (var j = 0u; j < h; j++) {
@@ -129,7 +131,7 @@ fn store(t: u32, r0: u32, acc: ptr<function, array<f32, MAX_RPI>>) {
         return;
     }
     for (var j = 0u; j < RPI; j++) {
-        if (r0 + j < p.n) {
+        if (r0 + j < limit) {
             let mr = vrow(r0, j);
             if (mr.x == 0u) {
                 let i = t * p.out_stride + p.col0 + mr.y;
@@ -306,7 +308,62 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
     }
     if (lane == 0u) {
-        store(0u, r0, &acc);
+        store(0u, r0, p.n, &acc);
+    }
+}
+
+// One block's share of a row's dot product, llama.cpp's way: the block's words `wd` (from the
+// word holding its byte `off`), a token's 32 activations `xs` and their sum `sxs`.
+fn block_dot(wd: ptr<function, array<u32, MAX_WORDS>>, xs: ptr<function, array<vec4<f32>, 8>>, sxs: f32, off: u32) -> f32 {
+    let a0 = select(0u, 1u, FORMAT == 3u);
+    // `mid`: the block starts at byte 2 of word w0 (blocks start at even bytes).
+    let mid = (off & 2u) != 0u;
+    var s = vec4<f32>(0.0);
+    var d: f32;
+    if (FORMAT == 2u) {
+        d = unpack2x16float(select((*wd)[0], (*wd)[0] >> 16u, mid)).x;
+        for (var i = 0u; i < 8u; i++) {
+            let qw = select(((*wd)[i] >> 16u) | ((*wd)[i + 1u] << 16u), (*wd)[i + 1u], mid);
+            s += sbytes(qw) * (*xs)[i];
+        }
+        return d * (s.x + s.y + s.z + s.w);
+    } else {
+        var m = 0.0;
+        var qh = 0u;
+        if (has_min()) {
+            // Q4_1 and Q5_1 rows are whole words: d and m are word 0, Q5_1's qh word 1.
+            let dm = unpack2x16float((*wd)[0]);
+            d = dm.x;
+            m = dm.y;
+            qh = (*wd)[1];
+        } else {
+            d = unpack2x16float(select((*wd)[0], (*wd)[0] >> 16u, mid)).x;
+            qh = select(((*wd)[0] >> 16u) | ((*wd)[1] << 16u), (*wd)[1], mid);
+        }
+        for (var i = 0u; i < 4u; i++) {
+            var qw: u32;
+            if (FORMAT == 1u) {
+                qw = (*wd)[i + 1u];
+            } else if (FORMAT == 4u) {
+                qw = (*wd)[i + 2u];
+            } else {
+                let a = i + a0;
+                qw = select(((*wd)[a] >> 16u) | ((*wd)[a + 1u] << 16u), (*wd)[a + 1u], mid);
+            }
+            var lo = nibbles(qw, 0u);
+            var hi = nibbles(qw, 4u);
+            if (FORMAT >= 3u) {
+                lo += fifth(qh, 4u * i);
+                hi += fifth(qh, 16u + 4u * i);
+            }
+            s += lo * (*xs)[i] + hi * (*xs)[i + 4u];
+        }
+        let sq = s.x + s.y + s.z + s.w;
+        if (has_min()) {
+            return d * sq + m * sxs;
+        } else {
+            return d * (sq - zero_level() * sxs);
+        }
     }
 }
 
@@ -329,7 +386,28 @@ override NT: u32 = 1u;
 
 @compute @workgroup_size(WG)
 fn matvec_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r0 = ((wid.y * nwg.x + wid.x) * WG + lid) * RPI;
+    // A stack's weight is chosen per workgroup (g0, g1), so that CPU adapters, which run both
+    // sides of a branch that differs between invocations, load from one weight only.
+    let gi = wid.y * nwg.x + wid.x;
+    var m = 0u;
+    var base = 0u;
+    var n_m = p.n;
+    var lg = gi;
+    if (NM > 1u && GATED == 0u) {
+        n_m = p.n0;
+        if (gi >= p.g0 + p.g1) {
+            m = 2u;
+            lg = gi - p.g0 - p.g1;
+            base = p.n0 + p.n1;
+            n_m = p.n2;
+        } else if (gi >= p.g0) {
+            m = 1u;
+            lg = gi - p.g0;
+            base = p.n0;
+            n_m = p.n1;
+        }
+    }
+    let r0 = base + (lg * WG + lid) * RPI;
     let t0 = wid.z * NT;
     let nb = p.k / 32u;
     let bb = block_bytes();
@@ -347,82 +425,58 @@ fn matvec_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             acc[j] = 0.0;
         }
         for (var b = 0u; b < nb; b++) {
-            let xs = act_block(xrow + 8u * b);
+            var xs = act_block(xrow + 8u * b);
             var sx = vec4<f32>(0.0);
             for (var i = 0u; i < 8u; i++) {
                 sx += xs[i];
             }
             let sxs = sx.x + sx.y + sx.z + sx.w;
-            for (var j = 0u; j < RPI; j++) {
-                // (Recomputed per block: lavapipe keeps private arrays of RPI rows in memory.)
-                let mr = vrow(r0, j);
-                let off = mr.y * p.row_bytes + b * bb;
-                let w0 = off >> 2u;
-                if (NM == 1u || mr.x == 0u) {
+            // The weight is chosen outside the loops over rows (a CPU adapter runs a loop whose
+            // invocations are all inactive zero times, but both sides of any branch).
+            if (GATED > 0u) {
+                // Gate rows from w, then the same up rows from w2.
+                let h = RPI / 2u;
+                for (var j = 0u; j < h; j++) {
+                    let off = min(r0 / 2u + j, p.n - 1u) * p.row_bytes + b * bb;
                     for (var i = 0u; i < nw; i++) {
-                        wd[i] = w[w0 + i];
+                        wd[i] = w[(off >> 2u) + i];
                     }
-                } else if (mr.x == 1u) {
-                    for (var i = 0u; i < nw; i++) {
-                        wd[i] = w2[w0 + i];
-                    }
-                } else {
-                    for (var i = 0u; i < nw; i++) {
-                        wd[i] = w3[w0 + i];
-                    }
+                    acc[j] += block_dot(&wd, &xs, sxs, off);
                 }
-                // `mid`: the block starts at byte 2 of word w0 (blocks start at even bytes).
-                let mid = (off & 2u) != 0u;
-                var s = vec4<f32>(0.0);
-                var d: f32;
-                if (FORMAT == 2u) {
-                    d = unpack2x16float(select(wd[0], wd[0] >> 16u, mid)).x;
-                    for (var i = 0u; i < 8u; i++) {
-                        let qw = select((wd[i] >> 16u) | (wd[i + 1u] << 16u), wd[i + 1u], mid);
-                        s += sbytes(qw) * xs[i];
+                for (var j = h; j < RPI; j++) {
+                    let off = min(r0 / 2u + j - h, p.n - 1u) * p.row_bytes + b * bb;
+                    for (var i = 0u; i < nw; i++) {
+                        wd[i] = w2[(off >> 2u) + i];
                     }
-                    acc[j] += d * (s.x + s.y + s.z + s.w);
-                } else {
-                    var m = 0.0;
-                    var qh = 0u;
-                    if (has_min()) {
-                        // Q4_1 and Q5_1 rows are whole words: d and m are word 0, Q5_1's qh word 1.
-                        let dm = unpack2x16float(wd[0]);
-                        d = dm.x;
-                        m = dm.y;
-                        qh = wd[1];
-                    } else {
-                        d = unpack2x16float(select(wd[0], wd[0] >> 16u, mid)).x;
-                        qh = select((wd[0] >> 16u) | (wd[1] << 16u), wd[1], mid);
+                    acc[j] += block_dot(&wd, &xs, sxs, off);
+                }
+            } else if (NM == 1u || m == 0u) {
+                for (var j = 0u; j < RPI; j++) {
+                    let off = (min(r0 + j, base + n_m - 1u) - base) * p.row_bytes + b * bb;
+                    for (var i = 0u; i < nw; i++) {
+                        wd[i] = w[(off >> 2u) + i];
                     }
-                    for (var i = 0u; i < 4u; i++) {
-                        var qw: u32;
-                        if (FORMAT == 1u) {
-                            qw = wd[i + 1u];
-                        } else if (FORMAT == 4u) {
-                            qw = wd[i + 2u];
-                        } else {
-                            let a = i + a0;
-                            qw = select((wd[a] >> 16u) | (wd[a + 1u] << 16u), wd[a + 1u], mid);
-                        }
-                        var lo = nibbles(qw, 0u);
-                        var hi = nibbles(qw, 4u);
-                        if (FORMAT >= 3u) {
-                            lo += fifth(qh, 4u * i);
-                            hi += fifth(qh, 16u + 4u * i);
-                        }
-                        s += lo * xs[i] + hi * xs[i + 4u];
+                    acc[j] += block_dot(&wd, &xs, sxs, off);
+                }
+            } else if (m == 1u) {
+                for (var j = 0u; j < RPI; j++) {
+                    let off = (min(r0 + j, base + n_m - 1u) - base) * p.row_bytes + b * bb;
+                    for (var i = 0u; i < nw; i++) {
+                        wd[i] = w2[(off >> 2u) + i];
                     }
-                    let sq = s.x + s.y + s.z + s.w;
-                    if (has_min()) {
-                        acc[j] += d * sq + m * sxs;
-                    } else {
-                        acc[j] += d * (sq - zero_level() * sxs);
+                    acc[j] += block_dot(&wd, &xs, sxs, off);
+                }
+            } else {
+                for (var j = 0u; j < RPI; j++) {
+                    let off = (min(r0 + j, base + n_m - 1u) - base) * p.row_bytes + b * bb;
+                    for (var i = 0u; i < nw; i++) {
+                        wd[i] = w3[(off >> 2u) + i];
                     }
+                    acc[j] += block_dot(&wd, &xs, sxs, off);
                 }
             }
         }
-        store(t, r0, &acc);
+        store(t, r0, base + n_m, &acc);
     }
 }
 

@@ -115,7 +115,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 // `rope_scatter`: the wgpu plan's fusion (`backend/wgpu/fuse.rs`) of RoPE on q, RoPE on k, and
 // the two `Op::ScatterRows` that write k and v into the KV cache (scatter_rows.wgsl), in one
-// dispatch over the n elements of q, then the nk of k, then the nk of v: q (x) → out as `main`
+// dispatch over the n elements of q, then the nk of k, then the nk of v (whole workgroups
+// each): q (x) → out as `main`
 // does; k (binding 5) rotated the same way → k_cache[slots[row]] (binding 8); v (binding 6) →
 // v_cache[slots[row]] (binding 9). A slot outside the cache's rows is skipped, as scatter_rows
 // does. Bindings: 0 Params, 1 q, 2 positions, 3 q out, 4 factors, 5 k, 6 v, 7 slots, 8 k cache,
@@ -128,24 +129,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 @compute @workgroup_size(WG)
 fn rope_scatter(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let e = (wid.y * nwg.x + wid.x) * WG + lid;
-    if (e < p.n) {
-        let row = e / p.cols;
+    // Workgroups take q, then k, then v (whole workgroups each), so that which tensor an element
+    // belongs to is the same for a whole workgroup and its index is contiguous across it.
+    let gi = wid.y * nwg.x + wid.x;
+    let gq = (p.n + WG - 1u) / WG;
+    let gk = (p.nk + WG - 1u) / WG;
+    if (gi < gq) {
+        let e = gi * WG + lid;
+        if (e >= p.n) {
+            return;
+        }
         let j = (e % p.cols) % p.head_dim;
         if (j >= p.n_rot) {
             out[e] = x[e];
-        } else {
-            let t = turn(positions[row], j);
-            out[e] = rotate(t, x[e], x[u32(i32(e) + t.partner)]);
+            return;
         }
+        let t = turn(positions[e / p.cols], j);
+        out[e] = rotate(t, x[e], x[u32(i32(e) + t.partner)]);
         return;
     }
-    let ek = e - p.n;
-    if (ek >= 2u * p.nk) {
+    let is_k = gi < gq + gk;
+    let i = (gi - select(gq + gk, gq, is_k)) * WG + lid;
+    if (i >= p.nk) {
         return;
     }
-    let is_v = ek >= p.nk;
-    let i = select(ek, ek - p.nk, is_v);
     let row = i / p.k_cols;
     let col = i % p.k_cols;
     let slot = slots[row];
@@ -153,7 +160,7 @@ fn rope_scatter(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     let dst = slot * p.k_cols + col;
-    if (is_v) {
+    if (!is_k) {
         v_cache[dst] = v_in[i];
         return;
     }

@@ -106,7 +106,15 @@ pub(in super::super) fn matmul_fused(cx: &Cx, w: &Matrix, t: usize, x: Buf, out:
                 let mut c = vec![("FORMAT", format), ("WG", wg), ("RPI", m.rpi), ("NT", nt as u32)];
                 c.extend(fusion);
                 let kernel = KernelKey::new(file, "matvec_blocks", &c);
-                let [gx, gy, _] = grid(vrows.div_ceil((wg * m.rpi) as usize), cx.max_groups);
+                let per_group = (wg * m.rpi) as usize;
+                let mut groups = vrows.div_ceil(per_group);
+                if !f.more.is_empty() && f.gated == 0 {
+                    // A stack: whole workgroups per weight.
+                    let g = [rows, n_rows(0), n_rows(1)].map(|n| n.div_ceil(per_group));
+                    uniforms.extend([g[0] as u32, g[1] as u32]);
+                    groups = g.iter().sum();
+                }
+                let [gx, gy, _] = grid(groups, cx.max_groups);
                 Step { kernel, uniforms, binds, groups: [gx, gy, t.div_ceil(nt) as u32] }
             } else if t == 1 {
                 let m = cx.matvec;

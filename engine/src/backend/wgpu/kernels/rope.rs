@@ -31,7 +31,7 @@ pub(in super::super) fn build_scatter(cx: &Cx, node: &Node, ins: &[Buf], out: Bu
         kernel: KernelKey::new("rope", "rope_scatter", &[("WG", 256)]),
         uniforms,
         binds: vec![(1, ins[0]), (2, ins[1]), (3, out), (4, factors), (5, k), (6, v), (7, slots), (8, caches.0), (9, caches.1)],
-        groups: grid((n + 2 * nk).div_ceil(256), cx.max_groups),
+        groups: grid(n.div_ceil(256) + 2 * nk.div_ceil(256), cx.max_groups),
     }]
 }
 
