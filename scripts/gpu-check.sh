@@ -191,10 +191,11 @@ else
     echo "# written by scripts/gpu-check.sh: test binaries by target name"
     echo "# built from $(git rev-parse --short HEAD 2>/dev/null || echo 'an unknown commit')"
     echo "root $ROOT"
+    echo "forge target/release/forge"
+    # Only the targets named in TEST_BINS: `forge` is also the name of the CLI's own unit tests.
     grep '^{"reason":"compiler-artifact"' "$work/test-binaries.log" |
       sed -n 's/.*"target":{[^}]*"name":"\([^"]*\)"[^}]*}.*"executable":"\([^"]*\)".*/\1 \2/p' |
-      sed "s| $ROOT/| |"
-    echo "forge target/release/forge"
+      sed "s| $ROOT/| |" | grep -E "^($(IFS='|'; echo "${TEST_BINS[*]}")) "
   } >"$manifest"
 fi
 
