@@ -8,10 +8,11 @@
 # stops with exit 3. A failing step is recorded and the next one runs; every step has a timeout
 # and the whole run a budget.
 #
-# Usage: scripts/gpu-check.sh [REPORT_DIR]     run the checks (from any folder)
-#        scripts/gpu-check.sh --pack           build, then put stripped test binaries and a
-#                                              manifest in target/gpu-check/bin (about 50 MB) for a
-#                                              machine without Rust; exits 0
+# Usage: scripts/gpu-check.sh [REPORT_DIR]         run the checks (from any folder)
+#        scripts/gpu-check.sh --pack [REPORT_DIR]  build, then put stripped test binaries and a
+#                     manifest in target/gpu-check/bin (about 75 MB), and the same folder in
+#                     target/gpu-check/bin.tar.gz (about 30 MB), for a machine without Rust: copy
+#                     either there (the archive is unpacked when newer than the folder); exits 0
 # REPORT_DIR: where report.md, logs.txt, bench.json and bench.md go; default $OUT when set (the
 # device tool's folder), else ./gpu-check-report.
 #
@@ -26,7 +27,7 @@
 # Environment:
 #   FORGE_MODEL_DIR     where SmolLM2-135M-Instruct.Q4_1.gguf is; default: ./models in the
 #                       repository when it holds the file, else forge's cache (~/.cache/forge/models)
-#   GPU_CHECK_PREBUILT=1  never run cargo: use target/gpu-check/bin/manifest (from --pack), else
+#   GPU_CHECK_PREBUILT=1  never run cargo: use target/gpu-check/bin (from --pack), else
 #                       target/gpu-check/manifest (from the last build); automatic without cargo
 #   GPU_CHECK_MANIFEST  with GPU_CHECK_PREBUILT=1: this manifest instead (lines `NAME PATH`, and
 #                       `root DIR`, the folder the binaries were built in); the script's tests use it
@@ -47,16 +48,17 @@ ROOT=$PWD
 START=$SECONDS
 BUDGET=${GPU_CHECK_BUDGET_S:-470}
 
-pack=0
-report_dir=${OUT:-./gpu-check-report}
-case "${1:-}" in
-  -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  --pack) pack=1 ;;
-  -*) echo "gpu-check: unknown option $1 (see --help)" >&2; exit 2 ;;
-  "") ;;
-  *) report_dir=$1 ;;
-esac
-[ $# -le 1 ] || { echo "gpu-check: one argument at most (see --help)" >&2; exit 2; }
+pack=0 report_arg=""
+for arg in "$@"; do
+  case $arg in
+    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    --pack) pack=1 ;;
+    -*) echo "gpu-check: unknown option $arg (see --help)" >&2; exit 2 ;;
+    *) [ -z "$report_arg" ] || { echo "gpu-check: one REPORT_DIR at most (see --help)" >&2; exit 2; }
+       report_arg=$arg ;;
+  esac
+done
+report_dir=${report_arg:-${OUT:-./gpu-check-report}}
 [[ $BUDGET =~ ^[0-9]+$ ]] || { echo "gpu-check: GPU_CHECK_BUDGET_S must be a number of seconds" >&2; exit 2; }
 
 mkdir -p "$report_dir" || exit 2
@@ -169,6 +171,11 @@ manifest=""
 prebuilt=${GPU_CHECK_PREBUILT:-0}
 have cargo || prebuilt=1
 if [ "$prebuilt" = 1 ]; then
+  # A packed archive newer than what was unpacked from it: unpack (m: extraction time as mtime).
+  tgz=target/gpu-check/bin.tar.gz
+  if [ -f "$tgz" ] && [ "$tgz" -nt target/gpu-check/bin/manifest ]; then
+    tar -xzmf "$tgz" -C target/gpu-check || { record build FAIL 0 "cannot unpack $tgz"; finish 2 "cannot start"; }
+  fi
   candidates=(target/gpu-check/bin/manifest target/gpu-check/manifest)
   [ -z "${GPU_CHECK_MANIFEST:-}" ] || candidates=("$GPU_CHECK_MANIFEST")
   for m in "${candidates[@]}"; do
@@ -228,7 +235,9 @@ if [ "$pack" = 1 ]; then
       finish 1 "FAIL: packing $b"
     echo "$b $out/$b" >>"$out/manifest"
   done
-  record pack PASS $((SECONDS - t0)) "$out: $(du -sh "$out" | cut -f1)"
+  # One compressed file too (about 30 MB against 75), for transfers with a size limit.
+  tar -czf target/gpu-check/bin.tar.gz -C target/gpu-check bin || finish 1 "FAIL: packing"
+  record pack PASS $((SECONDS - t0)) "$out: $(du -sh "$out" | cut -f1); target/gpu-check/bin.tar.gz: $(du -sh target/gpu-check/bin.tar.gz | cut -f1)"
   finish 0 "packed"
 fi
 
