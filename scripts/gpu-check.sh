@@ -142,6 +142,8 @@ finish() { # EXIT_CODE VERDICT
 
 # ---- 1. tools (no GPU needed) ----
 have() { command -v "$1" >/dev/null 2>&1; }
+# The loader's library cache (ldconfig lives in /sbin, which a plain user's PATH may lack).
+libraries() { { ldconfig -p || /sbin/ldconfig -p || /usr/sbin/ldconfig -p || true; } 2>/dev/null; }
 have timeout || { say "needs coreutils' timeout"; exit 2; }
 # Where NVIDIA's driver and toolkit keep their tools when PATH does not name them (after PATH, so
 # whatever PATH finds first still wins).
@@ -157,7 +159,7 @@ for tool in cargo rustc nvidia-smi compute-sanitizer; do
     tools+="$tool: absent"$'\n'
   fi
 done
-vulkan=$( (ldconfig -p 2>/dev/null || true) | awk '/libvulkan\.so\.1 / { print $NF; exit }')
+vulkan=$(libraries | awk '/libvulkan\.so\.1 / { print $NF; exit }')
 vulkan=${vulkan:-absent}
 tools+="Vulkan loader (libvulkan.so.1): $vulkan"
 echo "$tools" >"$work/tools.log"
@@ -259,7 +261,7 @@ if have nvidia-smi; then
   else
     gpu_why="nvidia-smi lists no GPU: $(head -n 1 <<<"$smi")"
   fi
-elif [ -e /dev/nvidia0 ] && (ldconfig -p 2>/dev/null || true) | grep -q 'libcuda.so.1'; then
+elif [ -e /dev/nvidia0 ] && libraries | grep -q 'libcuda.so.1'; then
   gpu_info="no nvidia-smi; /dev/nvidia0 exists and the loader knows libcuda.so.1"
 else
   gpu_why="no nvidia-smi, and no /dev/nvidia0 with libcuda.so.1"
@@ -332,7 +334,7 @@ if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && [ -f "$nv_icd" ]; then
   wgpu_env+=(VK_DRIVER_FILES="$nv_icd")
   facts+=("wgpu: VK_DRIVER_FILES=$nv_icd")
 fi
-[ "$vulkan" != absent ] || facts+=("wgpu: no libvulkan.so.1 here, so the wgpu steps cannot find the GPU")
+[ "$vulkan" != absent ] || facts+=("wgpu: ldconfig knows no libvulkan.so.1, so the wgpu steps may not find the GPU")
 if need_model wgpu-greedy; then
   run_step wgpu-greedy 120 tests "${wgpu_env[@]}" "$(bin_path greedy_wgpu)"
 fi
