@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every check of Forge that needs an NVIDIA GPU, in one command, within 8 minutes of wall time
 # (sized for a 16-core machine with an H200):
-#   tools  → build (or prebuilt binaries) → detect the GPU → CUDA kernel tests → greedy end to end
-#   on CUDA with CUDA graphs on and off → compute-sanitizer memcheck on the kernel tests → greedy
-#   end to end on wgpu (the NVIDIA Vulkan driver) → forge bench (cuda, wgpu) → one report.
+#   tools → build (or prebuilt binaries) → detect the GPU → CUDA kernel tests → greedy end to end
+#   on CUDA with CUDA graphs on and off → greedy end to end on wgpu (the NVIDIA Vulkan driver) →
+#   forge bench (cuda, wgpu) → compute-sanitizer memcheck on the kernel tests → one report.
 # The steps before the GPU check need no GPU, so a machine without one (CI) runs exactly those and
 # stops with exit 3. A failing step is recorded and the next one runs; every step has a timeout
 # and the whole run a budget.
@@ -114,7 +114,7 @@ write_report() { # EXIT_CODE VERDICT
   {
     echo "# Forge GPU check"
     echo
-    echo "**$2** (exit $1) — $(date -u '+%Y-%m-%d %H:%M UTC'), $((SECONDS - START)) s of a ${BUDGET} s budget, on $(hostname)."
+    echo "**$2** (exit $1) — $(date -u '+%Y-%m-%d %H:%M UTC'), $((SECONDS - START)) s of a ${BUDGET} s budget, on ${HOSTNAME:-an unnamed host}."
     echo
     for i in "${facts[@]}"; do echo "- $i"; done
     echo
@@ -310,7 +310,28 @@ if need_model cuda-greedy-no-graphs; then
 fi
 run_step cuda-devices-check 60 tests "${cuda_env[@]}" FORGE_REQUIRE_MODEL=0 "$(bin_path devices)"
 
-# ---- 5. compute-sanitizer memcheck on the kernel tests ----
+# ---- 5. wgpu on the NVIDIA Vulkan driver ----
+wgpu_env=(env FORGE_REQUIRE_WGPU=1 FORGE_REQUIRE_MODEL=1 RUST_BACKTRACE=1)
+# The ICD the driver ships, where there is one, alone: wgpu then runs on NVIDIA's driver even where
+# the loader's own list lacks it or also holds a software one (lavapipe).
+nv_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && [ -f "$nv_icd" ]; then
+  wgpu_env+=(VK_DRIVER_FILES="$nv_icd")
+  facts+=("wgpu: VK_DRIVER_FILES=$nv_icd")
+fi
+[ "$vulkan" != absent ] || facts+=("wgpu: ldconfig knows no libvulkan.so.1, so the wgpu steps may not find the GPU")
+if need_model wgpu-greedy; then
+  run_step wgpu-greedy 120 tests "${wgpu_env[@]}" "$(bin_path greedy_wgpu)"
+fi
+
+# ---- 6. bench ----
+if need_model bench; then
+  run_step bench 120 . "${wgpu_env[@]}" "$(bin_path forge)" bench -m "$model" --backends cuda,wgpu -p 512 -n 128 \
+    --json "$report_dir/bench.json" --markdown "$report_dir/bench.md"
+fi
+
+# ---- 7. compute-sanitizer memcheck on the kernel tests: last, as the slowest (kernels run
+# many times slower under it), so that what is left of the budget bounds it and nothing else ----
 if have compute-sanitizer; then
   if ! run_step cuda-memcheck 150 engine "${cuda_env[@]}" compute-sanitizer --tool memcheck --error-exitcode 99 \
     "$(bin_path forge_engine)" backend::cuda --skip every_kernel_compiles_with_nvrtc --test-threads=1; then
@@ -324,25 +345,6 @@ if have compute-sanitizer; then
   fi
 else
   skip cuda-memcheck "compute-sanitizer is not installed"
-fi
-
-# ---- 6. wgpu on the NVIDIA Vulkan driver ----
-wgpu_env=(env FORGE_REQUIRE_WGPU=1 FORGE_REQUIRE_MODEL=1 RUST_BACKTRACE=1)
-# A machine whose Vulkan loader knows no ICD for the driver: point it at the one the driver ships.
-nv_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && [ -f "$nv_icd" ]; then
-  wgpu_env+=(VK_DRIVER_FILES="$nv_icd")
-  facts+=("wgpu: VK_DRIVER_FILES=$nv_icd")
-fi
-[ "$vulkan" != absent ] || facts+=("wgpu: ldconfig knows no libvulkan.so.1, so the wgpu steps may not find the GPU")
-if need_model wgpu-greedy; then
-  run_step wgpu-greedy 120 tests "${wgpu_env[@]}" "$(bin_path greedy_wgpu)"
-fi
-
-# ---- 7. bench ----
-if need_model bench; then
-  run_step bench 120 . "${wgpu_env[@]}" "$(bin_path forge)" bench -m "$model" --backends cuda,wgpu -p 512 -n 128 \
-    --json "$report_dir/bench.json" --markdown "$report_dir/bench.md"
 fi
 
 if [ "$failed" = 1 ]; then finish 1 "FAIL"; fi
