@@ -12,6 +12,10 @@
 //! cudarc panics when `libcuda` is missing, and NVRTC is loaded by hand for the same reason.
 //! Weights and the KV cache stay on the device from `create_param` on; a forward pass uploads
 //! only its inputs and downloads only its outputs.
+//!
+//! Weight uploads are queued on the stream without waiting (one wait per tensor cost a round
+//! trip each); the host tensors are kept until the first `execute` synchronises once, so their
+//! memory outlives every copy even where the driver reads it asynchronously (pinned memory).
 
 mod kernels;
 pub mod nvrtc;
@@ -55,6 +59,9 @@ pub struct CudaBackend {
     kernels: Kernels,
     name: String,
     params: Vec<Param>,
+    /// Host tensors whose copies to the device were queued and not yet waited for: held until
+    /// [`CudaBackend::finish_uploads`], since the copy may still read them.
+    uploading: Vec<HostTensor>,
     /// One u32 the kernels set bits in (bad ids, bad positions); zeroed before every run.
     err_word: CudaSlice<u8>,
     plans: PlanCache<Plan>,
@@ -98,6 +105,7 @@ impl CudaBackend {
             kernels,
             name: format!("{} (sm_{}{}, CUDA)", device.name, cc.0, cc.1),
             params: Vec::new(),
+            uploading: Vec::new(),
             err_word,
             plans: PlanCache::new(MAX_PLANS),
             last_launches: None,
@@ -146,14 +154,17 @@ impl Backend for CudaBackend {
                 let mut buf = self.stream.alloc_zeros::<u8>(bytes.max(4)).map_err(|e| self.alloc_err(bytes, e))?;
                 if bytes > 0 {
                     let mut view = buf.slice_mut(0..bytes);
-                    self.stream.memcpy_htod(t.as_bytes(), &mut view).map_err(|e| driver_err("uploading a weight", e))?;
+                    // Queued, not waited for: `t` (a cheap clone, its bytes shared) stays in
+                    // `uploading` until `finish_uploads` has seen the stream drain.
+                    self.stream.memcpy_htod(t.as_bytes(), &mut view).map_err(|e| driver_err(&format!("uploading {}", desc.name), e))?;
+                    self.uploading.push(t.clone());
                 }
                 buf
             }
+            // Zeroed on the stream, ahead of any launch that reads it: no wait needed.
             (ParamKind::State, None) if desc.dtype == DType::F32 => self.stream.alloc_zeros::<u8>(bytes.max(4)).map_err(|e| self.alloc_err(bytes, e))?,
             _ => return Err(err(format!("cannot create param {} ({:?}, {})", desc.name, desc.kind, desc.dtype))),
         };
-        self.stream.synchronize().map_err(|e| driver_err("uploading a param", e))?;
         self.params.push(Param { buf });
         Ok(ParamId(self.params.len() as u32 - 1))
     }
@@ -162,6 +173,7 @@ impl Backend for CudaBackend {
         check_supported(self, graph)?;
         check_inputs(graph, inputs)?;
         self.ctx.bind_to_thread().map_err(|e| driver_err("binding the context", e))?;
+        self.finish_uploads()?;
         let plan = self.plans.get_or_build(graph, || Plan::build(graph, &self.stream, &self.kernels, &self.params, &self.err_word, self.poison_activations))?;
         plan.upload_inputs(&self.stream, inputs)?;
         self.stream.memset_zeros(&mut self.err_word).map_err(|e| driver_err("clearing the error word", e))?;
@@ -186,10 +198,76 @@ impl Backend for CudaBackend {
 }
 
 impl CudaBackend {
+    /// Waits once for every queued weight upload, then lets go of the host tensors they read.
+    /// An upload that failed on the device is reported here.
+    fn finish_uploads(&mut self) -> Result<()> {
+        if self.uploading.is_empty() {
+            return Ok(());
+        }
+        self.stream.synchronize().map_err(|e| driver_err(&format!("uploading {} weights", self.uploading.len()), e))?;
+        self.uploading.clear();
+        Ok(())
+    }
+
     fn alloc_err(&self, need: usize, e: DriverError) -> ForgeError {
         match self.ctx.mem_get_info() {
             Ok((free, _)) if (free as u64) < need as u64 => ForgeError::OutOfMemory { backend: "cuda".into(), need: need as u64, have: free as u64 },
             _ => driver_err(&format!("allocating {need} bytes"), e),
+        }
+    }
+}
+
+impl Drop for CudaBackend {
+    /// A backend dropped before its first `execute` still has copies in flight: wait for them
+    /// before `uploading` (the memory they read) is freed.
+    fn drop(&mut self) {
+        if !self.uploading.is_empty() {
+            let _ = self.stream.synchronize();
+        }
+    }
+}
+
+#[cfg(test)]
+mod upload_tests {
+    //! Weight uploads without a wait per tensor: needs a GPU; skips without one unless
+    //! `FORGE_REQUIRE_CUDA=1`.
+    use super::*;
+    use crate::backend::test_util::rand_vec;
+
+    fn backend() -> Option<CudaBackend> {
+        match CudaBackend::new(0) {
+            Ok(b) => Some(b),
+            Err(e) if std::env::var("FORGE_REQUIRE_CUDA").is_ok_and(|v| v == "1") => panic!("FORGE_REQUIRE_CUDA=1 but {e}"),
+            Err(e) => {
+                eprintln!("skipping: {e}");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn weights_queued_back_to_back_arrive_whole_after_their_host_copies_are_dropped() {
+        let Some(mut cuda) = backend() else { return };
+        let (n, rows, cols) = (48, 37, 1031);
+        let mut want = Vec::new();
+        let mut g = Graph::new();
+        let ids = g.input(&[rows], DType::U32);
+        for i in 0..n {
+            let data = rand_vec(rows * cols, 500 + i as u64);
+            let desc = ParamDesc { name: format!("w{i}"), shape: vec![rows, cols], dtype: DType::F32, kind: ParamKind::Weight };
+            // The backend's queued clone is the only owner of these bytes once this returns.
+            let id = cuda.create_param(&desc, Some(&HostTensor::from_f32(vec![rows, cols], &data).unwrap())).unwrap();
+            let w = g.param(id, &desc);
+            let o = g.get_rows(w, ids).unwrap();
+            g.output(o);
+            want.push(data);
+        }
+        assert_eq!(cuda.uploading.len(), n, "no wait while loading");
+        let all_rows: Vec<u32> = (0..rows as u32).collect();
+        let got = cuda.execute(&g, &[HostTensor::from_u32(vec![rows], &all_rows).unwrap()]).expect("runs");
+        assert!(cuda.uploading.is_empty(), "the first execute waited for the uploads");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g.to_f32_vec() == *w, "weight {i} differs from what was uploaded");
         }
     }
 }

@@ -8,8 +8,11 @@
 //! error value (cudarc's own NVRTC bindings would panic, so they are not used).
 //!
 //! Cache: `$XDG_CACHE_HOME/forge/cuda/` (else `~/.cache/forge/cuda/`), one file per kernel
-//! source, named by a hash of the source, the header, the options, the target architecture and
-//! the NVRTC and driver versions.
+//! source, named by the caller's key (a hash of the source, the header, the options, the target
+//! and the driver version), the target, and the version of the NVRTC that compiled it
+//! ([`cache_file_name`]): a new NVRTC, which may fix a miscompile, compiles afresh rather than
+//! serve an older one's image. Without NVRTC, the image of the newest NVRTC cached for the key
+//! and target serves, as there is no compiler to do better.
 
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::path::{Path, PathBuf};
@@ -240,28 +243,129 @@ pub fn cache_dir() -> Option<PathBuf> {
     Some(base.join("forge").join("cuda"))
 }
 
-/// Compiles through the disk cache: returns the cached image when `key` names one.
-/// `nvrtc` is the loaded library, or why it could not be loaded (reported only when a compile
-/// is actually needed).
+/// The file name an image is cached under: `key` (see the module doc), the target `arch`, and
+/// the NVRTC version that compiled it; `.cubin` for `sm_XY` targets, `.ptx` for `compute_XY`.
+pub fn cache_file_name(key: &str, arch: &str, nvrtc_version: (i32, i32)) -> String {
+    format!("{key}.{arch}.nvrtc{}.{}.{}", nvrtc_version.0, nvrtc_version.1, extension(arch))
+}
+
+fn extension(arch: &str) -> &'static str {
+    if arch.starts_with("sm_") { "cubin" } else { "ptx" }
+}
+
+/// Without NVRTC: the cached image for `key` and `arch` from the newest NVRTC, else one cached
+/// under the bare key by a Forge that did not record the version yet.
+fn newest_cached(dir: &Path, key: &str, arch: &str) -> Option<Vec<u8>> {
+    let (prefix, suffix) = (format!("{key}.{arch}.nvrtc"), format!(".{}", extension(arch)));
+    let newest = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (major, minor) = name.strip_prefix(&prefix)?.strip_suffix(&suffix)?.split_once('.')?;
+            Some(((major.parse::<i32>().ok()?, minor.parse::<i32>().ok()?), e.path()))
+        })
+        .max_by_key(|(version, _)| *version)
+        .map(|(_, path)| path);
+    newest.into_iter().chain([dir.join(format!("{key}{suffix}"))]).find_map(|p| std::fs::read(p).ok().filter(|image| !image.is_empty()))
+}
+
+/// Compiles through the disk cache: returns the image cached for `key`, `arch` and the loaded
+/// NVRTC's version when there is one ([`cache_file_name`]).
+/// `nvrtc` is the loaded library, or why it could not be loaded (then any NVRTC's cached image
+/// for `key` and `arch` serves, and the reason is reported only when there is none).
 pub fn compile_cached(nvrtc: std::result::Result<&Nvrtc, &ForgeError>, dir: Option<&Path>, key: &str, name: &str, source: &str, headers: &[(&str, &str)], arch: &str) -> Result<Compiled> {
     let is_cubin = arch.starts_with("sm_");
-    let path = dir.map(|d| d.join(format!("{key}.{}", if is_cubin { "cubin" } else { "ptx" })));
+    let nvrtc = match nvrtc {
+        Ok(n) => n,
+        Err(e) => {
+            return match dir.and_then(|d| newest_cached(d, key, arch)) {
+                Some(image) => Ok(Compiled { image, is_cubin, log: String::new() }),
+                None => Err(err(format!("cannot compile cuda/{name}: {e}"))),
+            };
+        }
+    };
+    let file = cache_file_name(key, arch, nvrtc.version()?);
+    let path = dir.map(|d| d.join(&file));
     if let Some(p) = &path
         && let Ok(image) = std::fs::read(p)
         && !image.is_empty()
     {
         return Ok(Compiled { image, is_cubin, log: String::new() });
     }
-    let nvrtc = nvrtc.map_err(|e| err(format!("cannot compile cuda/{name}: {e}")))?;
     let out = nvrtc.compile(name, source, headers, arch, &[])?;
     if let (Some(p), Some(d)) = (&path, dir) {
         // Best effort: a read-only cache only costs a compile next time. Written under a
         // temporary name and renamed, so a concurrent reader never sees half a file.
         let _ = std::fs::create_dir_all(d);
-        let tmp = d.join(format!(".{key}.{}.tmp", std::process::id()));
+        let tmp = d.join(format!(".{file}.{}.tmp", std::process::id()));
         if std::fs::write(&tmp, &out.image).is_ok() {
             let _ = std::fs::rename(&tmp, p);
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(what: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("forge-nvrtc-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_cache_file_changes_with_the_nvrtc_version_and_the_target() {
+        let a = cache_file_name("add-sm_90-0123", "sm_90", (12, 9));
+        assert_eq!(a, cache_file_name("add-sm_90-0123", "sm_90", (12, 9)));
+        assert_ne!(a, cache_file_name("add-sm_90-0123", "sm_90", (12, 8)));
+        assert_ne!(a, cache_file_name("add-sm_90-0123", "sm_90", (13, 9)));
+        assert_ne!(a, cache_file_name("add-sm_90-0123", "compute_90", (12, 9)));
+        assert!(a.ends_with(".cubin") && cache_file_name("k", "compute_90", (12, 9)).ends_with(".ptx"));
+    }
+
+    #[test]
+    fn without_nvrtc_the_newest_nvrtc_s_image_for_the_target_serves() {
+        let dir = temp_dir("newest");
+        let missing = ForgeError::Backend { backend: "cuda".into(), what: "libnvrtc.so.12 not found".into() };
+        let get = |arch: &str| compile_cached(Err(&missing), Some(&dir), "k", "k.cu", "", &[], arch).map(|c| c.image);
+        std::fs::write(dir.join("k.cubin"), b"unversioned").unwrap();
+        assert_eq!(get("sm_90").unwrap(), b"unversioned");
+        for (version, image) in [((12, 9), "12.9"), ((12, 10), "12.10"), ((11, 8), "11.8")] {
+            std::fs::write(dir.join(cache_file_name("k", "sm_90", version)), image).unwrap();
+        }
+        std::fs::write(dir.join(cache_file_name("k", "sm_80", (13, 0))), b"another target").unwrap();
+        assert_eq!(get("sm_90").unwrap(), b"12.10", "12.10 is newer than 12.9");
+        let e = get("compute_90").expect_err("no PTX cached");
+        assert!(e.to_string().contains("libnvrtc.so.12 not found"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Needs NVRTC (skips without it unless `FORGE_REQUIRE_NVRTC=1`).
+    #[test]
+    fn with_nvrtc_an_image_cached_by_another_version_is_compiled_afresh() {
+        let nvrtc = match Nvrtc::load() {
+            Ok(n) => n,
+            Err(e) if std::env::var("FORGE_REQUIRE_NVRTC").is_ok_and(|v| v == "1") => panic!("FORGE_REQUIRE_NVRTC=1 but {e}"),
+            Err(e) => {
+                eprintln!("skipping: {e}");
+                return;
+            }
+        };
+        let dir = temp_dir("stale");
+        let version = nvrtc.version().unwrap();
+        let (source, arch) = ("extern \"C\" __global__ void k(float* x) { x[0] = 1.0f; }", "compute_80");
+        std::fs::write(dir.join(cache_file_name("k", arch, (version.0, version.1 + 1))), b"stale").unwrap();
+        std::fs::write(dir.join("k.ptx"), b"stale").unwrap();
+        let out = compile_cached(Ok(&nvrtc), Some(&dir), "k", "k.cu", source, &[], arch).unwrap();
+        assert!(String::from_utf8_lossy(&out.image).contains(".entry k("), "compiled, not served stale");
+        let cached = std::fs::read(dir.join(cache_file_name("k", arch, version))).expect("cached under this version");
+        assert_eq!(cached, out.image);
+        let again = compile_cached(Ok(&nvrtc), Some(&dir), "k", "k.cu", "not even C", &[], arch).expect("served from the cache");
+        assert_eq!(again.image, out.image);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
