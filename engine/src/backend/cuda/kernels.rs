@@ -42,6 +42,7 @@ pub const SOURCES: &[Source] = &[
     source!("argmax.cu", ["argmax"]),
     source!("attention_decode.cu", ["attention_decode", "attention_decode_combine"]),
     source!("attention_prefill.cu", ["attention_prefill"]),
+    source!("quantize_act.cu", ["quantize_act"]),
     source!(
         "get_rows.cu",
         ["get_rows_f32", "get_rows_f16", "get_rows_bf16", "get_rows_q4_0", "get_rows_q4_1", "get_rows_q5_0", "get_rows_q5_1", "get_rows_q8_0", "get_rows_q4_k", "get_rows_q5_k", "get_rows_q6_k"]
