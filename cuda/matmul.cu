@@ -1,4 +1,6 @@
-// matmul.cu: `Op::MatMul` for many activation rows (prefill, T > 16): y[t, r] = Σ_k x[t, k] · w[r, k],
+// matmul.cu: `Op::MatMul` for many activation rows (prefill, T > 16) in f32 FMA units: the path for
+// F32 weights, and for every weight type on devices without TF32 tensor cores (below sm_80; else
+// matmul_tc.cu): y[t, r] = Σ_k x[t, k] · w[r, k],
 // a tiled kernel that dequantizes each weight tile once into shared memory and reuses it for 64
 // tokens. Matches backend/cpu/matmul.rs as matvec.cu does (activations already rounded to
 // llama.cpp's 8-bit blocks by quantize_act.cu for quantized weights, exact dequantized weights, a

@@ -198,7 +198,7 @@ impl Plan {
                 };
                 let input_ptrs: Vec<u64> = node.inputs.iter().map(|&id| ptr(locs[id.index()])).collect();
                 let out = ptr(Some(loc));
-                let mut ctx = NodeCtx { graph, node_index: i, input_ptrs, out, err_ptr, launches: &mut launches };
+                let mut ctx = NodeCtx { graph, node_index: i, input_ptrs, out, err_ptr, tensor_cores: kernels.tensor_cores(), launches: &mut launches };
                 let scratch = ctx.emit(&mut pool)?;
                 if let Some(s) = scratch {
                     pool.give_back(s);
@@ -322,6 +322,8 @@ struct NodeCtx<'a> {
     input_ptrs: Vec<u64>,
     out: u64,
     err_ptr: u64,
+    /// matmul_tc.cu can run (sm_80+).
+    tensor_cores: bool,
     launches: &'a mut Vec<Launch>,
 }
 
@@ -383,6 +385,9 @@ impl NodeCtx<'_> {
                 let args = vec![Ptr(p[1]), Ptr(x), Ptr(out), I32(i32_of(k, "k")?), I32(i32_of(n, "n")?), I32(i32_of(t, "t")?), U64(d.row_bytes(k)? as u64)];
                 if t <= MATVEC_MAX_ROWS {
                     self.push(weight_kernel("matvec", d)?, cfg((n.div_ceil(4), 1, 1), 128)?, args);
+                } else if self.tensor_cores && d != DType::F32 {
+                    // TF32 tensor cores; F32 weights keep full f32 products (matmul.cu).
+                    self.push(weight_kernel("matmul_tc", d)?, cfg((n.div_ceil(64), t.div_ceil(64), 1), 128)?, args);
                 } else {
                     self.push(weight_kernel("matmul", d)?, cfg((n.div_ceil(64), t.div_ceil(64), 1), 256)?, args);
                 }
