@@ -648,6 +648,18 @@ mod tests {
         assert!(check_weight(0x1004, DType::F32, 63, "w").is_ok());
     }
 
+    /// The limits plan.rs routes by are the kernels' own array sizes.
+    #[test]
+    fn routing_limits_match_the_kernels() {
+        for (file, text, line) in [
+            ("matvec.cu", include_str!("../../../../cuda/matvec.cu"), format!("#define MAX_T {MATVEC_MAX_ROWS} ")),
+            ("attention_prefill.cu", include_str!("../../../../cuda/attention_prefill.cu"), format!("#define MAXD {PREFILL_MAX_HEAD_DIM}\n")),
+            ("attention_decode.cu", include_str!("../../../../cuda/attention_decode.cu"), format!("#define MAXD {MAX_HEAD_DIM}\n")),
+        ] {
+            assert!(text.contains(&line), "cuda/{file} should have `{}`", line.trim());
+        }
+    }
+
     /// quantize_act.cu's kinds follow the CPU's activation formats (quant/q8_act.rs).
     #[test]
     fn activation_rounding_follows_the_cpu_formats() {
