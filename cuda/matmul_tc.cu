@@ -29,10 +29,16 @@
 #define BK 32
 #define LD (BK + 4)  // padded row length in words
 
+// Both guarded: Kernels::load compiles every file for the device, and below sm_80 this one must
+// still compile (plan.rs never launches it there).
 __device__ __forceinline__ float to_tf32(float v) {
+#if __CUDA_ARCH__ >= 800
     u32 r;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
     return __uint_as_float(r);
+#else
+    return v;
+#endif
 }
 
 // acc (16 × 8 tile of C) += A (16 × 8) · B (8 × 8).
@@ -42,7 +48,7 @@ __device__ __forceinline__ void mma_tf32(float* acc, const u32* a, const u32* b)
                  : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #else
-    __trap();  // plan.rs never launches this kernel below sm_80
+    __trap();
 #endif
 }
 

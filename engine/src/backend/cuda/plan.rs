@@ -626,7 +626,7 @@ mod tests {
         assert_eq!(decode_splits(1, 32, 100), (256, 1));
         for (t, h, cap) in [(1, 1, 1), (3, 7, 100_000), (64, 32, 8192), (2, 2, 0)] {
             let (kps, n) = decode_splits(t, h, cap);
-            assert!(n >= 1 && n <= MAX_SPLITS && kps * n >= cap, "{t} {h} {cap}: {kps} × {n}");
+            assert!((1..=MAX_SPLITS).contains(&n) && kps * n >= cap, "{t} {h} {cap}: {kps} × {n}");
         }
     }
 

@@ -6,6 +6,8 @@
 //! Skips: the NVRTC test without libnvrtc unless `FORGE_REQUIRE_NVRTC=1`; the GPU tests without
 //! a CUDA device unless `FORGE_REQUIRE_CUDA=1`.
 
+mod attention;
+
 use super::kernels::{COMMON, SOURCES, cache_key, target_arch};
 use super::nvrtc::{self, Nvrtc};
 use super::CudaBackend;
@@ -375,5 +377,3 @@ fn repeated_graph_replays_with_new_inputs_and_state() {
     let e = p.cuda.execute(&g, &bad).expect_err("position past the cache is an error");
     assert!(e.to_string().contains("scatter_rows"), "{e}");
 }
-
-mod attention;
