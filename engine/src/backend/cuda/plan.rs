@@ -504,7 +504,7 @@ impl NodeCtx<'_> {
             common(&mut args)?;
             args.push(Arg::I32(window));
             args.extend([Arg::Ptr(table), Arg::I32(i32_of(block_size, "block size")?), Arg::I32(i32_of(table_cols, "table columns")?), Arg::Ptr(self.err_ptr)]);
-            self.push("attention_prefill", cfg((t.div_ceil(16), n_head, 1), 128)?, args);
+            self.push("attention_prefill", cfg(prefill_grid(t, n_head, n_kv_head), 128)?, args);
             if route == 0 {
                 return Ok(None);
             }
@@ -591,6 +591,14 @@ const MAX_SPLITS: usize = 64;
 /// A split below this many keys costs more in its partial's write and combine than it saves.
 const MIN_KEYS_PER_SPLIT: usize = 256;
 
+/// attention_prefill.cu's grid: 16 (query row, head) slots per block, the heads of one kv head
+/// together (hpb of them, up to 16) so that each loaded K/V tile serves all of them.
+fn prefill_grid(t: usize, n_head: usize, n_kv_head: usize) -> (usize, usize, usize) {
+    let group = n_head / n_kv_head.max(1);
+    let hpb = group.clamp(1, 16);
+    (t.div_ceil(16 / hpb), n_kv_head * group.div_ceil(hpb), 1)
+}
+
 /// Keys per split and splits for attention_decode over `cap` reachable keys: a single decode
 /// (t = 1) and a small batch of decodes alike split until t · n_head · splits reaches
 /// TARGET_BLOCKS (flash-decoding); a batch that fills the GPU by itself takes one split.
@@ -646,6 +654,31 @@ mod tests {
         assert!(check_weight(0x1008, DType::F16, 64, "w").is_err());
         assert!(check_weight(0x1002, DType::F16, 63, "w").is_ok());
         assert!(check_weight(0x1004, DType::F32, 63, "w").is_ok());
+    }
+
+    /// Every (row, head) pair lands in exactly one slot of one block, as attention_prefill.cu
+    /// maps them.
+    #[test]
+    fn prefill_grid_covers_every_row_and_head_once() {
+        for (t, n_head, n_kv) in [(37, 6, 2), (40, 32, 8), (5, 32, 1), (17, 9, 3), (100, 4, 4), (3, 64, 2)] {
+            let (gx, gy, _) = prefill_grid(t, n_head, n_kv);
+            let group = n_head / n_kv;
+            let hpb = group.min(16);
+            let (rows, chunks) = (16 / hpb, group.div_ceil(hpb));
+            let mut seen = vec![0; t * n_head];
+            for bx in 0..gx {
+                for by in 0..gy {
+                    let (kvh, h0, h_end) = (by / chunks, (by / chunks) * group + (by % chunks) * hpb, (by / chunks + 1) * group);
+                    for qi in 0..rows * hpb {
+                        let (tq, h) = (bx * rows + qi / hpb, h0 + qi % hpb);
+                        if kvh < n_kv && tq < t && h < h_end {
+                            seen[tq * n_head + h] += 1;
+                        }
+                    }
+                }
+            }
+            assert!(seen.iter().all(|&c| c == 1), "t {t} heads {n_head}/{n_kv}");
+        }
     }
 
     /// The limits plan.rs routes by are the kernels' own array sizes.

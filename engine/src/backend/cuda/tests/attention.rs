@@ -121,3 +121,23 @@ fn decode_window_starting_mid_split_matches_cpu() {
         p.check(&format!("decode window 300 at {pos}"), &g, &inputs, 1e-4);
     }
 }
+
+/// Prefill under other head groupings: attention_prefill puts the query heads of one kv head in
+/// one block (up to 16 of them; 32 per kv head takes two blocks), 16 / group query rows each.
+#[test]
+fn prefill_head_groupings_match_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let (t, s, head_dim) = (21, 64, 64);
+    for (n_head, n_kv) in [(32, 1), (9, 3), (8, 8), (64, 2)] {
+        let mut g = Graph::new();
+        let q = g.input(&[t, n_head * head_dim], DType::F32);
+        let k = g.input(&[s, n_kv * head_dim], DType::F32);
+        let v = g.input(&[s, n_kv * head_dim], DType::F32);
+        let pos = g.input(&[t], DType::U32);
+        let o = g.attention(q, k, v, Some(pos), n_head, n_kv, head_dim, 0.125, AttnMask::Causal).unwrap();
+        g.output(o);
+        let positions: Vec<u32> = (20..20 + t as u32).collect();
+        let inputs = [f32_input(&[t, n_head * head_dim], 61), f32_input(&[s, n_kv * head_dim], 62), f32_input(&[s, n_kv * head_dim], 63), HostTensor::from_u32(vec![t], &positions).unwrap()];
+        p.check(&format!("prefill heads {n_head}/{n_kv}"), &g, &inputs, 1e-4);
+    }
+}
