@@ -1,28 +1,32 @@
 // attention_decode.cu: `Op::Attention` for few query rows (decode), split over the keys
-// ("flash-decoding"): softmax(q·kᵀ · scale + mask) · v with grouped-query heads (query head h
-// reads kv head h / (n_head / n_kv_head)) and an online softmax, so no [T, S] score matrix exists.
-// Under the causal mask query t sees keys 0 .. min(positions[t] + 1, s), read from the device, so
-// one plan (and one captured CUDA graph) serves every decode step. Matches
+// ("flash-decoding", Dao et al., 2023): softmax(q·kᵀ · scale + mask) · v with grouped-query heads
+// (query head h reads kv head h / (n_head / n_kv_head)) and an online softmax, so no [T, S] score
+// matrix exists. Under the causal mask query t sees keys 0 .. min(positions[t] + 1, s), read from
+// the device, so one plan (and one captured CUDA graph) serves every decode step. Matches
 // backend/cpu/attention.rs up to summation order and the order in which partial softmaxes meet.
-// Also the fallback for prefill when head_dim > 128 (attention_prefill.cu's limit), and the kernel
-// for every paged batch: with block_size > 0, k and v are a pool of blocks and key j of query row
-// t is row table[t * table_cols + j / block_size] * block_size + j % block_size (paged attention,
-// Kwon et al., 2023), so each query row may belong to a different sequence.
+// Also the fallback for prefill when head_dim > 128 (attention_prefill.cu's limit). With
+// block_size > 0, k and v are a pool of s / block_size blocks and key j of query row t is row
+// table[t * table_cols + j / block_size] * block_size + j % block_size (paged attention, Kwon et
+// al., 2023), so each query row may belong to a different sequence; with route = 1 (a paged batch
+// that attention_prefill.cu also runs on) this kernel and the combine skip the rows whose block
+// table equals a neighbour's (common.cuh table_row_shared): attention_prefill serves those.
 //
 // Shapes: q: [t, n_head*head_dim]; k, v: [s, n_kv_head*head_dim]; positions: [t] u32 (ignored when
 // causal == 0); out: [t, n_head*head_dim]; part: [t, n_head, n_split, head_dim + 2] scratch
 // holding each split's (max, sum, unnormalised output). head_dim ≤ 256.
 // Entry points:
 // - attention_decode(q, k, v, positions, part, t, s, n_head, n_kv_head, head_dim, scale, causal,
-//   keys_per_split, table, block_size, table_cols, window) (table unread when block_size == 0;
-//   window > 0: a causal query sees only its last `window` keys). Launch: grid (n_head, t, n_split), block 128 = 4 warps. The block's split
-//   covers keys [split·keys_per_split, +keys_per_split) ∩ [0, n_keys); warp w takes every 4th key.
+//   keys_per_split, table, block_size, table_cols, window, route, err) (table unread when
+//   block_size == 0; window > 0: a causal query sees only its last `window` keys; err: the plan's
+//   error word, ERR_BLOCK_TABLE for an entry past the pool). Launch: grid (n_head, t, n_split),
+//   block 128 = 4 warps. The block's split covers keys [split·keys_per_split, +keys_per_split) ∩
+//   [0, n_keys); warp w takes every 4th key.
 //   Lane i holds q[i], q[i + 32], … and the same output dimensions; a key's score is a warp sum
 //   (__shfl_xor_sync, so every lane has it); the 4 warps' (max, sum, output) merge in shared
 //   memory and the block writes its partial to `part` (max = −inf, sum = 0 when it saw no key).
-// - attention_decode_combine(part, out, t, n_head, head_dim, n_split). Launch: grid (n_head, t),
-//   block 128: rescales the splits to the common maximum and divides by the total sum (0 output
-//   when no key was seen, as the CPU).
+// - attention_decode_combine(part, out, t, n_head, head_dim, n_split, table, table_cols, route).
+//   Launch: grid (n_head, t), block 128: rescales the splits to the common maximum and divides by
+//   the total sum (0 output when no key was seen, as the CPU).
 
 #include "common.cuh"
 
@@ -32,13 +36,16 @@
 
 extern "C" __global__ void __launch_bounds__(128) attention_decode(const float* q, const float* k, const float* v, const u32* positions, float* part,
                                                                    int t, int s, int n_head, int n_kv_head, int head_dim, float scale, int causal,
-                                                                   int keys_per_split, const u32* table, int block_size, int table_cols, int window) {
+                                                                   int keys_per_split, const u32* table, int block_size, int table_cols, int window,
+                                                                   int route, u32* err) {
     __shared__ float sm[WARPS], sl[WARPS];
     __shared__ float so[WARPS][MAXD];
     const int h = blockIdx.x, ti = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (ti >= t || h >= n_head) return;
+    if (ti >= t || h >= n_head) return;  // block-uniform
+    if (route && table_row_shared(table, t, table_cols, ti)) return;  // attention_prefill's row
     const int kvh = h / (n_head / n_kv_head);
+    const u32 n_blocks = block_size > 0 ? (u32)(s / block_size) : 0u;
     const u64 cap = block_size > 0 ? (u64)table_cols * block_size : (u64)s;
     int n_keys = (int)cap;
     if (causal) n_keys = (int)min((u64)positions[ti] + 1, cap);
@@ -46,7 +53,8 @@ extern "C" __global__ void __launch_bounds__(128) attention_decode(const float* 
     // A sliding window hides the keys before n_keys − window (splits wholly before it are empty).
     const int first = (causal && window > 0 && n_keys > window) ? n_keys - window : 0;
     const int j0 = max(split * keys_per_split, first);
-    const int j1 = min(j0 + keys_per_split, n_keys);
+    // The split's own end, not j0 + keys_per_split: a window starting mid-split would overlap the next.
+    const int j1 = (int)min((u64)(split + 1) * keys_per_split, (u64)n_keys);
 
     const float* qh = q + ((u64)ti * n_head + h) * head_dim;
     float qr[DPL], o[DPL];
@@ -58,7 +66,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_decode(const float* 
     }
     float m = NEG_INF, l = 0.0f;
     for (int j = j0 + warp; j < j1; j += WARPS) {
-        const u64 row = block_size > 0 ? (u64)row_table[j / block_size] * block_size + j % block_size : (u64)j;
+        const u64 row = block_size > 0 ? paged_row(row_table, j, block_size, n_blocks, err) : (u64)j;
         const u64 off = (row * n_kv_head + kvh) * head_dim;
         float dot = 0.0f;
 #pragma unroll
@@ -107,9 +115,11 @@ extern "C" __global__ void __launch_bounds__(128) attention_decode(const float* 
     }
 }
 
-extern "C" __global__ void __launch_bounds__(128) attention_decode_combine(const float* part, float* out, int t, int n_head, int head_dim, int n_split) {
+extern "C" __global__ void __launch_bounds__(128) attention_decode_combine(const float* part, float* out, int t, int n_head, int head_dim, int n_split,
+                                                                           const u32* table, int table_cols, int route) {
     const int h = blockIdx.x, ti = blockIdx.y;
     if (ti >= t || h >= n_head) return;
+    if (route && table_row_shared(table, t, table_cols, ti)) return;
     const float* src = part + ((u64)ti * n_head + h) * n_split * (head_dim + 2);
     float mx = NEG_INF;
     for (int sp = 0; sp < n_split; sp++) mx = fmaxf(mx, src[sp * (head_dim + 2)]);

@@ -38,6 +38,7 @@ typedef unsigned long long u64;
 // Error bits a kernel sets in the plan's error word (read back after every execute).
 #define ERR_GET_ROWS_ID 1u
 #define ERR_SCATTER_POS 2u
+#define ERR_BLOCK_TABLE 4u
 
 // IEEE half → f32 (exact; the hardware conversion, same values as quant/float.rs f16_to_f32).
 __device__ __forceinline__ float f16_to_f32(u16 h) {
@@ -112,6 +113,47 @@ __device__ __forceinline__ float warp_max_all(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
+}
+
+// ---- paged attention ----
+
+// Row of the KV pool that holds key j of a query whose block table is `row_table`. The host
+// refuses a block table given as a graph input with an entry past the pool before anything runs
+// (backend::check_inputs); one computed inside a graph is only seen here, so an entry past the
+// `n_blocks` blocks of the pool is clamped (no read outside k and v) and flags ERR_BLOCK_TABLE,
+// which fails the run. n_blocks ≥ 1 (plan.rs refuses an empty pool).
+__device__ __forceinline__ u64 paged_row(const u32* row_table, int j, int block_size, u32 n_blocks, u32* err) {
+    u32 b = row_table[j / block_size];
+    if (b >= n_blocks) {
+        atomicOr(err, ERR_BLOCK_TABLE);
+        b = n_blocks - 1;
+    }
+    return (u64)b * block_size + j % block_size;
+}
+
+// Whether row `ti` of a [t, cols] block table equals row ti − 1 (which = 0) or row ti + 1
+// (which = 1); rows outside [0, t) equal nothing. Rows with equal tables read the same key rows,
+// so a tile of keys loaded once serves all of them: consecutive equal rows (a prefill) go to
+// attention_prefill.cu, rows equal to neither neighbour (a decode step) to attention_decode.cu.
+// Call from every thread of the block (it synchronises); every thread gets the answer.
+__device__ __forceinline__ bool table_row_equals(const u32* table, int t, int cols, int ti, int which) {
+    const int other = which ? ti + 1 : ti - 1;
+    int differs = 0;
+    if (other >= 0 && other < t) {
+        const u32* a = table + (u64)ti * cols;
+        const u32* b = table + (u64)other * cols;
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) differs |= a[c] != b[c];
+    }
+    const int any = __syncthreads_or(differs);  // every thread calls it, in range or not
+    return other >= 0 && other < t && !any;
+}
+
+// A query row of a paged batch that shares its block table with a neighbour (attention_prefill
+// serves it when the router is on); the others are decode rows (attention_decode serves them).
+__device__ __forceinline__ bool table_row_shared(const u32* table, int t, int cols, int ti) {
+    const bool prev = table_row_equals(table, t, cols, ti, 0);
+    const bool next = table_row_equals(table, t, cols, ti, 1);
+    return prev || next;
 }
 
 // ---- 32-weight block formats ----

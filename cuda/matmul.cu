@@ -1,7 +1,10 @@
-// matmul.cu: `Op::MatMul` for many activation rows (prefill, T > 8): y[t, r] = Σ_k x[t, k] · w[r, k],
+// matmul.cu: `Op::MatMul` for many activation rows (prefill, T > 16) in f32 FMA units: the path for
+// F32 weights, and for every weight type on devices without TF32 tensor cores (below sm_80; else
+// matmul_tc.cu): y[t, r] = Σ_k x[t, k] · w[r, k],
 // a tiled kernel that dequantizes each weight tile once into shared memory and reuses it for 64
-// tokens. Matches backend/cpu/matmul.rs as matvec.cu does (f32 activations, exact dequantized
-// weights, a different summation order).
+// tokens. Matches backend/cpu/matmul.rs as matvec.cu does (activations already rounded to
+// llama.cpp's 8-bit blocks by quantize_act.cu for quantized weights, exact dequantized weights, a
+// different summation order).
 //
 // Shapes: w: [n, k] in its stored format (row_bytes bytes per row); x: [t, k] f32; y: [t, n] f32.
 // Entry points: matmul_{f32,f16,bf16,q4_0,q4_1,q5_0,q5_1,q8_0,q4_k,q5_k,q6_k}(w, x, y, k, n, t, row_bytes).

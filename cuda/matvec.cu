@@ -1,68 +1,94 @@
-// matvec.cu: `Op::MatMul` for few activation rows (decode, T ≤ 8): y[t, r] = Σ_k x[t, k] · w[r, k].
-// Matches backend/cpu/matmul.rs up to summation order and one difference the CPU has on purpose:
-// it rounds activations to 8 bits (llama.cpp's Q8 dot formats) before quantized dots; here the
-// activations stay f32, and every weight is the exact f32 value quant/*.rs `dequantize` gives.
+// matvec.cu: `Op::MatMul` for few activation rows (decode, t ≤ 16): y[t, r] = Σ_k x[t, k] · w[r, k].
+// Each weight is read from memory once for all t rows: a warp dequantizes a 16-weight chunk into
+// registers and dots it with every row's activations before it moves on, so a batch of t decodes
+// costs one pass over the weights, not t. Matches backend/cpu/matmul.rs up to summation order:
+// the activations arrive already rounded to llama.cpp's 8-bit blocks for quantized weights
+// (quantize_act.cu, launched before by plan.rs), and every weight is the exact f32 value
+// quant/*.rs `dequantize` gives.
 //
 // Shapes: w: [n, k] in its stored format (row_bytes bytes per row); x: [t, k] f32; y: [t, n] f32.
 // Entry points: matvec_{f32,f16,bf16,q4_0,q4_1,q5_0,q5_1,q8_0,q4_k,q5_k,q6_k}(w, x, y, k, n, t, row_bytes).
-// Launch: grid (ceil(n / 4), t), block 128 = 4 warps, one weight row per warp. Lane i takes the
-// row's 16-weight chunks i, i + 32, … (adjacent lanes read adjacent bytes, so a warp's loads
-// coalesce), dequantizes each in registers (128-bit loads for the K-quant nibbles and float rows,
-// see common.cuh), dots it with x (float4 loads), and the warp sums its 32 partial sums with
-// __shfl_down_sync; lane 0 writes. Float rows whose length is not a multiple of 8 take one element
-// per lane per step instead.
+// Launch: grid (ceil(n / 4)), block 128 = 4 warps, one weight row per warp, t ≤ MAX_T. Lane i
+// takes the row's 16-weight chunks i, i + 32, … (adjacent lanes read adjacent bytes, so a warp's
+// loads coalesce), dequantizes each in registers (128-bit loads for the K-quant nibbles and float
+// rows, see common.cuh), dots it with each row of x (float4 loads; x rows are 16-byte aligned,
+// which plan.rs checks), and the warp sums each row's 32 partial sums with __shfl_down_sync; lane
+// 0 writes. Float rows whose length is not a multiple of 8 take one element per lane per step.
 
 #include "common.cuh"
 
 #define ROWS_PER_BLOCK 4
+#define MAX_T 16  // plan.rs MATVEC_MAX_ROWS
+
+__device__ __forceinline__ float dot4(const float* w, float4 a) {
+    return w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w;
+}
+
+// Sums each row's partials over the warp and writes them (lane 0).
+__device__ __forceinline__ void store_rows(const float* acc, float* y, int n, int t, int r, int lane) {
+#pragma unroll
+    for (int tok = 0; tok < MAX_T; tok++) {
+        if (tok >= t) break;  // warp-uniform
+        const float sum = warp_sum(acc[tok]);
+        if (lane == 0) y[(u64)tok * n + r] = sum;
+    }
+}
 
 template <typename F>
 __device__ __forceinline__ void matvec_quant(const u8* w, const float* x, float* y, int k, int n, int t, u64 row_bytes) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int r = blockIdx.x * ROWS_PER_BLOCK + warp;
-    const int tok = blockIdx.y;
-    if (r >= n || tok >= t) return;  // the whole warp leaves together
+    if (r >= n) return;  // the whole warp leaves together
     const u8* row = w + (u64)r * row_bytes;
-    const float* xr = x + (u64)tok * k;
-    float acc = 0.0f;
+    float acc[MAX_T];
+#pragma unroll
+    for (int tok = 0; tok < MAX_T; tok++) acc[tok] = 0.0f;
     for (int c = lane; c < k / 16; c += 32) {
         float wv[16];
         F::dq16(row, 16 * c, wv);
-        const float4* xv = reinterpret_cast<const float4*>(xr + 16 * c);
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            float4 a = xv[i];
-            acc += wv[4 * i] * a.x + wv[4 * i + 1] * a.y + wv[4 * i + 2] * a.z + wv[4 * i + 3] * a.w;
+        for (int tok = 0; tok < MAX_T; tok++) {
+            if (tok >= t) break;
+            const float4* xv = reinterpret_cast<const float4*>(x + (u64)tok * k + 16 * c);
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[tok] += dot4(wv + 4 * i, xv[i]);
         }
     }
-    acc = warp_sum(acc);
-    if (lane == 0) y[(u64)tok * n + r] = acc;
+    store_rows(acc, y, n, t, r, lane);
 }
 
 template <typename F>
 __device__ __forceinline__ void matvec_float(const u8* w, const float* x, float* y, int k, int n, int t, u64 row_bytes) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int r = blockIdx.x * ROWS_PER_BLOCK + warp;
-    const int tok = blockIdx.y;
-    if (r >= n || tok >= t) return;
+    if (r >= n) return;
     const u8* row = w + (u64)r * row_bytes;
-    const float* xr = x + (u64)tok * k;
-    float acc = 0.0f;
+    float acc[MAX_T];
+#pragma unroll
+    for (int tok = 0; tok < MAX_T; tok++) acc[tok] = 0.0f;
     if (k % 8 == 0) {
         // Rows are whole multiples of 16 bytes: 128-bit loads of weights and activations.
         for (int c = lane; c < k / 8; c += 32) {
             float wv[8];
             F::dq8(row, 8 * c, wv);
-            const float4* xv = reinterpret_cast<const float4*>(xr + 8 * c);
-            float4 a = xv[0], b = xv[1];
-            acc += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w;
-            acc += wv[4] * b.x + wv[5] * b.y + wv[6] * b.z + wv[7] * b.w;
+#pragma unroll
+            for (int tok = 0; tok < MAX_T; tok++) {
+                if (tok >= t) break;
+                const float4* xv = reinterpret_cast<const float4*>(x + (u64)tok * k + 8 * c);
+                acc[tok] += dot4(wv, xv[0]) + dot4(wv + 4, xv[1]);
+            }
         }
     } else {
-        for (int i = lane; i < k; i += 32) acc += F::dq1(row, i) * xr[i];
+        for (int i = lane; i < k; i += 32) {
+            const float wi = F::dq1(row, i);
+#pragma unroll
+            for (int tok = 0; tok < MAX_T; tok++) {
+                if (tok >= t) break;
+                acc[tok] += wi * x[(u64)tok * k + i];
+            }
+        }
     }
-    acc = warp_sum(acc);
-    if (lane == 0) y[(u64)tok * n + r] = acc;
+    store_rows(acc, y, n, t, r, lane);
 }
 
 #define MATVEC(name, body, F)                                                                  \

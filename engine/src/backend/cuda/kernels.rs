@@ -42,6 +42,11 @@ pub const SOURCES: &[Source] = &[
     source!("argmax.cu", ["argmax"]),
     source!("attention_decode.cu", ["attention_decode", "attention_decode_combine"]),
     source!("attention_prefill.cu", ["attention_prefill"]),
+    source!("quantize_act.cu", ["quantize_act"]),
+    source!(
+        "matmul_tc.cu",
+        ["matmul_tc_f16", "matmul_tc_bf16", "matmul_tc_q4_0", "matmul_tc_q4_1", "matmul_tc_q5_0", "matmul_tc_q5_1", "matmul_tc_q8_0", "matmul_tc_q4_k", "matmul_tc_q5_k", "matmul_tc_q6_k"]
+    ),
     source!(
         "get_rows.cu",
         ["get_rows_f32", "get_rows_f16", "get_rows_bf16", "get_rows_q4_0", "get_rows_q4_1", "get_rows_q5_0", "get_rows_q5_1", "get_rows_q8_0", "get_rows_q4_k", "get_rows_q5_k", "get_rows_q6_k"]
@@ -96,6 +101,9 @@ pub fn cache_key(src: &Source, arch: &str, driver_version: i32) -> String {
 /// Every entry point of every source, loaded on one device.
 pub struct Kernels {
     functions: HashMap<&'static str, CudaFunction>,
+    /// The device has TF32 tensor cores (`mma.sync` m16n8k8 .tf32: sm_80 and later), which
+    /// matmul_tc.cu needs.
+    tensor_cores: bool,
 }
 
 impl Kernels {
@@ -120,7 +128,11 @@ impl Kernels {
                 functions.insert(entry, f);
             }
         }
-        Ok(Kernels { functions })
+        Ok(Kernels { functions, tensor_cores: cc.0 >= 8 })
+    }
+
+    pub fn tensor_cores(&self) -> bool {
+        self.tensor_cores
     }
 
     pub fn get(&self, name: &str) -> Result<&CudaFunction> {

@@ -27,14 +27,16 @@ use crate::tensor::HostTensor;
 pub const MAX_HEAD_DIM: usize = 256;
 /// The largest head attention_prefill.cu takes; larger heads use attention_decode for prefill.
 const PREFILL_MAX_HEAD_DIM: usize = 128;
-/// Up to this many activation rows a matmul runs as matvec (one warp per weight row).
-const MATVEC_MAX_ROWS: usize = 8;
+/// Up to this many activation rows a matmul runs as matvec (one warp per weight row, each weight
+/// read once for all rows; matvec.cu's MAX_T).
+const MATVEC_MAX_ROWS: usize = 16;
 /// Grid y and z limit.
 const MAX_GRID_YZ: usize = 65535;
 
 /// Error bits, as common.cuh defines them.
 const ERR_GET_ROWS_ID: u32 = 1;
 const ERR_SCATTER_POS: u32 = 2;
+const ERR_BLOCK_TABLE: u32 = 4;
 
 pub fn check_error_word(word: u32) -> Result<()> {
     if word & ERR_GET_ROWS_ID != 0 {
@@ -42,6 +44,9 @@ pub fn check_error_word(word: u32) -> Result<()> {
     }
     if word & ERR_SCATTER_POS != 0 {
         return Err(ForgeError::InvalidArgument { what: "scatter_rows: a position is outside the destination rows".into() });
+    }
+    if word & ERR_BLOCK_TABLE != 0 {
+        return Err(ForgeError::InvalidArgument { what: "attention: a block-table entry is outside the KV pool".into() });
     }
     Ok(())
 }
@@ -193,7 +198,7 @@ impl Plan {
                 };
                 let input_ptrs: Vec<u64> = node.inputs.iter().map(|&id| ptr(locs[id.index()])).collect();
                 let out = ptr(Some(loc));
-                let mut ctx = NodeCtx { graph, node_index: i, input_ptrs, out, err_ptr, launches: &mut launches };
+                let mut ctx = NodeCtx { graph, node_index: i, input_ptrs, out, err_ptr, tensor_cores: kernels.tensor_cores(), launches: &mut launches };
                 let scratch = ctx.emit(&mut pool)?;
                 if let Some(s) = scratch {
                     pool.give_back(s);
@@ -317,6 +322,8 @@ struct NodeCtx<'a> {
     input_ptrs: Vec<u64>,
     out: u64,
     err_ptr: u64,
+    /// matmul_tc.cu can run (sm_80+).
+    tensor_cores: bool,
     launches: &'a mut Vec<Launch>,
 }
 
@@ -352,6 +359,7 @@ impl NodeCtx<'_> {
                 let (rows, cols) = rows_cols(self.shape(0));
                 let t = self.shape(1)[0];
                 let kernel = weight_kernel("get_rows", d)?;
+                check_weight(p[0], d, cols, "get_rows table")?;
                 let args = vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), I32(i32_of(rows, "table rows")?), I32(i32_of(cols, "columns")?), U64(d.row_bytes(cols)? as u64), Ptr(self.err_ptr)];
                 self.push(kernel, cfg((t, 1, 1), 128)?, args);
             }
@@ -359,12 +367,31 @@ impl NodeCtx<'_> {
                 let d = self.dtype(1);
                 let (t, k) = rows_cols(self.shape(0));
                 let n = self.shape(1)[0];
-                let args = vec![Ptr(p[1]), Ptr(p[0]), Ptr(out), I32(i32_of(k, "k")?), I32(i32_of(n, "n")?), I32(i32_of(t, "t")?), U64(d.row_bytes(k)? as u64)];
+                check_weight(p[1], d, k, "matmul weight")?;
+                // matvec reads x with float4 loads (row starts 16-byte aligned when k % 4 == 0).
+                check_aligned(p[0], 16, "matmul activations")?;
+                // Quantized weights meet activations rounded to llama.cpp's 8-bit blocks, as on
+                // the CPU and in WGSL (quantize_act.cu), in a scratch buffer freed once queued.
+                let (x, scratch) = match act_kind(d) {
+                    Some((kind, block)) => {
+                        let buf = pool.take(t * k * 4)?;
+                        let x = ptr_of(&pool.bufs[buf], pool.stream);
+                        let blocks = t * k / block;
+                        self.push("quantize_act", cfg((blocks.div_ceil(4), 1, 1), 128)?, vec![Ptr(p[0]), Ptr(x), U64(blocks as u64), I32(kind)]);
+                        (x, Some(buf))
+                    }
+                    None => (p[0], None),
+                };
+                let args = vec![Ptr(p[1]), Ptr(x), Ptr(out), I32(i32_of(k, "k")?), I32(i32_of(n, "n")?), I32(i32_of(t, "t")?), U64(d.row_bytes(k)? as u64)];
                 if t <= MATVEC_MAX_ROWS {
-                    self.push(weight_kernel("matvec", d)?, cfg((n.div_ceil(4), t, 1), 128)?, args);
+                    self.push(weight_kernel("matvec", d)?, cfg((n.div_ceil(4), 1, 1), 128)?, args);
+                } else if self.tensor_cores && d != DType::F32 {
+                    // TF32 tensor cores; F32 weights keep full f32 products (matmul.cu).
+                    self.push(weight_kernel("matmul_tc", d)?, cfg((n.div_ceil(64), t.div_ceil(64), 1), 128)?, args);
                 } else {
                     self.push(weight_kernel("matmul", d)?, cfg((n.div_ceil(64), t.div_ceil(64), 1), 256)?, args);
                 }
+                return Ok(scratch);
             }
             Op::Add => {
                 let nb: usize = self.shape(1).iter().product();
@@ -451,34 +478,134 @@ impl NodeCtx<'_> {
             ]);
             Ok(())
         };
-        // The prefill kernel shares one key tile among 16 query rows, which a paged batch (rows
-        // of different sequences) does not allow; paged batches take the decode kernel.
         let (block_size, table_cols, table) = match kv {
             KvLayout::Contiguous => (0, 0, p[0]),
             KvLayout::Paged { block_size } => (block_size, self.shape(4)[1], p[4]),
         };
-        if t > 1 && d <= PREFILL_MAX_HEAD_DIM && kv == KvLayout::Contiguous {
+        // Keys a query can reach: the pool's rows are not one sequence's keys when paged.
+        let cap = if block_size > 0 {
+            if s < block_size {
+                return Err(err("paged attention over an empty KV pool"));
+            }
+            table_cols * block_size
+        } else {
+            s
+        };
+        i32_of(cap, "keys per query")?;
+        // Paged batches run through both kernels when prefill can take them (route = 1): rows
+        // whose block table equals a neighbour's (a prefill) share key tiles in
+        // attention_prefill, the other rows (decode steps of other sequences) take
+        // attention_decode's key splits; each kernel skips the other's rows (common.cuh
+        // table_row_shared), since which rows are which is only known from the inputs.
+        let prefill = t > 1 && d <= PREFILL_MAX_HEAD_DIM;
+        let route = i32::from(prefill && block_size > 0);
+        if prefill {
             let mut args = vec![Arg::Ptr(p[0]), Arg::Ptr(p[1]), Arg::Ptr(p[2]), Arg::Ptr(positions), Arg::Ptr(self.out)];
             common(&mut args)?;
             args.push(Arg::I32(window));
-            self.push("attention_prefill", cfg((t.div_ceil(16), n_head, 1), 128)?, args);
-            return Ok(None);
+            args.extend([Arg::Ptr(table), Arg::I32(i32_of(block_size, "block size")?), Arg::I32(i32_of(table_cols, "table columns")?), Arg::Ptr(self.err_ptr)]);
+            self.push("attention_prefill", cfg(prefill_grid(t, n_head, n_kv_head), 128)?, args);
+            if route == 0 {
+                return Ok(None);
+            }
         }
-        // Decode: split the keys so that a few heads still fill the GPU (at least 256 keys and
-        // at most 64 splits per head); a long prefill with wide heads takes one split.
-        let keys_per_split = if t == 1 { s.div_ceil(64).max(256) } else { s.max(1) };
-        let n_split = s.div_ceil(keys_per_split).max(1);
+        let (keys_per_split, n_split) = decode_splits(t, n_head, cap);
         let scratch = pool.take(t * n_head * n_split * (d + 2) * 4)?;
         let part = ptr_of(&pool.bufs[scratch], pool.stream);
         let mut args = vec![Arg::Ptr(p[0]), Arg::Ptr(p[1]), Arg::Ptr(p[2]), Arg::Ptr(positions), Arg::Ptr(part)];
         common(&mut args)?;
         args.push(Arg::I32(i32_of(keys_per_split, "keys per split")?));
         args.extend([Arg::Ptr(table), Arg::I32(i32_of(block_size, "block size")?), Arg::I32(i32_of(table_cols, "table columns")?), Arg::I32(window)]);
+        args.extend([Arg::I32(route), Arg::Ptr(self.err_ptr)]);
         self.push("attention_decode", cfg((n_head, t, n_split), 128)?, args);
-        let args = vec![Arg::Ptr(part), Arg::Ptr(self.out), Arg::I32(i32_of(t, "t")?), Arg::I32(i32_of(n_head, "n_head")?), Arg::I32(i32_of(d, "head_dim")?), Arg::I32(i32_of(n_split, "splits")?)];
+        let args = vec![
+            Arg::Ptr(part),
+            Arg::Ptr(self.out),
+            Arg::I32(i32_of(t, "t")?),
+            Arg::I32(i32_of(n_head, "n_head")?),
+            Arg::I32(i32_of(d, "head_dim")?),
+            Arg::I32(i32_of(n_split, "splits")?),
+            Arg::Ptr(table),
+            Arg::I32(i32_of(table_cols, "table columns")?),
+            Arg::I32(route),
+        ];
         self.push("attention_decode_combine", cfg((n_head, t, 1), 128)?, args);
         Ok(Some(scratch))
     }
+}
+
+/// The alignment the weight-reading kernels assume for every row of a `cols`-wide `d` matrix
+/// (common.cuh): 128-bit loads for the K-quant nibbles (Q4_K, Q5_K) and for float rows of whole
+/// 16-byte multiples, u32 loads for Q4_1 / Q5_1, u16 loads otherwise. Rows start at multiples of
+/// the row length, so the matrix's start must have this alignment and so must the row length.
+fn weight_align(d: DType, cols: usize) -> usize {
+    match d {
+        DType::Q4K | DType::Q5K => 16,
+        DType::Q4_1 | DType::Q5_1 => 4,
+        DType::F32 | DType::F16 | DType::BF16 if cols.is_multiple_of(8) => 16,
+        DType::F32 => 4,
+        _ => 2,
+    }
+}
+
+/// A kernel argument the kernel reads with loads of `align` bytes must start at a multiple of
+/// it: a misaligned load is undefined (on NVIDIA GPUs, a fault that kills the context). Device
+/// allocations are 256-byte aligned, so this only fails for a view into one, which is refused
+/// here rather than handed to a kernel.
+fn check_aligned(ptr: u64, align: usize, what: &str) -> Result<()> {
+    if ptr.is_multiple_of(align as u64) {
+        Ok(())
+    } else {
+        Err(err(format!("{what} at device address {ptr:#x} is not {align}-byte aligned, as its kernel requires")))
+    }
+}
+
+/// The activation rounding llama.cpp applies before a matmul with `d` weights: quantize_act.cu's
+/// kind (0: Q8_0 / Q8_1, 1: Q8_K) and block length; `None` for float weights (activations stay
+/// f32). The same table as the WGSL backend's `act_kind`.
+fn act_kind(d: DType) -> Option<(i32, usize)> {
+    match d {
+        DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => Some((0, 32)),
+        DType::Q4K | DType::Q5K | DType::Q6K => Some((1, 256)),
+        _ => None,
+    }
+}
+
+/// A `cols`-wide weight matrix of `d` at `ptr`: its start and its row length both aligned as
+/// the kernels assume.
+fn check_weight(ptr: u64, d: DType, cols: usize, what: &str) -> Result<()> {
+    let align = weight_align(d, cols);
+    check_aligned(ptr, align, what)?;
+    let rb = d.row_bytes(cols)?;
+    if !rb.is_multiple_of(align) {
+        return Err(err(format!("{what}: rows of {rb} bytes are not {align}-byte multiples, as its kernel requires")));
+    }
+    Ok(())
+}
+
+/// Blocks that keep a GPU busy: about 16 resident 128-thread blocks on each of an H100/H200's
+/// 132 SMs (A100: 108). Fewer (query row, head) pairs than this split their keys.
+const TARGET_BLOCKS: usize = 2048;
+/// At most this many key splits per (row, head): the combine reads them all.
+const MAX_SPLITS: usize = 64;
+/// A split below this many keys costs more in its partial's write and combine than it saves.
+const MIN_KEYS_PER_SPLIT: usize = 256;
+
+/// attention_prefill.cu's grid: 16 (query row, head) slots per block, the heads of one kv head
+/// together (hpb of them, up to 16) so that each loaded K/V tile serves all of them.
+fn prefill_grid(t: usize, n_head: usize, n_kv_head: usize) -> (usize, usize, usize) {
+    let group = n_head / n_kv_head.max(1);
+    let hpb = group.clamp(1, 16);
+    (t.div_ceil(16 / hpb), n_kv_head * group.div_ceil(hpb), 1)
+}
+
+/// Keys per split and splits for attention_decode over `cap` reachable keys: a single decode
+/// (t = 1) and a small batch of decodes alike split until t · n_head · splits reaches
+/// TARGET_BLOCKS (flash-decoding); a batch that fills the GPU by itself takes one split.
+fn decode_splits(t: usize, n_head: usize, cap: usize) -> (usize, usize) {
+    let want = TARGET_BLOCKS.div_ceil((t * n_head).max(1)).clamp(1, MAX_SPLITS);
+    let keys_per_split = cap.div_ceil(want).max(MIN_KEYS_PER_SPLIT);
+    (keys_per_split, cap.div_ceil(keys_per_split).max(1))
 }
 
 /// `{op}_{dtype}`, e.g. `matvec_q4_k`, as a static name (the kernels table's key).
@@ -490,4 +617,92 @@ fn weight_kernel(op: &str, d: DType) -> Result<&'static str> {
         .flat_map(|s| s.entries.iter().copied())
         .find(|e| *e == name)
         .ok_or_else(|| err(format!("no kernel {name}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One decode fills the GPU with key splits, a batch of decodes with fewer, a long prefill
+    /// with none; every split count covers the keys and stays within the combine's limit.
+    #[test]
+    fn decode_splits_shrink_as_the_batch_grows() {
+        assert_eq!(decode_splits(1, 32, 4096), (256, 16));
+        assert_eq!(decode_splits(1, 8, 32768), (512, 64));
+        assert_eq!(decode_splits(8, 6, 1024), (256, 4));
+        assert_eq!(decode_splits(512, 32, 4096), (4096, 1));
+        assert_eq!(decode_splits(1, 32, 100), (256, 1));
+        for (t, h, cap) in [(1, 1, 1), (3, 7, 100_000), (64, 32, 8192), (2, 2, 0)] {
+            let (kps, n) = decode_splits(t, h, cap);
+            assert!((1..=MAX_SPLITS).contains(&n) && kps * n >= cap, "{t} {h} {cap}: {kps} × {n}");
+        }
+    }
+
+    #[test]
+    fn misaligned_weights_and_activations_are_refused() {
+        assert!(check_aligned(0x7f00_0000_0100, 16, "x").is_ok());
+        let e = check_aligned(0x7f00_0000_0104, 16, "matmul activations").unwrap_err();
+        assert!(e.to_string().contains("matmul activations at device address 0x7f0000000104 is not 16-byte aligned"), "{e}");
+        // Q4_K rows are read with 128-bit loads, Q4_1 with u32 loads, Q8_0 with u16 loads.
+        assert!(check_weight(0x1000, DType::Q4K, 512, "w").is_ok());
+        assert!(check_weight(0x1008, DType::Q4K, 512, "w").is_err());
+        assert!(check_weight(0x1004, DType::Q4_1, 64, "w").is_ok());
+        assert!(check_weight(0x1002, DType::Q4_1, 64, "w").is_err());
+        assert!(check_weight(0x1002, DType::Q8_0, 64, "w").is_ok());
+        assert!(check_weight(0x1001, DType::Q8_0, 64, "w").is_err());
+        // Float rows of 8k elements take 16-byte loads; other widths one element at a time.
+        assert!(check_weight(0x1008, DType::F16, 64, "w").is_err());
+        assert!(check_weight(0x1002, DType::F16, 63, "w").is_ok());
+        assert!(check_weight(0x1004, DType::F32, 63, "w").is_ok());
+    }
+
+    /// Every (row, head) pair lands in exactly one slot of one block, as attention_prefill.cu
+    /// maps them.
+    #[test]
+    fn prefill_grid_covers_every_row_and_head_once() {
+        for (t, n_head, n_kv) in [(37, 6, 2), (40, 32, 8), (5, 32, 1), (17, 9, 3), (100, 4, 4), (3, 64, 2)] {
+            let (gx, gy, _) = prefill_grid(t, n_head, n_kv);
+            let group = n_head / n_kv;
+            let hpb = group.min(16);
+            let (rows, chunks) = (16 / hpb, group.div_ceil(hpb));
+            let mut seen = vec![0; t * n_head];
+            for bx in 0..gx {
+                for by in 0..gy {
+                    let (kvh, h0, h_end) = (by / chunks, (by / chunks) * group + (by % chunks) * hpb, (by / chunks + 1) * group);
+                    for qi in 0..rows * hpb {
+                        let (tq, h) = (bx * rows + qi / hpb, h0 + qi % hpb);
+                        if kvh < n_kv && tq < t && h < h_end {
+                            seen[tq * n_head + h] += 1;
+                        }
+                    }
+                }
+            }
+            assert!(seen.iter().all(|&c| c == 1), "t {t} heads {n_head}/{n_kv}");
+        }
+    }
+
+    /// The limits plan.rs routes by are the kernels' own array sizes.
+    #[test]
+    fn routing_limits_match_the_kernels() {
+        for (file, text, line) in [
+            ("matvec.cu", include_str!("../../../../cuda/matvec.cu"), format!("#define MAX_T {MATVEC_MAX_ROWS} ")),
+            ("attention_prefill.cu", include_str!("../../../../cuda/attention_prefill.cu"), format!("#define MAXD {PREFILL_MAX_HEAD_DIM}\n")),
+            ("attention_decode.cu", include_str!("../../../../cuda/attention_decode.cu"), format!("#define MAXD {MAX_HEAD_DIM}\n")),
+        ] {
+            assert!(text.contains(&line), "cuda/{file} should have `{}`", line.trim());
+        }
+    }
+
+    /// quantize_act.cu's kinds follow the CPU's activation formats (quant/q8_act.rs).
+    #[test]
+    fn activation_rounding_follows_the_cpu_formats() {
+        for d in DType::WEIGHT_TYPES {
+            let want = match d.block_len() {
+                1 => None,
+                32 => Some((0, 32)),
+                _ => Some((1, 256)),
+            };
+            assert_eq!(act_kind(d), want, "{d}");
+        }
+    }
 }
