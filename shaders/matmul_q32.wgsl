@@ -17,7 +17,8 @@
 // Entry points (all with weight page `w`: `n` rows of `row_bytes` bytes, k elements each; a weight
 // larger than one storage binding is split into pages of rows, one dispatch per page, the page's
 // first row being output column `col0`):
-// - `matvec`: y[col0 + r] = Σ_k x[k]·w[r, k] for one activation row (decode, T = 1).
+// - `matvec`: y[t, col0 + r] = Σ_k x[t, k]·w[r, k] for a few activation rows (decode, a small
+//   batch: NT per workgroup on z, RPI · NT ≤ 16, each weight dequantized once for the NT rows).
 //   Bindings: 0 Params, 1 w, 2 x (vec4), 3 y (and the fused operands below). Dispatch: ceil(n / (WG / TPR · RPI)) workgroups
 //   (2-D grid, index = y * num_workgroups.x + x); TPR invocations share RPI rows, each striding
 //   over their 8-weight units (every activation load serving RPI rows), then a shared-memory tree
@@ -110,13 +111,13 @@ fn vrow(r0: u32, j: u32) -> vec2<u32> {
 
 // Stores token t's sums of the invocation's RPI virtual rows from r0 (those below `limit`):
 // acc[j] for plain rows (plus the residual), act(gate) · up for gated ones.
-fn store(t: u32, r0: u32, limit: u32, acc: ptr<function, array<f32, MAX_RPI>>) {
+fn store(t: u32, r0: u32, limit: u32, acc: ptr<function, array<f32, MAX_RPI>>, a0: u32) {
     if (GATED > 0u) {
         let h = RPI / 2u;
         for (var j = 0u; j < h; j++) {
             let o = r0 / 2u + j;
             if (o < p.n) {
-                let g = (*acc)[j];
+                let g = (*acc)[a0 + j];
                 var a: f32;
                 if (GATED == 1u) {
                     a = g / (1.0 + exp(-g));
@@ -125,7 +126,7 @@ fn store(t: u32, r0: u32, limit: u32, acc: ptr<function, array<f32, MAX_RPI>>) {
                     let e = exp(-2.0 * abs(inner));
                     a = 0.5 * g * (1.0 + sign(inner) * (1.0 - e) / (1.0 + e));
                 }
-                y[t * p.out_stride + p.col0 + o] = a * (*acc)[j + h];
+                y[t * p.out_stride + p.col0 + o] = a * (*acc)[a0 + j + h];
             }
         }
         return;
@@ -136,14 +137,14 @@ fn store(t: u32, r0: u32, limit: u32, acc: ptr<function, array<f32, MAX_RPI>>) {
             if (mr.x == 0u) {
                 let i = t * p.out_stride + p.col0 + mr.y;
                 if (RESID == 1u) {
-                    y[i] = (*acc)[j] + r[i];
+                    y[i] = (*acc)[a0 + j] + r[i];
                 } else {
-                    y[i] = (*acc)[j];
+                    y[i] = (*acc)[a0 + j];
                 }
             } else if (mr.x == 1u) {
-                y2[t * p.n1 + mr.y] = (*acc)[j];
+                y2[t * p.n1 + mr.y] = (*acc)[a0 + j];
             } else {
-                y3[t * p.n2 + mr.y] = (*acc)[j];
+                y3[t * p.n2 + mr.y] = (*acc)[a0 + j];
             }
         }
     }
@@ -262,53 +263,64 @@ var<workgroup> partial: array<f32, MAX_PARTIAL>;
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let lane = lid % TPR;
     let r0 = ((wid.y * nwg.x + wid.x) * (WG / TPR) + lid / TPR) * RPI;
+    // Tokens t0 .. t0 + nt (a small batch): each weight is dequantized once for all of them.
+    let t0 = wid.z * NT;
+    let nt = min(NT, p.t - t0);
+    let k4 = p.k / 4u;
     // Rows past the end repeat the last row (no divergent exit before the barriers).
     var ms: array<u32, MAX_RPI>;
     var rows: array<u32, MAX_RPI>;
-    var acc: array<f32, MAX_RPI>;
+    var acc: array<f32, MAX_RPI>; // [token][row]
     for (var j = 0u; j < RPI; j++) {
         let mr = vrow(r0, j);
         ms[j] = mr.x;
         rows[j] = mr.y * p.row_bytes;
-        acc[j] = 0.0;
+    }
+    for (var a = 0u; a < RPI * NT; a++) {
+        acc[a] = 0.0;
     }
     let units = p.k / 8u;
     for (var u = lane; u < units; u += TPR) {
-        var xa: vec4<f32>;
-        var xb: vec4<f32>;
-        if (ROUND == 1u) {
-            // The whole block, for its scale (4 lanes share it; the reloads hit the cache).
-            let xs = act_block(8u * (u / 4u));
-            xa = xs[2u * (u % 4u)];
-            xb = xs[2u * (u % 4u) + 1u];
-        } else {
-            xa = x[2u * u];
-            xb = x[2u * u + 1u];
-        }
         for (var j = 0u; j < RPI; j++) {
             let v = dequant8(ms[j], rows[j], u * 8u);
-            acc[j] += dot(v.a, xa) + dot(v.b, xb);
+            for (var tk = 0u; tk < nt; tk++) {
+                let xo = (t0 + tk) * k4;
+                var xa: vec4<f32>;
+                var xb: vec4<f32>;
+                if (ROUND == 1u) {
+                    // The whole block, for its scale (4 lanes share it; the reloads hit the cache).
+                    let xs = act_block(xo + 8u * (u / 4u));
+                    xa = xs[2u * (u % 4u)];
+                    xb = xs[2u * (u % 4u) + 1u];
+                } else {
+                    xa = x[xo + 2u * u];
+                    xb = x[xo + 2u * u + 1u];
+                }
+                acc[tk * RPI + j] += dot(v.a, xa) + dot(v.b, xb);
+            }
         }
     }
     if (TPR > 1u) {
-        for (var j = 0u; j < RPI; j++) {
-            partial[j * WG + lid] = acc[j];
+        for (var a = 0u; a < RPI * NT; a++) {
+            partial[a * WG + lid] = acc[a];
         }
         workgroupBarrier();
         for (var s = TPR / 2u; s > 0u; s >>= 1u) {
             if (lane < s) {
-                for (var j = 0u; j < RPI; j++) {
-                    partial[j * WG + lid] += partial[j * WG + lid + s];
+                for (var a = 0u; a < RPI * NT; a++) {
+                    partial[a * WG + lid] += partial[a * WG + lid + s];
                 }
             }
             workgroupBarrier();
         }
-        for (var j = 0u; j < RPI; j++) {
-            acc[j] = partial[j * WG + lid];
+        for (var a = 0u; a < RPI * NT; a++) {
+            acc[a] = partial[a * WG + lid];
         }
     }
     if (lane == 0u) {
-        store(0u, r0, p.n, &acc);
+        for (var tk = 0u; tk < nt; tk++) {
+            store(t0 + tk, r0, p.n, &acc, tk * RPI);
+        }
     }
 }
 
@@ -476,7 +488,7 @@ fn matvec_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
                 }
             }
         }
-        store(t, r0, base + n_m, &acc);
+        store(t, r0, base + n_m, &acc, 0u);
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! MatMul with one activation row (decode) runs a matvec whose geometry is `Matvec` (chosen per
 //! adapter): on GPUs `matvec`, 16 invocations per row striding over 8-weight units and a
-//! shared-memory tree; on CPU adapters (lavapipe) `matvec_blocks` for the 32-weight blocks (one
+//! shared-memory tree, which for the 32-block formats also serves small batches (up to 16 rows,
+//! each weight dequantized once for the up to 16 tokens of a workgroup); on CPU adapters (lavapipe) `matvec_blocks` for the 32-weight blocks (one
 //! invocation per 8 rows walking whole blocks: each activation load serves 8 rows, each block is
 //! read as aligned words, up to 8 tokens one after another while the rows are in cache, so CPU
 //! adapters use it for batches of up to 16 decoding sequences) and `matvec` with one invocation
@@ -24,6 +25,8 @@ const MAX_NT: usize = 8;
 /// beyond it (prefill) the tiled `matmul`, which shares each dequantized weight among 32 tokens
 /// and measured faster there (pp64 on lavapipe: 14.9 tok/s tiled, 9.1 with matvec_blocks).
 const MAX_BLOCKS_T: usize = 16;
+/// Tokens one `matvec` workgroup (GPUs) serves at once, times its rows per invocation.
+const MAX_GPU_NT: usize = 16;
 /// Workgroups `matvec_blocks` aims for at least (a few per CPU thread).
 const MIN_GROUPS: usize = 8;
 
@@ -62,7 +65,7 @@ pub(in super::super) struct Fused {
 /// Whether a product with `w` over `t` tokens runs as a matvec that can fuse (`Fused`): the
 /// 32-block formats, a single page, one token (GPUs) or a small batch (CPU adapters).
 pub(in super::super) fn fusable(cx: &Cx, w: &Matrix, t: usize) -> bool {
-    shader(w.dtype).0 == "matmul_q32" && w.pages.len() == 1 && (t == 1 || (cx.matvec.blocks && t <= MAX_BLOCKS_T))
+    shader(w.dtype).0 == "matmul_q32" && w.pages.len() == 1 && t <= MAX_BLOCKS_T
 }
 
 /// `out [t, n] = x [t, k] · wᵀ`.
@@ -116,16 +119,23 @@ pub(in super::super) fn matmul_fused(cx: &Cx, w: &Matrix, t: usize, x: Buf, out:
                 }
                 let [gx, gy, _] = grid(groups, cx.max_groups);
                 Step { kernel, uniforms, binds, groups: [gx, gy, t.div_ceil(nt) as u32] }
-            } else if t == 1 {
+            } else if t == 1 || (q32 && t <= MAX_BLOCKS_T) {
                 let m = cx.matvec;
                 // Gated rows come in pairs (gate, up) per invocation.
                 let rpi = if f.gated > 0 { m.rpi.max(2) } else { m.rpi };
                 let mut c = vec![("FORMAT", format), ("WG", m.wg), ("TPR", m.tpr), ("RPI", rpi)];
-                c.extend(fusion);
-                let kernel = KernelKey::new(file, "matvec", &c);
-                if !q32 {
-                    binds.truncate(3);
+                if q32 {
+                    // A small batch: the shader's partial sums hold RPI · NT ≤ 16 per invocation.
+                    let nt = t.min(MAX_GPU_NT / rpi as usize).max(1);
+                    c.push(("NT", nt as u32));
+                    c.extend(fusion);
+                    let kernel = KernelKey::new(file, "matvec", &c);
+                    let per_group = (m.wg / m.tpr * rpi) as usize;
+                    let [gx, gy, _] = grid(vrows.div_ceil(per_group), cx.max_groups);
+                    return Step { kernel, uniforms, binds, groups: [gx, gy, t.div_ceil(nt) as u32] };
                 }
+                let kernel = KernelKey::new(file, "matvec", &c);
+                binds.truncate(3);
                 let per_group = (m.wg / m.tpr * rpi) as usize;
                 Step { kernel, uniforms, binds, groups: grid(vrows.div_ceil(per_group), cx.max_groups) }
             } else {

@@ -62,7 +62,7 @@ fn rounded(dtype: DType, x: &[f32]) -> Vec<f32> {
 // and f16 roundings (Q8_1 keeps d·Σq as an f16: 2^-11 relative of the offset term): 2e-3.
 fn run(gpu: &mut Gpu1, page_bytes: Option<u64>) {
     for (i, dtype) in DType::WEIGHT_TYPES.into_iter().enumerate() {
-        check(gpu, dtype, 67, k_for(dtype), &[1, 3, 19, 40], 100 + i as u64, page_bytes);
+        check(gpu, dtype, 67, k_for(dtype), &[1, 3, 16, 19, 40], 100 + i as u64, page_bytes);
     }
 }
 
