@@ -302,8 +302,9 @@ need_model() { # STEP: true when the model is here, else records STEP as skipped
   return 1
 }
 
-# Test binaries run where `cargo test` runs them: in their package's folder.
-cuda_env=(env FORGE_REQUIRE_CUDA=1 FORGE_REQUIRE_NVRTC=1 FORGE_REQUIRE_MODEL=1 RUST_BACKTRACE=1)
+# Test binaries run where `cargo test` runs them: in their package's folder. Each step states
+# every requirement, so none leaks in from the caller's environment (CI exports FORGE_REQUIRE_WGPU).
+cuda_env=(env FORGE_REQUIRE_CUDA=1 FORGE_REQUIRE_NVRTC=1 FORGE_REQUIRE_MODEL=1 FORGE_REQUIRE_WGPU=0 RUST_BACKTRACE=1)
 
 # ---- 4. CUDA: kernels against the CPU, then greedy end to end, CUDA graphs on and off ----
 run_step cuda-kernels 120 engine "${cuda_env[@]}" "$(bin_path forge_engine)" backend::cuda
@@ -318,7 +319,7 @@ fi
 run_step cuda-devices-check 60 tests "${cuda_env[@]}" FORGE_REQUIRE_MODEL=0 "$(bin_path devices)"
 
 # ---- 5. wgpu on the NVIDIA Vulkan driver ----
-wgpu_env=(env FORGE_REQUIRE_WGPU=1 FORGE_REQUIRE_MODEL=1 RUST_BACKTRACE=1)
+wgpu_env=(env FORGE_REQUIRE_WGPU=1 FORGE_REQUIRE_MODEL=1 FORGE_REQUIRE_CUDA=0 FORGE_REQUIRE_NVRTC=0 RUST_BACKTRACE=1)
 # The ICD the driver ships, where there is one, alone: wgpu then runs on NVIDIA's driver even where
 # the loader's own list lacks it or also holds a software one (lavapipe).
 nv_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
