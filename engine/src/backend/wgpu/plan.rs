@@ -74,7 +74,7 @@ pub(super) struct Plan {
     /// Kept alive for the bind groups.
     _uniforms: wgpu::Buffer,
     dummy: wgpu::Buffer,
-    _scratch: wgpu::Buffer,
+    _scratch: [wgpu::Buffer; 2],
 }
 
 const UNIFORM_BYTES: u64 = 64;
@@ -113,7 +113,7 @@ impl Plan {
         let fusable = |n: NodeId| -> bool {
             let node = graph.node(n);
             let w = graph.node(node.inputs[1]);
-            fuse && matches!(w.op, Op::Param { .. }) && kernels::matmul::fusable(&cx, &matrix(node.inputs[1], &[]), rows_cols(&node.shape).0)
+            fuse && matches!(w.op, Op::Param { .. }) && kernels::matmul::fusable(&matrix(node.inputs[1], &[]), rows_cols(&node.shape).0)
         };
         let roles = if fuse { fuse::plan(graph, &fusable) } else { vec![Role::Own; nodes.len()] };
         let mut pool = Pool::default();
@@ -190,7 +190,7 @@ impl Plan {
                         Role::Gated { up, mul, act } => {
                             bufs[mul.index()] = take(&mut pool, *mul)?;
                             out = bufs[mul.index()];
-                            f.more.push((matrix(graph.node(*up).inputs[1], &bufs), Buf::Scratch));
+                            f.more.push((matrix(graph.node(*up).inputs[1], &bufs), Buf::Scratch(1)));
                             f.gated = *act;
                         }
                         _ => {}
@@ -237,7 +237,7 @@ impl Plan {
         }
 
         let dummy = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
-        let scratch = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("scratch"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
+        let scratch = [0, 1].map(|_| gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("scratch"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false }));
         let stride = (gpu.limits.min_uniform_buffer_offset_alignment as u64).max(UNIFORM_BYTES);
         let uniforms = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("plan uniforms"),
@@ -257,7 +257,7 @@ impl Plan {
                     Buf::Pool(i) => &pool.buffers[i],
                     Buf::Input(s) => inputs[s].as_ref().expect("input slots are created before they are read"),
                     Buf::Dummy => &dummy,
-                    Buf::Scratch => &scratch,
+                    Buf::Scratch(i) => &scratch[i as usize],
                 }
             };
             let mut entries = vec![wgpu::BindGroupEntry {
@@ -315,7 +315,7 @@ impl Plan {
                 Buf::Param(id, page) => &params[id.0 as usize].pages[page].buffer,
                 Buf::Pool(i) => &self.pool.buffers[i],
                 Buf::Input(s) => self.inputs[s].as_ref().expect("input buffer"),
-                Buf::Dummy | Buf::Scratch => &self.dummy,
+                Buf::Dummy | Buf::Scratch(_) => &self.dummy,
             };
             enc.copy_buffer_to_buffer(src, 0, &self.staging, off, o.bytes);
             off += o.bytes;

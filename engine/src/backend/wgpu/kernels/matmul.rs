@@ -64,7 +64,7 @@ pub(in super::super) struct Fused {
 
 /// Whether a product with `w` over `t` tokens runs as a matvec that can fuse (`Fused`): the
 /// 32-block formats, a single page, one token (GPUs) or a small batch (CPU adapters).
-pub(in super::super) fn fusable(cx: &Cx, w: &Matrix, t: usize) -> bool {
+pub(in super::super) fn fusable(w: &Matrix, t: usize) -> bool {
     shader(w.dtype).0 == "matmul_q32" && w.pages.len() == 1 && t <= MAX_BLOCKS_T
 }
 
@@ -79,7 +79,7 @@ pub(in super::super) fn matmul_fused(cx: &Cx, w: &Matrix, t: usize, x: Buf, out:
     let n_total: usize = w.pages.iter().map(|p| p.2).sum();
     let q32 = file == "matmul_q32";
     let plain = !f.round && f.resid.is_none() && f.more.is_empty() && f.gated == 0;
-    debug_assert!(plain || fusable(cx, w, t), "fused matmul off the matvec path");
+    debug_assert!(plain || fusable(w, t), "fused matmul off the matvec path");
     // Rows of the stack (q, k, v) and the virtual rows the invocations cover (gate and up rows).
     let n_rows = |i: usize| f.more.get(i).map_or(0, |m| m.0.pages[0].2);
     let virtual_rows = |rows: usize| if f.gated > 0 { 2 * rows } else { rows + n_rows(0) + n_rows(1) };
@@ -92,8 +92,8 @@ pub(in super::super) fn matmul_fused(cx: &Cx, w: &Matrix, t: usize, x: Buf, out:
             let mut fusion = vec![];
             if q32 {
                 uniforms.extend([rows as u32, n_rows(0) as u32, n_rows(1) as u32]);
-                let more = |i: usize| f.more.get(i).map_or((Buf::Dummy, Buf::Scratch), |m| (m.0.pages[0].0, m.1));
-                binds.extend([(5, f.resid.unwrap_or(Buf::Dummy)), (6, more(0).0), (7, more(1).0), (8, if f.gated > 0 { Buf::Scratch } else { more(0).1 }), (9, more(1).1)]);
+                let more = |i: usize| f.more.get(i).map_or((Buf::Dummy, Buf::Scratch(i as u8)), |m| (m.0.pages[0].0, m.1));
+                binds.extend([(5, f.resid.unwrap_or(Buf::Dummy)), (6, more(0).0), (7, more(1).0), (8, if f.gated > 0 { Buf::Scratch(0) } else { more(0).1 }), (9, more(1).1)]);
                 let nm = if f.gated > 0 { 2 } else { 1 + f.more.len() as u32 };
                 fusion = vec![("ROUND", f.round as u32), ("RESID", f.resid.is_some() as u32), ("NM", nm), ("GATED", f.gated)];
             }

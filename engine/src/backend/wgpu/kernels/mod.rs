@@ -64,8 +64,9 @@ pub(super) enum Buf {
     Input(usize),
     /// A small unused buffer for a binding an entry point declares but this node does not need.
     Dummy,
-    /// The same for writable bindings (a buffer may not be bound read-only and writable at once).
-    Scratch,
+    /// The same for writable bindings, one per binding: a buffer may not be bound read-only and
+    /// writable at once, nor (WebGPU in browsers) to two writable bindings of one dispatch.
+    Scratch(u8),
 }
 
 /// One dispatch: a pipeline, its uniform constants (at most 16 words), its storage bindings
