@@ -63,7 +63,8 @@ pub(in super::super) struct Fused {
 }
 
 /// Whether a product with `w` over `t` tokens runs as a matvec that can fuse (`Fused`): the
-/// 32-block formats, a single page, one token (GPUs) or a small batch (CPU adapters).
+/// 32-block formats, a single page, up to `MAX_BLOCKS_T` tokens (`matvec_blocks` on CPU
+/// adapters, `matvec` with NT tokens per workgroup on GPUs).
 pub(in super::super) fn fusable(w: &Matrix, t: usize) -> bool {
     shader(w.dtype).0 == "matmul_q32" && w.pages.len() == 1 && t <= MAX_BLOCKS_T
 }
