@@ -1,5 +1,5 @@
 //! `vec_dot` tests for every weight type: against an f32 dot of the dequantized row, and (on
-//! x86) the AVX2 kernels against the scalar reference.
+//! x86) the AVX2 and AVX-512 kernels against the scalar reference.
 
 use super::float::{f16_at, f32s};
 use super::testutil::random_row;
@@ -11,7 +11,7 @@ use super::*;
 fn lengths(dtype: DType) -> Vec<usize> {
     match dtype.block_len() {
         1 => vec![1, 7, 32, 37, 100, 576],
-        32 => vec![32, 64, 7 * 32, 576, 640],
+        32 => vec![32, 64, 3 * 32, 5 * 32, 7 * 32, 576, 640],
         _ => vec![256, 3 * 256, 2 * 256],
     }
 }
@@ -182,8 +182,50 @@ fn avx2_matches_scalar() {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_matches_scalar() {
+    if !x86_vnni::available() {
+        return; // nothing to compare on this CPU
+    }
+    for dtype in DType::WEIGHT_TYPES {
+        for n in lengths(dtype) {
+            for seed in 0..3 {
+                let c = case(dtype, n, seed);
+                let Some([simd]) = x86_vnni::vec_dot_rows(dtype, &c.w, [&c.act[..]]) else {
+                    assert_ne!(dtype.block_len(), 32, "no AVX-512 kernel for {dtype}");
+                    continue;
+                };
+                let scalar = vec_dot_scalar(dtype, &c.w, &c.act);
+                let scale: f32 = c.wf.iter().zip(&c.x).map(|(a, b)| (a * b).abs()).sum();
+                assert!(
+                    (simd - scalar).abs() <= 1e-5 * scale + 1e-6,
+                    "{dtype} n={n} seed={seed}: avx512 {simd} vs scalar {scalar}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "q4_1 weight row")]
 fn vec_dot_rejects_wrong_row_length() {
     vec_dot(DType::Q4_1, 64, &[0u8; 20], &[0u8; 72]);
+}
+
+/// Dotting several activation rows at once gives each row exactly its single-row result, so
+/// prefill, decode and batched decode agree bit for bit.
+#[test]
+fn rows_at_once_equal_one_at_a_time_bit_for_bit() {
+    for dtype in DType::WEIGHT_TYPES {
+        for n in lengths(dtype) {
+            let c: Vec<Case> = (0..4).map(|seed| case(dtype, n, 10 + seed)).collect();
+            let w = &c[0].w;
+            let acts = [&c[0].act[..], &c[1].act[..], &c[2].act[..], &c[3].act[..]];
+            let four = vec_dot_rows(dtype, n, w, acts);
+            for (r, a) in acts.iter().enumerate() {
+                assert_eq!(four[r].to_bits(), vec_dot(dtype, n, w, a).to_bits(), "{dtype} n={n} row {r}");
+            }
+        }
+    }
 }

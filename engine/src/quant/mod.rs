@@ -35,6 +35,8 @@ mod q8_act;
 mod testutil;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_vnni;
 
 /// Bytes of a row of `n` elements; a wrong `n` is a broken caller invariant.
 fn row_bytes(dtype: DType, n: usize) -> usize {
@@ -128,10 +130,38 @@ pub fn vec_dot(weight: DType, n: usize, w: &[u8], act: &[u8]) -> f32 {
         "activation row for {weight}, {n} elements"
     );
     #[cfg(target_arch = "x86_64")]
+    if let Some([s]) = x86_vnni::vec_dot_rows(weight, w, [act]) {
+        return s;
+    }
+    #[cfg(target_arch = "x86_64")]
     if let Some(s) = x86::vec_dot(weight, w, act) {
         return s;
     }
     vec_dot_scalar(weight, w, act)
+}
+
+/// [`vec_dot`] of one weight row with R activation rows at once (prefill and batched decode):
+/// the weight row is read and unpacked once for all R. Each result equals `vec_dot` of that
+/// activation row bit for bit.
+pub fn vec_dot_rows<const R: usize>(weight: DType, n: usize, w: &[u8], acts: [&[u8]; R]) -> [f32; R] {
+    assert_eq!(
+        w.len(),
+        row_bytes(weight, n),
+        "{weight} weight row of {n} elements"
+    );
+    let want = act_bytes(weight, n);
+    for a in acts {
+        assert_eq!(a.len(), want, "activation row for {weight}, {n} elements");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(s) = x86_vnni::vec_dot_rows(weight, w, acts) {
+        return s;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(s) = x86::vec_dot_rows(weight, w, acts) {
+        return s;
+    }
+    acts.map(|a| vec_dot_scalar(weight, w, a))
 }
 
 /// The portable reference for [`vec_dot`] (lengths already checked).

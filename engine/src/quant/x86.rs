@@ -33,6 +33,12 @@ pub(super) fn available() -> bool {
 /// The AVX2 dot for `weight`, or `None` when the CPU lacks the features. Row lengths were
 /// checked by the caller; the kernels read only whole blocks inside `w` and `act`.
 pub(super) fn vec_dot(weight: DType, w: &[u8], act: &[u8]) -> Option<f32> {
+    vec_dot_rows(weight, w, [act]).map(|[s]| s)
+}
+
+/// [`vec_dot`] of one weight row with R activation rows; each result equals `vec_dot` of that
+/// row bit for bit.
+pub(super) fn vec_dot_rows<const R: usize>(weight: DType, w: &[u8], acts: [&[u8]; R]) -> Option<[f32; R]> {
     if !available() {
         return None;
     }
@@ -40,17 +46,17 @@ pub(super) fn vec_dot(weight: DType, w: &[u8], act: &[u8]) -> Option<f32> {
     // `target_feature` kernels require; they do no unchecked indexing.
     Some(unsafe {
         match weight {
-            DType::F32 => dot_f32(w, act),
-            DType::F16 => dot_f16(w, act),
-            DType::BF16 => dot_bf16(w, act),
-            DType::Q4_0 => dot_q4_0(w, act),
-            DType::Q4_1 => dot_q4_1(w, act),
-            DType::Q5_0 => dot_q5_0(w, act),
-            DType::Q5_1 => dot_q5_1(w, act),
-            DType::Q8_0 => dot_q8_0(w, act),
-            DType::Q4K => dot_q4_k(w, act),
-            DType::Q5K => dot_q5_k(w, act),
-            DType::Q6K => dot_q6_k(w, act),
+            DType::F32 => acts.map(|a| dot_f32(w, a)),
+            DType::F16 => acts.map(|a| dot_f16(w, a)),
+            DType::BF16 => acts.map(|a| dot_bf16(w, a)),
+            DType::Q4_0 => dot_q4_0(w, acts),
+            DType::Q4_1 => dot_q4_1(w, acts),
+            DType::Q5_0 => dot_q5_0(w, acts),
+            DType::Q5_1 => dot_q5_1(w, acts),
+            DType::Q8_0 => dot_q8_0(w, acts),
+            DType::Q4K => acts.map(|a| dot_q4_k(w, a)),
+            DType::Q5K => acts.map(|a| dot_q5_k(w, a)),
+            DType::Q6K => acts.map(|a| dot_q6_k(w, a)),
             DType::U32 => return None,
         }
     })
@@ -129,50 +135,48 @@ fn dot_i8_f32(x: __m256i, y: __m256i) -> __m256 {
 }
 
 // ---- 32-weight blocks ------------------------------------------------------------------------
+//
+// Each kernel dots one weight row with R activation rows at once (R = 1 for a matrix-vector
+// product, 4 for prefill and batched decode): the weight block is loaded and unpacked once and
+// serves all R rows. Blocks alternate between two accumulator chains per row (hiding FMA
+// latency) and the chains are added at the end; the order of additions for each activation row
+// is the same for every R, so a row's result never depends on how many rows were dotted with
+// it (prefill, decode and batches agree bit for bit).
 
-/// Runs `body` (which maps `x`, `y`, `acc` to the new `acc`) over block pairs with two
-/// accumulators, then over the odd last block.
-macro_rules! two_acc {
-    ($w:expr, $a:expr, $wb:literal, $ab:literal, |$x:ident, $y:ident, $acc:ident| $body:block) => {{
+/// Runs `$prep` (weight block → unpacked levels) and `$body` (levels, weight block, activation
+/// block, accumulator → accumulator) over the blocks of `$w` against each of the rows `$a`.
+macro_rules! rows_dot {
+    ($w:expr, $a:expr, $wb:literal, $ab:literal, |$x:ident| $prep:expr, |$q:ident, $xx:ident, $y:ident, $acc:ident| $body:expr) => {{
         let (wb, _) = $w.as_chunks::<$wb>();
-        let (ab, _) = $a.as_chunks::<$ab>();
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        for (xs, ys) in wb.chunks_exact(2).zip(ab.chunks_exact(2)) {
-            acc0 = {
-                let ($x, $y, $acc) = (&xs[0], &ys[0], acc0);
-                $body
-            };
-            acc1 = {
-                let ($x, $y, $acc) = (&xs[1], &ys[1], acc1);
-                $body
-            };
+        let ab = $a.map(|r| r.as_chunks::<$ab>().0);
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for (i, $x) in wb.iter().enumerate() {
+            let $q = $prep;
+            for r in 0..R {
+                let ($xx, $y, $acc) = ($x, &ab[r][i], acc[r][i % 2]);
+                acc[r][i % 2] = $body;
+            }
         }
-        if wb.len() % 2 == 1 {
-            acc0 = {
-                let ($x, $y, $acc) = (&wb[wb.len() - 1], &ab[ab.len() - 1], acc0);
-                $body
-            };
-        }
-        hsum(_mm256_add_ps(acc0, acc1))
+        acc.map(|[a0, a1]| hsum(_mm256_add_ps(a0, a1)))
     }};
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
-    two_acc!(w, a, 34, 34, |x, y, acc| {
-        let p = dot_i8_f32(load32(arr(x, 2)), load32(arr(y, 2)));
-        _mm256_fmadd_ps(dd(x, y), p, acc)
-    })
+fn dot_q8_0<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
+    rows_dot!(w, a, 34, 34, |x| load32(arr(x, 2)), |qx, x, y, acc| i8_block(x, qx, y, acc))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q4_0(w: &[u8], a: &[u8]) -> f32 {
-    two_acc!(w, a, 18, 34, |x, y, acc| {
-        let qx = _mm256_sub_epi8(nibbles(arr(x, 2)), _mm256_set1_epi8(8));
-        let p = dot_i8_f32(qx, load32(arr(y, 2)));
-        _mm256_fmadd_ps(dd(x, y), p, acc)
-    })
+fn dot_q4_0<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
+    rows_dot!(w, a, 18, 34, |x| _mm256_sub_epi8(nibbles(arr(x, 2)), _mm256_set1_epi8(8)), |qx, x, y, acc| i8_block(x, qx, y, acc))
+}
+
+/// One block of a signed format (Q4_0, Q5_0, Q8_0: f16 scale first) whose levels `qx` (i8) are
+/// unpacked, against a Q8_0 activation block: acc + d_w·d_a·Σ q_w·q_a.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn i8_block(x: &[u8], qx: __m256i, y: &[u8; 34], acc: __m256) -> __m256 {
+    _mm256_fmadd_ps(dd(x, y), dot_i8_f32(qx, load32(arr(y, 2))), acc)
 }
 
 /// 32 bits (a Q5 block's `qh`) → 32 bytes, byte i 0xFF where bit i is set (ggml
@@ -189,73 +193,61 @@ fn bits32(qh: &[u8; 4]) -> __m256i {
 
 /// One block of a format with an offset (Q4_1, Q5_1; scales d, m in its first 4 bytes) whose
 /// levels `qx` (u8) are unpacked: Σ w·a = d_w·d_a·Σ q_w·q_a + m·s. The d_w·d_a·Σ part goes into
-/// `acc`, m·s into lane 1 of `ms`.
+/// lanes 0..8 of the accumulator pair, m·s into lane 1 of its second half.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn offset_block(x: &[u8], qx: __m256i, y: &[u8; 36], acc: __m256, ms: __m128) -> (__m256, __m128) {
+fn offset_block(x: &[u8], qx: __m256i, y: &[u8; 36], acc: (__m256, __m128)) -> (__m256, __m128) {
     let v = f16x4(x, y); // [d_w, m, d_a, s]
     let hi = _mm_movehl_ps(v, v); // [d_a, s, ..]
     let p = _mm256_cvtepi32_ps(dot_us8(qx, load32(arr(y, 4))));
     (
-        _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_mul_ss(v, hi)), p, acc),
-        _mm_fmadd_ps(v, hi, ms),
+        _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_mul_ss(v, hi)), p, acc.0),
+        _mm_fmadd_ps(v, hi, acc.1),
     )
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4_1_block(x: &[u8; 20], y: &[u8; 36], acc: __m256, ms: __m128) -> (__m256, __m128) {
-    offset_block(x, nibbles(arr(x, 4)), y, acc, ms)
-}
-
-/// Q5_1 levels: the nibbles ORed with 0x10 where `qh` has the element's bit.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q5_1_block(x: &[u8; 24], y: &[u8; 36], acc: __m256, ms: __m128) -> (__m256, __m128) {
-    let qx = _mm256_or_si256(nibbles(arr(x, 8)), _mm256_and_si256(bits32(arr(x, 4)), _mm256_set1_epi8(0x10)));
-    offset_block(x, qx, y, acc, ms)
-}
-
-/// Runs `block` over the block pairs of an offset format with two independent chains (each with
-/// its own m·s sum) so neither FMA latency nor the m·s additions serialise consecutive blocks.
-macro_rules! offset_dot {
-    ($w:expr, $a:expr, $wb:literal, $block:ident) => {{
+/// [`rows_dot`] for the offset formats, each chain with its own m·s sum.
+macro_rules! offset_rows_dot {
+    ($w:expr, $a:expr, $wb:literal, |$x:ident| $prep:expr) => {{
         let (wb, _) = $w.as_chunks::<$wb>();
-        let (ab, _) = $a.as_chunks::<36>();
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let (mut ms0, mut ms1) = (_mm_setzero_ps(), _mm_setzero_ps());
-        for (xs, ys) in wb.chunks_exact(2).zip(ab.chunks_exact(2)) {
-            (acc0, ms0) = $block(&xs[0], &ys[0], acc0, ms0);
-            (acc1, ms1) = $block(&xs[1], &ys[1], acc1, ms1);
+        let ab = $a.map(|r| r.as_chunks::<36>().0);
+        let mut acc = [[(_mm256_setzero_ps(), _mm_setzero_ps()); 2]; R];
+        for (i, $x) in wb.iter().enumerate() {
+            let qx = $prep;
+            for r in 0..R {
+                acc[r][i % 2] = offset_block($x, qx, &ab[r][i], acc[r][i % 2]);
+            }
         }
-        if wb.len() % 2 == 1 {
-            (acc0, ms0) = $block(&wb[wb.len() - 1], &ab[ab.len() - 1], acc0, ms0);
-        }
-        let ms = _mm_add_ps(ms0, ms1);
-        hsum(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(ms))
+        acc.map(|[a0, a1]| {
+            let ms = _mm_add_ps(a0.1, a1.1);
+            hsum(_mm256_add_ps(a0.0, a1.0)) + _mm_cvtss_f32(_mm_movehdup_ps(ms))
+        })
     }};
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q4_1(w: &[u8], a: &[u8]) -> f32 {
-    offset_dot!(w, a, 20, q4_1_block)
+fn dot_q4_1<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
+    offset_rows_dot!(w, a, 20, |x| nibbles(arr(x, 4)))
+}
+
+/// Q5_1 levels: the nibbles ORed with 0x10 where `qh` has the element's bit.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q5_1<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
+    offset_rows_dot!(w, a, 24, |x| _mm256_or_si256(nibbles(arr(x, 8)), _mm256_and_si256(bits32(arr(x, 4)), _mm256_set1_epi8(0x10))))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q5_1(w: &[u8], a: &[u8]) -> f32 {
-    offset_dot!(w, a, 24, q5_1_block)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q5_0(w: &[u8], a: &[u8]) -> f32 {
-    two_acc!(w, a, 22, 34, |x, y, acc| {
-        // q − 16 as i8 in one OR (ggml's trick): where the fifth bit is clear, 0xF0 | nibble is
-        // nibble − 16; where it is set, the nibble alone is (nibble + 16) − 16.
-        let clear = _mm256_andnot_si256(bits32(arr(x, 2)), _mm256_set1_epi8(0xF0u8 as i8));
-        let qx = _mm256_or_si256(nibbles(arr(x, 6)), clear);
-        let p = dot_i8_f32(qx, load32(arr(y, 2)));
-        _mm256_fmadd_ps(dd(x, y), p, acc)
-    })
+fn dot_q5_0<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
+    // q − 16 as i8 in one OR (ggml's trick): where the fifth bit is clear, 0xF0 | nibble is
+    // nibble − 16; where it is set, the nibble alone is (nibble + 16) − 16.
+    rows_dot!(
+        w,
+        a,
+        22,
+        34,
+        |x| _mm256_or_si256(nibbles(arr(x, 6)), _mm256_andnot_si256(bits32(arr(x, 2)), _mm256_set1_epi8(0xF0u8 as i8))),
+        |qx, x, y, acc| i8_block(x, qx, y, acc)
+    )
 }
 
 // ---- float rows ------------------------------------------------------------------------------

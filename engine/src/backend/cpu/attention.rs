@@ -8,8 +8,7 @@
 //! Each (query, head) pair is one task: its row of scores (at most S floats, never the whole
 //! [T, S] matrix), a softmax over it, then the weighted sum of value rows.
 
-use rayon::prelude::*;
-
+use super::pool::{Pool, SharedSlice};
 use crate::graph::AttnMask;
 
 /// A paged KV layout: each query row's block table (`cols` entries per row) and the block size.
@@ -35,10 +34,13 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, paging: Option<Paging>, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask, out: &mut [f32]) {
+pub fn attention(pool: &Pool, q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, paging: Option<Paging>, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask, out: &mut [f32]) {
     let rows = k.len() / (n_kv_head * d);
     let group = n_head / n_kv_head;
-    out.par_chunks_mut(d).enumerate().for_each(|(idx, o)| {
+    let items = out.len() / d.max(1);
+    // (query, head) pairs per pool task: enough to amortise a claim, few enough to balance.
+    let per_task = items.div_ceil(8 * pool.threads()).clamp(1, 16);
+    let one = |idx: usize, o: &mut [f32]| {
         let (t, h) = (idx / n_head, idx % n_head);
         let kvh = h / group;
         let qh = &q[(t * n_head + h) * d..][..d];
@@ -82,6 +84,13 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, pag
             let inv = 1.0 / sum;
             o.iter_mut().for_each(|x| *x *= inv);
         }
+    };
+    let out_s = SharedSlice::new(out);
+    pool.run(items.div_ceil(per_task), &|task| {
+        for idx in task * per_task..((task + 1) * per_task).min(items) {
+            // SAFETY: each (query, head) pair belongs to exactly one task.
+            one(idx, unsafe { out_s.slice(idx * d, d) });
+        }
     });
 }
 
@@ -102,15 +111,15 @@ mod tests {
         let table_rows: Vec<u32> = positions.iter().flat_map(|_| table).collect();
         let mut paged = vec![0.0; q.len()];
         let pg = Paging { table: &table_rows, cols: table.len(), block_size: bs };
-        attention(&q, &k, &v, Some(&positions), Some(pg), n_head, n_kv, d, 0.3, AttnMask::Causal, &mut paged);
+        attention(&Pool::new(2), &q, &k, &v, Some(&positions), Some(pg), n_head, n_kv, d, 0.3, AttnMask::Causal, &mut paged);
         let gather = |x: &[f32]| -> Vec<f32> { table.iter().flat_map(|&b| x[b as usize * bs * kv_dim..][..bs * kv_dim].to_vec()).collect() };
         let mut contiguous = vec![0.0; q.len()];
-        attention(&q, &gather(&k), &gather(&v), Some(&positions), None, n_head, n_kv, d, 0.3, AttnMask::Causal, &mut contiguous);
+        attention(&Pool::new(2), &q, &gather(&k), &gather(&v), Some(&positions), None, n_head, n_kv, d, 0.3, AttnMask::Causal, &mut contiguous);
         assert_eq!(paged, contiguous);
         // And the table matters: a different block order gives different outputs.
         let other: Vec<u32> = positions.iter().flat_map(|_| [2u32, 7, 8, 0]).collect();
         let mut shuffled = vec![0.0; q.len()];
-        attention(&q, &k, &v, Some(&positions), Some(Paging { table: &other, ..pg }), n_head, n_kv, d, 0.3, AttnMask::Causal, &mut shuffled);
+        attention(&Pool::new(2), &q, &k, &v, Some(&positions), Some(Paging { table: &other, ..pg }), n_head, n_kv, d, 0.3, AttnMask::Causal, &mut shuffled);
         assert_ne!(paged, shuffled);
     }
 
@@ -123,18 +132,18 @@ mod tests {
         let positions = [0u32, 2, 3, 7, 10];
         let q = rand_vec(positions.len() * n_head * d, 6);
         let mut windowed = vec![0.0; q.len()];
-        attention(&q, &k, &v, Some(&positions), None, n_head, n_kv, d, 0.4, AttnMask::SlidingWindow { window: w }, &mut windowed);
+        attention(&Pool::new(2), &q, &k, &v, Some(&positions), None, n_head, n_kv, d, 0.4, AttnMask::SlidingWindow { window: w }, &mut windowed);
         for (t, &p) in positions.iter().enumerate() {
             let first = (p as usize + 1).saturating_sub(w);
             let (kw, vw) = (&k[first * d..], &v[first * d..]);
             let qt = &q[t * n_head * d..][..n_head * d];
             let mut want = vec![0.0; n_head * d];
-            attention(qt, kw, vw, Some(&[p - first as u32]), None, n_head, n_kv, d, 0.4, AttnMask::Causal, &mut want);
+            attention(&Pool::new(2), qt, kw, vw, Some(&[p - first as u32]), None, n_head, n_kv, d, 0.4, AttnMask::Causal, &mut want);
             assert_eq!(&windowed[t * n_head * d..][..n_head * d], &want[..], "query {t} at position {p}");
         }
         // Past the window the result differs from plain causal attention.
         let mut causal = vec![0.0; q.len()];
-        attention(&q, &k, &v, Some(&positions), None, n_head, n_kv, d, 0.4, AttnMask::Causal, &mut causal);
+        attention(&Pool::new(2), &q, &k, &v, Some(&positions), None, n_head, n_kv, d, 0.4, AttnMask::Causal, &mut causal);
         assert_eq!(windowed[..3 * n_head * d], causal[..3 * n_head * d]);
         assert_ne!(windowed[3 * n_head * d..], causal[3 * n_head * d..]);
     }

@@ -1,0 +1,223 @@
+//! AVX-512 VNNI kernels for the 32-weight block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), checked
+//! against the scalar references by `dot_tests::avx512_matches_scalar`.
+//!
+//! Two blocks go through one 512-bit register: their 64 weight levels as unsigned bytes against
+//! the 64 activation bytes, summed by one `vpdpbusd` (u8 × i8, four products summed into each
+//! i32 lane; lanes 0..8 are block 0, 8..16 block 1). That replaces AVX2's
+//! `maddubs` + `madd` per block and halves the instructions per block.
+//!
+//! `vpdpbusd` needs unsigned weights. The offset formats (Q4_1, Q5_1) store levels 0..31
+//! already. The signed formats store q − c (c = 8, 16, and 128 for Q8_0 after flipping the sign
+//! bit), so the kernel dots the unsigned levels and subtracts c·Σ a, which a second `vpdpbusd`
+//! against a vector of c computes: Σ q·a = Σ (q + c)·a − c·Σ a, all exact in i32.
+//!
+//! Each row keeps two accumulator chains of block pairs (blocks 4k, 4k+1 and 4k+2, 4k+3), a
+//! trailing pair goes to the first chain and a trailing block into the first chain's low half
+//! with the high half's scale zero; the order of operations for an activation row never depends
+//! on how many rows are dotted at once, so results equal the single-row ones bit for bit.
+
+use crate::DType;
+use std::arch::x86_64::*;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// 0 = not yet probed, 1 = no, 2 = present.
+static LEVEL: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the CPU has AVX-512 F/BW/VL with VNNI (and the AVX2, FMA and F16C the helpers use).
+/// `FORGE_CPU_AVX512=0` turns these kernels off (the AVX2 ones run), to compare the two or to
+/// avoid AVX-512 on CPUs that lower their clock for it.
+pub(super) fn available() -> bool {
+    match LEVEL.load(Ordering::Relaxed) {
+        0 => {
+            let off = std::env::var("FORGE_CPU_AVX512").is_ok_and(|v| v == "0");
+            let ok = !off
+                && super::x86::available()
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni");
+            LEVEL.store(if ok { 2 } else { 1 }, Ordering::Relaxed);
+            ok
+        }
+        l => l == 2,
+    }
+}
+
+/// The VNNI dot of one weight row with R activation rows, for the 32-block formats; `None` for
+/// other formats or when the CPU lacks the features. Lengths were checked by the caller.
+pub(super) fn vec_dot_rows<const R: usize>(weight: DType, w: &[u8], acts: [&[u8]; R]) -> Option<[f32; R]> {
+    if !available() {
+        return None;
+    }
+    // SAFETY: `available()` checked every feature the kernels are compiled for; they index only
+    // through fixed-size sub-arrays.
+    Some(unsafe {
+        match weight {
+            DType::Q4_0 => dot_q4_0(w, acts),
+            DType::Q4_1 => dot_q4_1(w, acts),
+            DType::Q5_0 => dot_q5_0(w, acts),
+            DType::Q5_1 => dot_q5_1(w, acts),
+            DType::Q8_0 => dot_q8_0(w, acts),
+            _ => return None,
+        }
+    })
+}
+
+// ---- helpers -------------------------------------------------------------------------------
+
+#[inline(always)]
+fn arr<const N: usize>(b: &[u8], at: usize) -> &[u8; N] {
+    b[at..at + N].try_into().expect("in-bounds sub-array")
+}
+
+#[inline(always)]
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(*arr(b, at))
+}
+
+/// 32 bytes at `at` of two blocks, as one register [a | b].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn bytes64(a: &[u8; 32], b: &[u8; 32]) -> __m512i {
+    // SAFETY: reads exactly the 32 bytes of each array; `loadu` has no alignment requirement.
+    unsafe {
+        let lo = _mm256_loadu_si256(a.as_ptr().cast());
+        let hi = _mm256_loadu_si256(b.as_ptr().cast());
+        _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+    }
+}
+
+/// Two blocks' 16 bytes of nibbles → 64 levels: [a low, a high, b low, b high], the element
+/// order of the activation blocks.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn nibbles64(a: &[u8; 16], b: &[u8; 16]) -> __m512i {
+    // SAFETY: reads exactly the 16 bytes of each array.
+    let (a, b) = unsafe { (_mm_loadu_si128(a.as_ptr().cast()), _mm_loadu_si128(b.as_ptr().cast())) };
+    let t = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(a)),
+        _mm256_broadcastsi128_si256(b),
+        1,
+    );
+    // The copies in 128-bit lanes 1 and 3 shift right by 4 to bring the high nibbles down.
+    let shift = _mm512_set_epi64(4 << 48 | 4 << 32 | 4 << 16 | 4, 4 << 48 | 4 << 32 | 4 << 16 | 4, 0, 0, 4 << 48 | 4 << 32 | 4 << 16 | 4, 4 << 48 | 4 << 32 | 4 << 16 | 4, 0, 0);
+    _mm512_and_si512(_mm512_srlv_epi16(t, shift), _mm512_set1_epi8(0xF))
+}
+
+/// The fifth bit of two Q5 blocks (`qh` of each, 32 bits) added to their nibble levels.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn fifth_bit(levels: __m512i, qh_a: &[u8; 4], qh_b: &[u8; 4]) -> __m512i {
+    let k = u32::from_le_bytes(*qh_a) as u64 | (u32::from_le_bytes(*qh_b) as u64) << 32;
+    _mm512_or_si512(levels, _mm512_maskz_mov_epi8(k, _mm512_set1_epi8(0x10)))
+}
+
+/// The f32 scales of a pair of blocks: `[d_w·d_a × 8 | d_w'·d_a' × 8]` for the integer sums, and
+/// the products of the first four bytes of each weight and activation block as f16 pairs
+/// (lanes 1 and 5 hold m·s and m'·s' for the offset formats). `whole` = false zeroes block b.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn scales(xa: &[u8], xb: &[u8], ya: &[u8], yb: &[u8], whole: bool) -> (__m512, __m256) {
+    let lo = u32_at(xa, 0) as u64 | (u32_at(ya, 0) as u64) << 32;
+    let hi = u32_at(xb, 0) as u64 | (u32_at(yb, 0) as u64) << 32;
+    let v = _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64)); // [dw, m, da, s, dw', m', da', s']
+    let p = _mm256_mul_ps(v, _mm256_permute_ps(v, 0xEE)); // lanes 0, 1: dw·da, m·s; 4, 5: the same for b
+    let (p, lanes) = if whole { (p, 0xFFFF) } else { (_mm256_maskz_mov_ps(0x0F, p), 0x00FF) };
+    let idx = _mm512_set_epi32(4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0);
+    (_mm512_maskz_permutexvar_ps(lanes, idx, _mm512_castps256_ps512(p)), p)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn hsum512(v: __m512) -> f32 {
+    _mm512_reduce_add_ps(v)
+}
+
+/// Runs the pair kernel over the blocks of `$w` against the rows `$a`: `$levels` unpacks two
+/// weight blocks `$x0`, `$x1` into 64 unsigned levels; `$c` is the signed formats' level offset
+/// (0 for the offset formats, whose m·s terms are then added); activation levels start at byte
+/// `$aq` of their `$ab`-byte blocks.
+macro_rules! vnni_dot {
+    ($w:expr, $a:expr, $wb:literal, $ab:literal, $aq:literal, $c:expr, |$x0:ident, $x1:ident| $levels:expr) => {{
+        let (wb, _) = $w.as_chunks::<$wb>();
+        let ab = $a.map(|r| r.as_chunks::<$ab>().0);
+        let c: u8 = $c;
+        let n = wb.len();
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let mut ms = [_mm256_setzero_ps(); R];
+        // One pair (blocks i, i + 1, or block i alone when `whole` is false) into chain `ch`.
+        macro_rules! pair {
+            ($i:expr, $whole:expr, $ch:expr) => {{
+                let (i, whole): (usize, bool) = ($i, $whole);
+                let j = if whole { i + 1 } else { i };
+                let q = {
+                    let ($x0, $x1) = (&wb[i], &wb[j]);
+                    $levels
+                };
+                for r in 0..R {
+                    let (ya, yb) = (&ab[r][i], &ab[r][j]);
+                    let y = bytes64(arr(ya, $aq), arr(yb, $aq));
+                    let mut s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, y);
+                    if c != 0 {
+                        let cy = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(c as i8), y);
+                        s = _mm512_sub_epi32(s, cy);
+                    }
+                    let (d, p) = scales(&wb[i], &wb[j], ya, yb, whole);
+                    acc[r][$ch] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[r][$ch]);
+                    if c == 0 {
+                        ms[r] = _mm256_add_ps(ms[r], p);
+                    }
+                }
+            }};
+        }
+        let mut i = 0;
+        while i + 4 <= n {
+            pair!(i, true, 0);
+            pair!(i + 2, true, 1);
+            i += 4;
+        }
+        if i + 2 <= n {
+            pair!(i, true, 0);
+            i += 2;
+        }
+        if i < n {
+            pair!(i, false, 0);
+        }
+        let mut out = [0.0f32; R];
+        for r in 0..R {
+            out[r] = hsum512(_mm512_add_ps(acc[r][0], acc[r][1]));
+            if c == 0 {
+                // lanes 1 and 5: Σ m·s of the a and b blocks
+                let t = _mm_add_ps(_mm256_castps256_ps128(ms[r]), _mm256_extractf128_ps(ms[r], 1));
+                out[r] += _mm_cvtss_f32(_mm_movehdup_ps(t));
+            }
+        }
+        out
+    }};
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn dot_q8_0<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
+    // Flipping the sign bit maps q ∈ −128..128 to q + 128 as u8.
+    vnni_dot!(w, a, 34, 34, 2, 128, |x0, x1| _mm512_xor_si512(bytes64(arr(x0, 2), arr(x1, 2)), _mm512_set1_epi8(-128)))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn dot_q4_0<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
+    vnni_dot!(w, a, 18, 34, 2, 8, |x0, x1| nibbles64(arr(x0, 2), arr(x1, 2)))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn dot_q5_0<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
+    vnni_dot!(w, a, 22, 34, 2, 16, |x0, x1| fifth_bit(nibbles64(arr(x0, 6), arr(x1, 6)), arr(x0, 2), arr(x1, 2)))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn dot_q4_1<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
+    vnni_dot!(w, a, 20, 36, 4, 0, |x0, x1| nibbles64(arr(x0, 4), arr(x1, 4)))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn dot_q5_1<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
+    vnni_dot!(w, a, 24, 36, 4, 0, |x0, x1| fifth_bit(nibbles64(arr(x0, 8), arr(x1, 8)), arr(x0, 4), arr(x1, 4)))
+}
