@@ -23,10 +23,13 @@ Usage (needs the packages in tests/openai/requirements.txt):
     .venv/bin/python scripts/serve_bench.py --backend wgpu --max-tokens 32 --rounds 2 --json wgpu.json
     # or benchmark a server that is already running:
     .venv/bin/python scripts/serve_bench.py --url http://127.0.0.1:8080 --api-key K
+    # side by side with llama.cpp's server on the same model, one after the other:
+    .venv/bin/python scripts/serve_bench.py --compare-llama-server path/to/llama-server --peer-threads 2
+    .venv/bin/python scripts/serve_bench.py --compare-url http://127.0.0.1:8081
 
 Options: --concurrency 1,4,16  --max-tokens 64  --rounds 3  --max-seqs (default: the largest
 level)  --ctx 2048  --model PATH  --json PATH (the table's numbers and every request's timings)
---markdown PATH.
+--markdown PATH  --compare-url URL  --compare-llama-server BINARY  --peer-threads N.
 """
 
 from __future__ import annotations
@@ -137,14 +140,94 @@ def markdown(levels: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
-async def main_async(args) -> int:
+async def sweep(base_url: str, api_key: str | None, levels_wanted: list[int], rounds: int, max_tokens: int,
+                label: str) -> tuple[str, list[dict]]:
+    """Every concurrency level against one server: (its model id, the levels' numbers)."""
     import openai
 
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=0, timeout=1800)
+    try:
+        model = (await client.models.list()).data[0].id
+        # Warm-up: the first request pays for plan/pipeline creation.
+        await one_request(client, model, "Hello", 8)
+        levels = []
+        for c in levels_wanted:
+            lv = await run_level(client, model, c, rounds, max_tokens)
+            print(f"serve_bench: {label} C={c}: {lv['tokens']} tokens in {lv['wall_s']:.1f} s, "
+                  f"{lv['agg_tok_s']:.1f} tok/s aggregate, TTFT p50 {lv['ttft_ms'][50]:.0f} ms", file=sys.stderr)
+            levels.append(lv)
+    finally:
+        await client.close()
+    return model, levels
+
+
+def v1(url: str) -> str:
+    url = url.rstrip("/")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+class LlamaServer:
+    """llama.cpp's `llama-server` on a free port, for `--compare-llama-server`: `-np` slots as many as
+    the largest level, each with `--ctx` tokens, `--threads` as given."""
+
+    def __init__(self, binary: str, model: Path, slots: int, ctx: int, threads: int | None):
+        import socket
+        import subprocess
+        import tempfile
+        import urllib.request
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.args = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-np", str(slots),
+                     "-c", str(ctx * slots), "--no-webui"]
+        if threads:
+            self.args += ["-t", str(threads), "-tb", str(threads)]
+        self.log_path = Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
+        self.proc = subprocess.Popen(self.args, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama-server exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"llama-server did not become healthy in 120 s; see {self.log_path}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except Exception:
+            self.proc.kill()
+
+
+def comparison(ours: list[dict], theirs: list[dict], meta: dict) -> str:
+    lines = [
+        f"`forge serve` ({meta['device']}) against {meta['peer']}, {meta['model']}: {meta['rounds']} rounds x C "
+        f"streaming chat requests, max_tokens {meta['max_tokens']}, temperature 0, same client",
+        "",
+        "| C | Forge agg tok/s | peer agg tok/s | ratio | Forge TTFT p50 ms | peer TTFT p50 ms | Forge stream tok/s | peer stream tok/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for a, b in zip(ours, theirs):
+        lines.append(f"| {a['concurrency']} | {a['agg_tok_s']:.1f} | {b['agg_tok_s']:.1f} | "
+                     f"{a['agg_tok_s'] / b['agg_tok_s']:.2f}x | {a['ttft_ms'][50]:.0f} | {b['ttft_ms'][50]:.0f} | "
+                     f"{a['stream_tok_s']:.1f} | {b['stream_tok_s']:.1f} |")
+    return "\n".join(lines)
+
+
+async def main_async(args) -> int:
     levels_wanted = [int(x) for x in args.concurrency.split(",")]
     server = None
     if args.url:
-        url = args.url.rstrip("/")
-        base_url = url if url.endswith("/v1") else url + "/v1"
+        base_url = v1(args.url)
         device = args.device or "?"
     else:
         why = missing_prerequisite()
@@ -158,27 +241,44 @@ async def main_async(args) -> int:
         base_url = server.base_url
         print(f"serve_bench: started {' '.join(server.args)} at {server.url} (log {server.log_path})", file=sys.stderr)
     try:
-        client = openai.AsyncOpenAI(base_url=base_url, api_key=args.api_key or "unused", max_retries=0, timeout=1800)
-        model = (await client.models.list()).data[0].id
-        # Warm-up: the first request pays for plan/pipeline creation.
-        await one_request(client, model, "Hello", 8)
-        levels = []
-        for c in levels_wanted:
-            lv = await run_level(client, model, c, args.rounds, args.max_tokens)
-            print(f"serve_bench: C={c}: {lv['tokens']} tokens in {lv['wall_s']:.1f} s, "
-                  f"{lv['agg_tok_s']:.1f} tok/s aggregate", file=sys.stderr)
-            levels.append(lv)
-        await client.close()
+        model, levels = await sweep(base_url, args.api_key, levels_wanted, args.rounds, args.max_tokens, "forge")
     finally:
         if server:
+            model_path = server.model
             server.stop()
     meta = {"device": device, "model": model, "rounds": args.rounds, "max_tokens": args.max_tokens, "url": base_url}
     table = markdown(levels, meta)
+    out: dict = {"meta": meta, "levels": levels}
+
+    # The peer runs after Forge's server has stopped, so the two never share the cores.
+    peer = None
+    if args.compare_llama_server:
+        if args.url and not args.model:
+            print("serve_bench: --compare-llama-server with --url needs --model (the GGUF for llama-server)",
+                  file=sys.stderr)
+            return 2
+        gguf = Path(args.model) if args.model else model_path
+        peer = LlamaServer(args.compare_llama_server, gguf, args.max_seqs or max(levels_wanted), args.ctx,
+                           args.peer_threads)
+        print(f"serve_bench: started {' '.join(peer.args)} (log {peer.log_path})", file=sys.stderr)
+        peer_url, peer_name = v1(peer.url), "llama-server"
+    elif args.compare_url:
+        peer_url, peer_name = v1(args.compare_url), args.compare_url
+    if peer is not None or args.compare_url:
+        try:
+            _, theirs = await sweep(peer_url, args.compare_api_key, levels_wanted, args.rounds, args.max_tokens,
+                                    "peer")
+        finally:
+            if peer:
+                peer.stop()
+        meta["peer"] = peer_name
+        out["peer_levels"] = theirs
+        table += "\n\n" + comparison(levels, theirs, meta)
     print(table)
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
     if args.json:
-        Path(args.json).write_text(json.dumps({"meta": meta, "levels": levels}, indent=1))
+        Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 
 
@@ -194,6 +294,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--max-seqs", type=int, help="server --max-seqs (default: the largest level)")
     ap.add_argument("--ctx", type=int, default=2048, help="server --ctx (default 2048)")
+    ap.add_argument("--compare-url", help="also benchmark this running OpenAI-compatible server (e.g. llama-server) "
+                    "with the same client and prompts, after Forge's, and print the ratios")
+    ap.add_argument("--compare-api-key", help="API key for --compare-url")
+    ap.add_argument("--compare-llama-server", metavar="BINARY",
+                    help="start this llama-server binary on the same model (-np as --max-seqs, -c ctx per slot) "
+                    "after Forge's server has stopped, benchmark it the same way and print the ratios")
+    ap.add_argument("--peer-threads", type=int, help="llama-server -t/-tb (default: its own choice)")
     ap.add_argument("--json", help="write the numbers (and each request's timings) here")
     ap.add_argument("--markdown", help="write the table here too")
     return asyncio.run(main_async(ap.parse_args()))

@@ -21,6 +21,7 @@ pub struct Paging<'a> {
 
 /// Dot product with eight independent partial sums, so the compiler can vectorise it (a single
 /// running f32 sum must be added in order).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -33,41 +34,54 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn attention(pool: &Pool, q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, paging: Option<Paging>, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask, out: &mut [f32]) {
-    let rows = k.len() / (n_kv_head * d);
-    let group = n_head / n_kv_head;
-    let items = out.len() / d.max(1);
-    // (query, head) pairs per pool task: enough to amortise a claim, few enough to balance.
-    let per_task = items.div_ceil(8 * pool.threads()).clamp(1, 16);
-    let one = |idx: usize, o: &mut [f32]| {
+/// Everything one (query, head) pair reads.
+struct Heads<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    positions: Option<&'a [u32]>,
+    paging: Option<Paging<'a>>,
+    n_head: usize,
+    n_kv_head: usize,
+    d: usize,
+    scale: f32,
+    mask: AttnMask,
+}
+
+impl Heads<'_> {
+    /// Query t, head h (`idx = t·n_head + h`) into `o` (d floats); `scores` is scratch.
+    #[inline(always)]
+    fn one(&self, idx: usize, o: &mut [f32], scores: &mut Vec<f32>) {
+        let Heads { q, k, v, positions, paging, n_head, n_kv_head, d, scale, mask } = *self;
+        let rows = k.len() / (n_kv_head * d);
         let (t, h) = (idx / n_head, idx % n_head);
-        let kvh = h / group;
+        let kvh = h / (n_head / n_kv_head);
         let qh = &q[(t * n_head + h) * d..][..d];
-        // Callers check the table (every entry names a block inside the pool); the clamps here
-        // only keep a bad one from reading outside the slices.
-        let (n_keys, row_of): (usize, Box<dyn Fn(usize) -> usize>) = match paging {
-            Some(pg) => {
-                let cap = pg.cols * pg.block_size;
-                let n = positions.map_or(cap, |p| (p[t] as usize + 1).min(cap));
-                let table = &pg.table[t * pg.cols..][..pg.cols];
-                (n, Box::new(move |j| (table[j / pg.block_size] as usize * pg.block_size + j % pg.block_size).min(rows - 1)))
-            }
-            None => {
-                let n = match positions {
-                    Some(p) if mask.is_causal() => (p[t] as usize + 1).min(rows),
-                    _ => rows,
-                };
-                (n, Box::new(|j| j))
-            }
+        let n_keys = match (paging, positions) {
+            (Some(pg), p) => p.map_or(pg.cols * pg.block_size, |p| (p[t] as usize + 1).min(pg.cols * pg.block_size)),
+            (None, Some(p)) if mask.is_causal() => (p[t] as usize + 1).min(rows),
+            (None, _) => rows,
         };
         let first = match positions {
             Some(p) => mask.first_key(p[t] as usize).min(n_keys),
             None => 0,
         };
-        let at = |j: usize| (row_of(j) * n_kv_head + kvh) * d;
+        // Callers check the table (every entry names a block inside the pool); the clamp here
+        // only keeps a bad one from reading outside the slices.
+        let at = |j: usize| {
+            let row = match paging {
+                Some(pg) => (pg.table[t * pg.cols + j / pg.block_size] as usize * pg.block_size + j % pg.block_size).min(rows - 1),
+                None => j,
+            };
+            (row * n_kv_head + kvh) * d
+        };
         let keys = first..n_keys;
-        let mut scores: Vec<f32> = keys.clone().map(|j| dot(qh, &k[at(j)..][..d]) * scale).collect();
+        scores.clear();
+        // A plain loop, not `extend(map(..))`: the iterator's fold would be a separate function
+        // compiled without the caller's AVX2.
+        for j in keys.clone() {
+            scores.push(dot(qh, &k[at(j)..][..d]) * scale);
+        }
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
         for s in scores.iter_mut() {
@@ -75,7 +89,7 @@ pub fn attention(pool: &Pool, q: &[f32], k: &[f32], v: &[f32], positions: Option
             sum += *s;
         }
         o.fill(0.0);
-        for (j, &p) in keys.zip(&scores) {
+        for (j, &p) in keys.zip(scores.iter()) {
             for (oi, &vi) in o.iter_mut().zip(&v[at(j)..][..d]) {
                 *oi += p * vi;
             }
@@ -84,12 +98,38 @@ pub fn attention(pool: &Pool, q: &[f32], k: &[f32], v: &[f32], positions: Option
             let inv = 1.0 / sum;
             o.iter_mut().for_each(|x| *x *= inv);
         }
-    };
+    }
+
+    /// [`Heads::one`] compiled for AVX2: the same f32 operations in the same order (no FMA
+    /// contraction), only in wider registers, so results are identical to the bit.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn one_avx2(&self, idx: usize, o: &mut [f32], scores: &mut Vec<f32>) {
+        self.one(idx, o, scores)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn attention(pool: &Pool, q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, paging: Option<Paging>, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask, out: &mut [f32]) {
+    let heads = Heads { q, k, v, positions, paging, n_head, n_kv_head, d, scale, mask };
+    let items = out.len() / d.max(1);
+    // (query, head) pairs per pool task: enough to amortise a claim, few enough to balance.
+    let per_task = items.div_ceil(8 * pool.threads()).clamp(1, 16);
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = is_x86_feature_detected!("avx2");
     let out_s = SharedSlice::new(out);
     pool.run(items.div_ceil(per_task), &|task| {
+        let mut scores = Vec::new();
         for idx in task * per_task..((task + 1) * per_task).min(items) {
             // SAFETY: each (query, head) pair belongs to exactly one task.
-            one(idx, unsafe { out_s.slice(idx * d, d) });
+            let o = unsafe { out_s.slice(idx * d, d) };
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: the CPU has AVX2 (checked above).
+                unsafe { heads.one_avx2(idx, o, &mut scores) };
+                continue;
+            }
+            heads.one(idx, o, &mut scores);
         }
     });
 }

@@ -62,14 +62,19 @@ pub fn matmul(pool: &Pool, act: &mut Vec<u8>, x: &[f32], t: usize, k: usize, w_d
         let a = |j: usize| &act[j * act_len..(j + 1) * act_len];
         let mut j = tokens.start;
         while j < tokens.end {
-            let group = (tokens.end - j).min(4);
+            let group = if tokens.end - j >= 8 { 8 } else { (tokens.end - j).min(4) };
             for r in rows.clone() {
                 let wr = &w[r * row_bytes..(r + 1) * row_bytes];
                 let put = |jj: usize, y: f32| {
                     // SAFETY: tiles are disjoint; this task alone writes (token jj, row r).
                     unsafe { out_s.slice(jj * n + r, 1)[0] = y };
                 };
-                if group == 4 {
+                if group == 8 {
+                    let ys = quant::vec_dot_rows(w_dtype, k, wr, std::array::from_fn::<_, 8, _>(|i| a(j + i)));
+                    for (i, y) in ys.into_iter().enumerate() {
+                        put(j + i, y);
+                    }
+                } else if group == 4 {
                     let ys = quant::vec_dot_rows(w_dtype, k, wr, [a(j), a(j + 1), a(j + 2), a(j + 3)]);
                     for (i, y) in ys.into_iter().enumerate() {
                         put(j + i, y);
