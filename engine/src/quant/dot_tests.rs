@@ -192,7 +192,9 @@ fn avx512_matches_scalar() {
         for n in lengths(dtype) {
             for seed in 0..3 {
                 let c = case(dtype, n, seed);
-                let Some([simd]) = x86_vnni::vec_dot_rows(dtype, &c.w, [&c.act[..]]) else {
+                let mut sc = vec![0.0; act_scales_len(dtype, n)];
+                act_scales(dtype, n, &c.act, &mut sc);
+                let Some([simd]) = x86_vnni::vec_dot_rows(dtype, &c.w, [&c.act[..]], [&sc[..]]) else {
                     assert_ne!(dtype.block_len(), 32, "no AVX-512 kernel for {dtype}");
                     continue;
                 };

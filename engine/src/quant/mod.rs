@@ -116,45 +116,58 @@ pub fn quantize_act(weight: DType, x: &[f32], dst: &mut [u8]) {
     q8_act::quantize_act(weight, x, dst);
 }
 
+/// Entries of the f32 scale row that [`act_scales`] writes for an activation row of n elements.
+pub fn act_scales_len(weight: DType, n: usize) -> usize {
+    q8_act::act_scales_len(weight, n)
+}
+
+/// The per-block scales of a prepared activation row (from [`quantize_act`]) as f32, for
+/// [`vec_dot_rows_scaled`]: computed once per activation row instead of once per weight row.
+pub fn act_scales(weight: DType, n: usize, act: &[u8], out: &mut [f32]) {
+    assert_eq!(act.len(), act_bytes(weight, n), "activation row for {weight}, {n} elements");
+    assert_eq!(out.len(), act_scales_len(weight, n), "activation scales for {weight}, {n} elements");
+    q8_act::act_scales(weight, act, out);
+}
+
 /// Dot product of one weight row (n elements, stored as `weight`) with one prepared activation
-/// row. Uses AVX2 kernels when the CPU has them, the scalar reference otherwise.
+/// row. Uses SIMD kernels when the CPU has them, the scalar reference otherwise.
 pub fn vec_dot(weight: DType, n: usize, w: &[u8], act: &[u8]) -> f32 {
-    assert_eq!(
-        w.len(),
-        row_bytes(weight, n),
-        "{weight} weight row of {n} elements"
-    );
-    assert_eq!(
-        act.len(),
-        act_bytes(weight, n),
-        "activation row for {weight}, {n} elements"
-    );
-    #[cfg(target_arch = "x86_64")]
-    if let Some([s]) = x86_vnni::vec_dot_rows(weight, w, [act]) {
-        return s;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if let Some(s) = x86::vec_dot(weight, w, act) {
-        return s;
-    }
-    vec_dot_scalar(weight, w, act)
+    let [s] = vec_dot_rows(weight, n, w, [act]);
+    s
 }
 
 /// [`vec_dot`] of one weight row with R activation rows at once (prefill and batched decode):
 /// the weight row is read and unpacked once for all R. Each result equals `vec_dot` of that
 /// activation row bit for bit.
 pub fn vec_dot_rows<const R: usize>(weight: DType, n: usize, w: &[u8], acts: [&[u8]; R]) -> [f32; R] {
+    let len = act_scales_len(weight, n);
+    let mut scales = vec![0.0f32; len * R];
+    for (a, s) in acts.iter().zip(scales.chunks_exact_mut(len.max(1))) {
+        // (a wrong length is reported by vec_dot_rows_scaled)
+        if a.len() == act_bytes(weight, n) {
+            q8_act::act_scales(weight, a, s);
+        }
+    }
+    let rows: [&[f32]; R] = std::array::from_fn(|r| &scales[r * len..(r + 1) * len]);
+    vec_dot_rows_scaled(weight, n, w, acts, rows)
+}
+
+/// [`vec_dot_rows`] with each activation row's [`act_scales`] computed beforehand (the matmul
+/// does it once per token). The same results, bit for bit.
+pub fn vec_dot_rows_scaled<const R: usize>(weight: DType, n: usize, w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R]) -> [f32; R] {
     assert_eq!(
         w.len(),
         row_bytes(weight, n),
         "{weight} weight row of {n} elements"
     );
     let want = act_bytes(weight, n);
-    for a in acts {
+    let want_scales = act_scales_len(weight, n);
+    for (a, s) in acts.iter().zip(&scales) {
         assert_eq!(a.len(), want, "activation row for {weight}, {n} elements");
+        assert_eq!(s.len(), want_scales, "activation scales for {weight}, {n} elements");
     }
     #[cfg(target_arch = "x86_64")]
-    if let Some(s) = x86_vnni::vec_dot_rows(weight, w, acts) {
+    if let Some(s) = x86_vnni::vec_dot_rows(weight, w, acts, scales) {
         return s;
     }
     #[cfg(target_arch = "x86_64")]

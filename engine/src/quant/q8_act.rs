@@ -39,6 +39,32 @@ pub(super) fn quantize_act(weight: DType, x: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// Entries of [`act_scales`] for an activation row of `n` elements: two per 32-element block for
+/// the 32-weight formats, none for the others.
+pub(super) fn act_scales_len(weight: DType, n: usize) -> usize {
+    if weight.block_len() == 32 { n / 32 * 2 } else { 0 }
+}
+
+/// The per-block scales of a quantized activation row widened to f32, `[d, s]` per block (s = 0
+/// for Q8_0 blocks, which have none): the SIMD kernels read them ready to multiply instead of
+/// converting the same f16s again for every weight row.
+pub(super) fn act_scales(weight: DType, act: &[u8], out: &mut [f32]) {
+    let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+    match weight {
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => {
+            for (b, o) in act.chunks_exact(super::q8_0::BLOCK).zip(out.chunks_exact_mut(2)) {
+                o.copy_from_slice(&[f16(b), 0.0]);
+            }
+        }
+        DType::Q4_1 | DType::Q5_1 => {
+            for (b, o) in act.chunks_exact(Q8_1_BLOCK).zip(out.chunks_exact_mut(2)) {
+                o.copy_from_slice(&[f16(b), f16(&b[2..])]);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// ggml `quantize_row_q8_1_ref`: Q8_0 plus s = f16(d · Σ q).
 fn quantize_q8_1(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(32).zip(dst.chunks_exact_mut(Q8_1_BLOCK)) {

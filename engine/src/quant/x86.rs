@@ -32,6 +32,7 @@ pub(super) fn available() -> bool {
 
 /// The AVX2 dot for `weight`, or `None` when the CPU lacks the features. Row lengths were
 /// checked by the caller; the kernels read only whole blocks inside `w` and `act`.
+#[cfg(test)]
 pub(super) fn vec_dot(weight: DType, w: &[u8], act: &[u8]) -> Option<f32> {
     vec_dot_rows(weight, w, [act]).map(|[s]| s)
 }

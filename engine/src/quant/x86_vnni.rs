@@ -44,8 +44,9 @@ pub(super) fn available() -> bool {
 }
 
 /// The VNNI dot of one weight row with R activation rows, for the 32-block formats; `None` for
-/// other formats or when the CPU lacks the features. Lengths were checked by the caller.
-pub(super) fn vec_dot_rows<const R: usize>(weight: DType, w: &[u8], acts: [&[u8]; R]) -> Option<[f32; R]> {
+/// other formats or when the CPU lacks the features. `scales` are the rows' `act_scales`.
+/// Lengths were checked by the caller.
+pub(super) fn vec_dot_rows<const R: usize>(weight: DType, w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R]) -> Option<[f32; R]> {
     if !available() {
         return None;
     }
@@ -53,11 +54,11 @@ pub(super) fn vec_dot_rows<const R: usize>(weight: DType, w: &[u8], acts: [&[u8]
     // through fixed-size sub-arrays.
     Some(unsafe {
         match weight {
-            DType::Q4_0 => dot_q4_0(w, acts),
-            DType::Q4_1 => dot_q4_1(w, acts),
-            DType::Q5_0 => dot_q5_0(w, acts),
-            DType::Q5_1 => dot_q5_1(w, acts),
-            DType::Q8_0 => dot_q8_0(w, acts),
+            DType::Q4_0 => dot_q4_0(w, acts, scales),
+            DType::Q4_1 => dot_q4_1(w, acts, scales),
+            DType::Q5_0 => dot_q5_0(w, acts, scales),
+            DType::Q5_1 => dot_q5_1(w, acts, scales),
+            DType::Q8_0 => dot_q8_0(w, acts, scales),
             _ => return None,
         }
     })
@@ -112,19 +113,23 @@ fn fifth_bit(levels: __m512i, qh_a: &[u8; 4], qh_b: &[u8; 4]) -> __m512i {
     _mm512_or_si512(levels, _mm512_maskz_mov_epi8(k, _mm512_set1_epi8(0x10)))
 }
 
-/// The f32 scales of a pair of blocks: `[d_w·d_a × 8 | d_w'·d_a' × 8]` for the integer sums, and
-/// the products of the first four bytes of each weight and activation block as f16 pairs
-/// (lanes 1 and 5 hold m·s and m'·s' for the offset formats). `whole` = false zeroes block b.
+/// The weight scales of blocks a and b as f32: [d, m, d', m'] (m is garbage for the formats
+/// without one, and never used for them).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn scales(xa: &[u8], xb: &[u8], ya: &[u8], yb: &[u8], whole: bool) -> (__m512, __m256) {
-    let lo = u32_at(xa, 0) as u64 | (u32_at(ya, 0) as u64) << 32;
-    let hi = u32_at(xb, 0) as u64 | (u32_at(yb, 0) as u64) << 32;
-    let v = _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64)); // [dw, m, da, s, dw', m', da', s']
-    let p = _mm256_mul_ps(v, _mm256_permute_ps(v, 0xEE)); // lanes 0, 1: dw·da, m·s; 4, 5: the same for b
-    let (p, lanes) = if whole { (p, 0xFFFF) } else { (_mm256_maskz_mov_ps(0x0F, p), 0x00FF) };
-    let idx = _mm512_set_epi32(4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0);
-    (_mm512_maskz_permutexvar_ps(lanes, idx, _mm512_castps256_ps512(p)), p)
+fn weight_scales(xa: &[u8], xb: &[u8]) -> __m128 {
+    _mm_cvtph_ps(_mm_cvtsi64_si128((u32_at(xa, 0) as u64 | (u32_at(xb, 0) as u64) << 32) as i64))
+}
+
+/// For a pair whose weight scales are `wv` and activation scales `av` ([d_a, s, d_a', s'], zero
+/// for a missing block b): `[d_w·d_a × 8 | d_w'·d_a' × 8]` for the integer sums, and the
+/// products [d_w·d_a, m·s, d_w'·d_a', m'·s'].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn pair_scales(wv: __m128, av: __m128) -> (__m512, __m128) {
+    let p = _mm_mul_ps(wv, av);
+    let idx = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+    (_mm512_permutexvar_ps(idx, _mm512_castps128_ps512(p)), p)
 }
 
 #[inline]
@@ -138,13 +143,14 @@ fn hsum512(v: __m512) -> f32 {
 /// (0 for the offset formats, whose m·s terms are then added); activation levels start at byte
 /// `$aq` of their `$ab`-byte blocks.
 macro_rules! vnni_dot {
-    ($w:expr, $a:expr, $wb:literal, $ab:literal, $aq:literal, $c:expr, |$x0:ident, $x1:ident| $levels:expr) => {{
+    ($w:expr, $a:expr, $sc:expr, $wb:literal, $ab:literal, $aq:literal, $c:expr, |$x0:ident, $x1:ident| $levels:expr) => {{
         let (wb, _) = $w.as_chunks::<$wb>();
         let ab = $a.map(|r| r.as_chunks::<$ab>().0);
+        let sc: [&[f32]; R] = $sc;
         let c: u8 = $c;
         let n = wb.len();
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        let mut ms = [_mm256_setzero_ps(); R];
+        let mut ms = [_mm_setzero_ps(); R];
         // One pair (blocks i, i + 1, or block i alone when `whole` is false) into chain `ch`.
         macro_rules! pair {
             ($i:expr, $whole:expr, $ch:expr) => {{
@@ -154,6 +160,7 @@ macro_rules! vnni_dot {
                     let ($x0, $x1) = (&wb[i], &wb[j]);
                     $levels
                 };
+                let wv = weight_scales(&wb[i], &wb[j]);
                 for r in 0..R {
                     let (ya, yb) = (&ab[r][i], &ab[r][j]);
                     let y = bytes64(arr(ya, $aq), arr(yb, $aq));
@@ -162,10 +169,16 @@ macro_rules! vnni_dot {
                         let cy = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(c as i8), y);
                         s = _mm512_sub_epi32(s, cy);
                     }
-                    let (d, p) = scales(&wb[i], &wb[j], ya, yb, whole);
+                    let av = if whole {
+                        // SAFETY: reads the 4 floats at 2i..2i + 4, in bounds by the slice.
+                        unsafe { _mm_loadu_ps(sc[r][2 * i..2 * i + 4].as_ptr()) }
+                    } else {
+                        _mm_set_ps(0.0, 0.0, sc[r][2 * i + 1], sc[r][2 * i])
+                    };
+                    let (d, p) = pair_scales(wv, av);
                     acc[r][$ch] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[r][$ch]);
                     if c == 0 {
-                        ms[r] = _mm256_add_ps(ms[r], p);
+                        ms[r] = _mm_add_ps(ms[r], p);
                     }
                 }
             }};
@@ -187,8 +200,8 @@ macro_rules! vnni_dot {
         for r in 0..R {
             out[r] = hsum512(_mm512_add_ps(acc[r][0], acc[r][1]));
             if c == 0 {
-                // lanes 1 and 5: Σ m·s of the a and b blocks
-                let t = _mm_add_ps(_mm256_castps256_ps128(ms[r]), _mm256_extractf128_ps(ms[r], 1));
+                // lanes 1 and 3: Σ m·s of the a and b blocks
+                let t = _mm_add_ps(ms[r], _mm_movehl_ps(ms[r], ms[r]));
                 out[r] += _mm_cvtss_f32(_mm_movehdup_ps(t));
             }
         }
@@ -197,27 +210,27 @@ macro_rules! vnni_dot {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dot_q8_0<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
+fn dot_q8_0<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
     // Flipping the sign bit maps q ∈ −128..128 to q + 128 as u8.
-    vnni_dot!(w, a, 34, 34, 2, 128, |x0, x1| _mm512_xor_si512(bytes64(arr(x0, 2), arr(x1, 2)), _mm512_set1_epi8(-128)))
+    vnni_dot!(w, a, sc, 34, 34, 2, 128, |x0, x1| _mm512_xor_si512(bytes64(arr(x0, 2), arr(x1, 2)), _mm512_set1_epi8(-128)))
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dot_q4_0<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
-    vnni_dot!(w, a, 18, 34, 2, 8, |x0, x1| nibbles64(arr(x0, 2), arr(x1, 2)))
+fn dot_q4_0<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+    vnni_dot!(w, a, sc, 18, 34, 2, 8, |x0, x1| nibbles64(arr(x0, 2), arr(x1, 2)))
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dot_q5_0<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
-    vnni_dot!(w, a, 22, 34, 2, 16, |x0, x1| fifth_bit(nibbles64(arr(x0, 6), arr(x1, 6)), arr(x0, 2), arr(x1, 2)))
+fn dot_q5_0<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+    vnni_dot!(w, a, sc, 22, 34, 2, 16, |x0, x1| fifth_bit(nibbles64(arr(x0, 6), arr(x1, 6)), arr(x0, 2), arr(x1, 2)))
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dot_q4_1<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
-    vnni_dot!(w, a, 20, 36, 4, 0, |x0, x1| nibbles64(arr(x0, 4), arr(x1, 4)))
+fn dot_q4_1<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+    vnni_dot!(w, a, sc, 20, 36, 4, 0, |x0, x1| nibbles64(arr(x0, 4), arr(x1, 4)))
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dot_q5_1<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
-    vnni_dot!(w, a, 24, 36, 4, 0, |x0, x1| fifth_bit(nibbles64(arr(x0, 8), arr(x1, 8)), arr(x0, 4), arr(x1, 4)))
+fn dot_q5_1<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+    vnni_dot!(w, a, sc, 24, 36, 4, 0, |x0, x1| fifth_bit(nibbles64(arr(x0, 8), arr(x1, 8)), arr(x0, 4), arr(x1, 4)))
 }

@@ -27,10 +27,17 @@ const DECODE_TASKS_PER_THREAD: usize = 4;
 /// Tokens per task: 64 activation rows of Q8_1 at K = 1536 are 110 KB.
 const TOKEN_TILE: usize = 64;
 
-/// Multiplies as above. `act` is scratch for the quantized activations (reused across calls so
-/// that a decode step allocates nothing).
+/// Scratch for the quantized activations and their f32 block scales, kept by the backend and
+/// reused across calls so that a decode step allocates nothing.
+#[derive(Default)]
+pub struct MatmulScratch {
+    act: Vec<u8>,
+    scales: Vec<f32>,
+}
+
+/// Multiplies as above.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(pool: &Pool, act: &mut Vec<u8>, x: &[f32], t: usize, k: usize, w_dtype: DType, w: &[u8], n: usize, out: &mut [f32]) {
+pub fn matmul(pool: &Pool, scratch: &mut MatmulScratch, x: &[f32], t: usize, k: usize, w_dtype: DType, w: &[u8], n: usize, out: &mut [f32]) {
     assert_eq!(x.len(), t * k);
     assert_eq!(out.len(), t * n);
     let row_bytes = w_dtype.row_bytes(k).expect("graph checked the weight's row length");
@@ -40,17 +47,22 @@ pub fn matmul(pool: &Pool, act: &mut Vec<u8>, x: &[f32], t: usize, k: usize, w_d
     }
 
     let act_len = quant::act_bytes(w_dtype, k);
+    let sc_len = quant::act_scales_len(w_dtype, k);
+    let MatmulScratch { act, scales } = scratch;
     act.clear();
     act.resize(act_len * t, 0);
+    scales.clear();
+    scales.resize(sc_len * t, 0.0);
     {
-        let rows = SharedSlice::new(&mut act[..]);
+        let (rows, sc_rows) = (SharedSlice::new(&mut act[..]), SharedSlice::new(&mut scales[..]));
         pool.run(t, &|j| {
-            // SAFETY: task j writes only activation row j.
-            let a = unsafe { rows.slice(j * act_len, act_len) };
+            // SAFETY: task j writes only activation row j and its scales.
+            let (a, s) = unsafe { (rows.slice(j * act_len, act_len), sc_rows.slice(j * sc_len, sc_len)) };
             quant::quantize_act(w_dtype, &x[j * k..(j + 1) * k], a);
+            quant::act_scales(w_dtype, k, a, s);
         });
     }
-    let act = &act[..];
+    let (act, scales) = (&act[..], &scales[..]);
 
     let row_tile = if t < 4 { n.div_ceil(pool.threads() * DECODE_TASKS_PER_THREAD).max(16) } else { ROW_TILE };
     let (row_tiles, token_tiles) = (n.div_ceil(row_tile), t.div_ceil(TOKEN_TILE));
@@ -60,6 +72,7 @@ pub fn matmul(pool: &Pool, act: &mut Vec<u8>, x: &[f32], t: usize, k: usize, w_d
         let rows = rt * row_tile..((rt + 1) * row_tile).min(n);
         let tokens = tt * TOKEN_TILE..((tt + 1) * TOKEN_TILE).min(t);
         let a = |j: usize| &act[j * act_len..(j + 1) * act_len];
+        let sc = |j: usize| &scales[j * sc_len..(j + 1) * sc_len];
         let mut j = tokens.start;
         while j < tokens.end {
             let group = if tokens.end - j >= 8 { 8 } else { (tokens.end - j).min(4) };
@@ -70,18 +83,19 @@ pub fn matmul(pool: &Pool, act: &mut Vec<u8>, x: &[f32], t: usize, k: usize, w_d
                     unsafe { out_s.slice(jj * n + r, 1)[0] = y };
                 };
                 if group == 8 {
-                    let ys = quant::vec_dot_rows(w_dtype, k, wr, std::array::from_fn::<_, 8, _>(|i| a(j + i)));
+                    let ys = quant::vec_dot_rows_scaled(w_dtype, k, wr, std::array::from_fn::<_, 8, _>(|i| a(j + i)), std::array::from_fn(|i| sc(j + i)));
                     for (i, y) in ys.into_iter().enumerate() {
                         put(j + i, y);
                     }
                 } else if group == 4 {
-                    let ys = quant::vec_dot_rows(w_dtype, k, wr, [a(j), a(j + 1), a(j + 2), a(j + 3)]);
+                    let ys = quant::vec_dot_rows_scaled(w_dtype, k, wr, [a(j), a(j + 1), a(j + 2), a(j + 3)], [sc(j), sc(j + 1), sc(j + 2), sc(j + 3)]);
                     for (i, y) in ys.into_iter().enumerate() {
                         put(j + i, y);
                     }
                 } else {
                     for jj in j..j + group {
-                        put(jj, quant::vec_dot(w_dtype, k, wr, a(jj)));
+                        let [y] = quant::vec_dot_rows_scaled(w_dtype, k, wr, [a(jj)], [sc(jj)]);
+                        put(jj, y);
                     }
                 }
             }

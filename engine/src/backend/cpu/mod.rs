@@ -46,7 +46,7 @@ pub struct CpuBackend {
     /// Created on the first `execute`, so a backend that never runs spawns no threads.
     pool: Option<pool::Pool>,
     /// Quantized activations of the current matmul.
-    act: Vec<u8>,
+    act: matmul::MatmulScratch,
     /// Freed intermediates, kept for reuse (at most [`FREE_LIST`]).
     free: Vec<Vec<f32>>,
 }
@@ -63,7 +63,7 @@ impl Default for CpuBackend {
 
 impl CpuBackend {
     pub fn new() -> Self {
-        CpuBackend { params: Vec::new(), threads: rayon::current_num_threads(), pool: None, act: Vec::new(), free: Vec::new() }
+        CpuBackend { params: Vec::new(), threads: rayon::current_num_threads(), pool: None, act: Default::default(), free: Vec::new() }
     }
 
     /// [`new`](Self::new), failing where fault injection says so (`FORGE_FAULT=cpu:init`).
