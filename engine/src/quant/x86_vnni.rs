@@ -132,6 +132,10 @@ fn pair_scales(wv: __m128, av: __m128) -> (__m512, __m128) {
     (_mm512_permutexvar_ps(idx, _mm512_castps128_ps512(p)), p)
 }
 
+/// How far ahead of the block being dotted weights are prefetched. Measured on SmolLM2 decode
+/// (2 threads, AMD EPYC): none 135-138 tok/s, 512 B 152, 1 KiB 160-165, 2 KiB 140, 4 KiB 143.
+const PREFETCH: usize = 1024;
+
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn hsum512(v: __m512) -> f32 {
@@ -161,6 +165,13 @@ macro_rules! vnni_dot {
                     $levels
                 };
                 let wv = weight_scales(&wb[i], &wb[j]);
+                // Weights stream from memory once per matvec; asking for the bytes
+                // `PREFETCH` ahead (past this row's end too: rows are contiguous) keeps more
+                // loads in flight than the hardware prefetcher does alone.
+                // Only for a few rows (decode): with 8 (prefill) the weights come from cache.
+                if R < 4 {
+                    _mm_prefetch::<_MM_HINT_T0>(wb[i].as_ptr().wrapping_add(PREFETCH).cast());
+                }
                 for r in 0..R {
                     let (ya, yb) = (&ab[r][i], &ab[r][j]);
                     let y = bytes64(arr(ya, $aq), arr(yb, $aq));
