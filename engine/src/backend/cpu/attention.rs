@@ -5,8 +5,10 @@
 //! query t sees keys 0..=positions[t] (with a sliding window of W, only the last W of them:
 //! `positions[t] + 1 - W ..= positions[t]`). out: [T, n_head*D]. Key j of query t is row j, or with a
 //! paged layout row `table[t, j / block_size] * block_size + j % block_size`.
-//! Each (query, head) pair is one task: its row of scores (at most S floats, never the whole
-//! [T, S] matrix), a softmax over it, then the weighted sum of value rows.
+//! A task is one kv head for a block of up to [`TOKEN_BLOCK`] consecutive query tokens: its query
+//! heads (grouped-query attention) for those tokens share each key and value row loaded. Each
+//! query keeps its own row of scores (at most S floats, never the whole [T, S] matrix), a
+//! softmax over it, then the weighted sum of value rows.
 
 use super::pool::{Pool, SharedSlice};
 use crate::graph::AttnMask;
@@ -31,7 +33,58 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
             acc[i] += x[i] * y[i];
         }
     }
-    acc.iter().sum::<f32>() + tail
+    // A tree, not a running sum: three dependent additions instead of seven.
+    let s4 = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
+    (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
+}
+
+/// o += p · v, elementwise.
+#[inline(always)]
+fn axpy(o: &mut [f32], p: f32, v: &[f32]) {
+    for (oi, &vi) in o.iter_mut().zip(v) {
+        *oi += p * vi;
+    }
+}
+
+/// [`axpy`] in AVX2 registers (the same operation per element).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn axpy_avx2(o: &mut [f32], p: f32, v: &[f32]) {
+    use std::arch::x86_64::*;
+    let n = o.len().min(v.len());
+    let (co, to) = o[..n].as_chunks_mut::<8>();
+    let (cv, tv) = v[..n].as_chunks::<8>();
+    let pv = _mm256_set1_ps(p);
+    for (o, v) in co.iter_mut().zip(cv) {
+        // SAFETY: reads and writes exactly the 8 floats of each chunk.
+        unsafe {
+            let r = _mm256_add_ps(_mm256_loadu_ps(o.as_ptr()), _mm256_mul_ps(pv, _mm256_loadu_ps(v.as_ptr())));
+            _mm256_storeu_ps(o.as_mut_ptr(), r);
+        }
+    }
+    axpy(to, p, tv);
+}
+
+/// [`dot`] in AVX2 registers: the same products and additions in the same order (lane i of the
+/// accumulator is `acc[i]`, the tree is the same), so the same bits. The compiler had
+/// vectorised the portable loop two lanes at a time.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let (ca, cb) = (a.as_chunks::<8>(), b.as_chunks::<8>());
+    let tail: f32 = ca.1.iter().zip(cb.1).map(|(x, y)| x * y).sum();
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in ca.0.iter().zip(cb.0) {
+        // SAFETY: reads exactly the 8 floats of each chunk.
+        let (x, y) = unsafe { (_mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(y.as_ptr())) };
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(x, y));
+    }
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4)); // [s0 + s2, s1 + s3]
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2))) + tail
 }
 
 /// Everything one (query, head) pair reads.
@@ -48,89 +101,153 @@ struct Heads<'a> {
     mask: AttnMask,
 }
 
+/// Tokens per task in prefill: the query heads of one kv head for this many consecutive tokens
+/// share every key and value row they load.
+const TOKEN_BLOCK: usize = 8;
+
 impl Heads<'_> {
-    /// Query t, head h (`idx = t·n_head + h`) into `o` (d floats); `scores` is scratch.
-    #[inline(always)]
-    fn one(&self, idx: usize, o: &mut [f32], scores: &mut Vec<f32>) {
-        let Heads { q, k, v, positions, paging, n_head, n_kv_head, d, scale, mask } = *self;
-        let rows = k.len() / (n_kv_head * d);
-        let (t, h) = (idx / n_head, idx % n_head);
-        let kvh = h / (n_head / n_kv_head);
-        let qh = &q[(t * n_head + h) * d..][..d];
-        let n_keys = match (paging, positions) {
+    /// The keys query token t sees: `first..n_keys`.
+    fn key_range(&self, t: usize) -> (usize, usize) {
+        let rows = self.k.len() / (self.n_kv_head * self.d);
+        let n_keys = match (self.paging, self.positions) {
             (Some(pg), p) => p.map_or(pg.cols * pg.block_size, |p| (p[t] as usize + 1).min(pg.cols * pg.block_size)),
-            (None, Some(p)) if mask.is_causal() => (p[t] as usize + 1).min(rows),
+            (None, Some(p)) if self.mask.is_causal() => (p[t] as usize + 1).min(rows),
             (None, _) => rows,
         };
-        let first = match positions {
-            Some(p) => mask.first_key(p[t] as usize).min(n_keys),
+        let first = match self.positions {
+            Some(p) => self.mask.first_key(p[t] as usize).min(n_keys),
             None => 0,
         };
-        // Callers check the table (every entry names a block inside the pool); the clamp here
-        // only keeps a bad one from reading outside the slices.
+        (first, n_keys)
+    }
+
+    /// Tokens `tokens`, all query heads of kv head `kvh`, into `out` (per token, the group's
+    /// g·d output floats). The tokens share one key mapping (no paging, or equal block-table
+    /// rows), so each key and value row is loaded once for all g·|tokens| queries. Each query
+    /// still does exactly the f32 operations of attending alone, in the same order (scores in
+    /// key order, softmax, weighted values in key order), so results do not depend on how
+    /// queries are grouped: prefill, decode and batches agree bit for bit.
+    #[inline(always)]
+    fn block<'o>(&self, tokens: std::ops::Range<usize>, kvh: usize, out: &mut dyn FnMut(usize) -> &'o mut [f32], scratch: &mut Scratch, dot: impl Fn(&[f32], &[f32]) -> f32, axpy: impl Fn(&mut [f32], f32, &[f32])) {
+        let Heads { q, k, v, paging, n_head, n_kv_head, d, scale, .. } = *self;
+        let rows = k.len() / (n_kv_head * d);
+        let g = n_head / n_kv_head;
+        let t0 = tokens.start;
         let at = |j: usize| {
             let row = match paging {
-                Some(pg) => (pg.table[t * pg.cols + j / pg.block_size] as usize * pg.block_size + j % pg.block_size).min(rows - 1),
+                // Callers check the table (every entry names a block inside the pool); the
+                // clamp only keeps a bad one from reading outside the slices.
+                Some(pg) => (pg.table[t0 * pg.cols + j / pg.block_size] as usize * pg.block_size + j % pg.block_size).min(rows - 1),
                 None => j,
             };
             (row * n_kv_head + kvh) * d
         };
-        let keys = first..n_keys;
+        let ranges: Vec<(usize, usize)> = tokens.clone().map(|t| self.key_range(t)).collect();
+        let lo = ranges.iter().map(|r| r.0).min().unwrap_or(0);
+        let hi = ranges.iter().map(|r| r.1).max().unwrap_or(0);
+        let span = hi.saturating_sub(lo);
+        let nq = ranges.len() * g;
+        let Scratch { scores, acc } = scratch;
         scores.clear();
-        // A plain loop, not `extend(map(..))`: the iterator's fold would be a separate function
-        // compiled without the caller's AVX2.
-        for j in keys.clone() {
-            scores.push(dot(qh, &k[at(j)..][..d]) * scale);
-        }
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
-        }
-        o.fill(0.0);
-        for (j, &p) in keys.zip(scores.iter()) {
-            for (oi, &vi) in o.iter_mut().zip(&v[at(j)..][..d]) {
-                *oi += p * vi;
+        scores.resize(nq * span, 0.0);
+        acc.clear();
+        acc.resize(nq * d, 0.0);
+        let query = |qi: usize| {
+            let (t, h) = (t0 + qi / g, kvh * g + qi % g);
+            &q[(t * n_head + h) * d..][..d]
+        };
+        for j in lo..hi {
+            let kr = &k[at(j)..][..d];
+            for qi in 0..nq {
+                let (first, n) = ranges[qi / g];
+                if (first..n).contains(&j) {
+                    scores[qi * span + j - lo] = dot(query(qi), kr) * scale;
+                }
             }
         }
-        if sum > 0.0 {
-            let inv = 1.0 / sum;
-            o.iter_mut().for_each(|x| *x *= inv);
+        let mut sums = vec![0.0f32; nq];
+        for qi in 0..nq {
+            let (first, n) = ranges[qi / g];
+            let sc = &mut scores[qi * span..][..span][first.max(lo) - lo..n.max(lo) - lo];
+            let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for s in sc.iter_mut() {
+                *s = (*s - max).exp();
+                sums[qi] += *s;
+            }
+        }
+        for j in lo..hi {
+            let vr = &v[at(j)..][..d];
+            for qi in 0..nq {
+                let (first, n) = ranges[qi / g];
+                if (first..n).contains(&j) {
+                    axpy(&mut acc[qi * d..][..d], scores[qi * span + j - lo], vr);
+                }
+            }
+        }
+        for (ti, t) in tokens.enumerate() {
+            let o = out(t);
+            for hq in 0..g {
+                let qi = ti * g + hq;
+                let (src, dst) = (&acc[qi * d..][..d], &mut o[hq * d..][..d]);
+                dst.copy_from_slice(src);
+                if sums[qi] > 0.0 {
+                    let inv = 1.0 / sums[qi];
+                    dst.iter_mut().for_each(|x| *x *= inv);
+                }
+            }
         }
     }
 
-    /// [`Heads::one`] compiled for AVX2: the same f32 operations in the same order (no FMA
+    /// [`Heads::block`] compiled for AVX2: the same f32 operations in the same order (no FMA
     /// contraction), only in wider registers, so results are identical to the bit.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn one_avx2(&self, idx: usize, o: &mut [f32], scores: &mut Vec<f32>) {
-        self.one(idx, o, scores)
+    fn block_avx2<'o>(&self, tokens: std::ops::Range<usize>, kvh: usize, out: &mut dyn FnMut(usize) -> &'o mut [f32], scratch: &mut Scratch) {
+        self.block(tokens, kvh, out, scratch, |a, b| dot_avx2(a, b), |o, p, v| axpy_avx2(o, p, v))
     }
+}
+
+#[derive(Default)]
+struct Scratch {
+    scores: Vec<f32>,
+    acc: Vec<f32>,
 }
 
 #[allow(clippy::too_many_arguments)]
 pub fn attention(pool: &Pool, q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, paging: Option<Paging>, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask, out: &mut [f32]) {
     let heads = Heads { q, k, v, positions, paging, n_head, n_kv_head, d, scale, mask };
-    let items = out.len() / d.max(1);
-    // (query, head) pairs per pool task: enough to amortise a claim, few enough to balance.
-    let per_task = items.div_ceil(8 * pool.threads()).clamp(1, 16);
+    let t = out.len() / (n_head * d).max(1);
+    if t == 0 || d == 0 {
+        return;
+    }
+    let g = n_head / n_kv_head;
+    // Blocks of consecutive tokens that share a key mapping (with paging: equal table rows).
+    let mut blocks: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut start = 0;
+    for i in 1..=t {
+        let same = i < t
+            && i - start < TOKEN_BLOCK
+            && paging.is_none_or(|pg| pg.table[i * pg.cols..][..pg.cols] == pg.table[start * pg.cols..][..pg.cols]);
+        if !same {
+            blocks.push(start..i);
+            start = i;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     let avx2 = is_x86_feature_detected!("avx2");
     let out_s = SharedSlice::new(out);
-    pool.run(items.div_ceil(per_task), &|task| {
-        let mut scores = Vec::new();
-        for idx in task * per_task..((task + 1) * per_task).min(items) {
-            // SAFETY: each (query, head) pair belongs to exactly one task.
-            let o = unsafe { out_s.slice(idx * d, d) };
-            #[cfg(target_arch = "x86_64")]
-            if avx2 {
-                // SAFETY: the CPU has AVX2 (checked above).
-                unsafe { heads.one_avx2(idx, o, &mut scores) };
-                continue;
-            }
-            heads.one(idx, o, &mut scores);
+    pool.run(blocks.len() * n_kv_head, &|task| {
+        let (tokens, kvh) = (blocks[task / n_kv_head].clone(), task % n_kv_head);
+        let mut scratch = Scratch::default();
+        // SAFETY: token t's outputs for kv head kvh (g·d floats) belong to this task alone.
+        let mut out_of = |t: usize| unsafe { out_s.slice((t * n_head + kvh * g) * d, g * d) };
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { heads.block_avx2(tokens, kvh, &mut out_of, &mut scratch) };
+            return;
         }
+        heads.block(tokens, kvh, &mut out_of, &mut scratch, dot, axpy);
     });
 }
 
@@ -186,5 +303,45 @@ mod tests {
         attention(&Pool::new(2), &q, &k, &v, Some(&positions), None, n_head, n_kv, d, 0.4, AttnMask::Causal, &mut causal);
         assert_eq!(windowed[..3 * n_head * d], causal[..3 * n_head * d]);
         assert_ne!(windowed[3 * n_head * d..], causal[3 * n_head * d..]);
+    }
+
+    /// Grouping queries (all of a prompt at once, blocks of tokens, the heads of a kv head)
+    /// changes nothing: each token attended alone gives the same bits, for a causal mask and a
+    /// sliding window, with a token count that is not a multiple of the block.
+    #[test]
+    fn a_prompt_at_once_equals_one_token_at_a_time_bit_for_bit() {
+        let (n_head, n_kv, d, s) = (6usize, 2usize, 20usize, 19usize);
+        let (k, v) = (rand_vec(s * n_kv * d, 7), rand_vec(s * n_kv * d, 8));
+        let positions: Vec<u32> = (0..s as u32).collect();
+        let q = rand_vec(s * n_head * d, 9);
+        for mask in [AttnMask::Causal, AttnMask::SlidingWindow { window: 5 }] {
+            let mut all = vec![0.0; q.len()];
+            attention(&Pool::new(2), &q, &k, &v, Some(&positions), None, n_head, n_kv, d, 0.3, mask, &mut all);
+            for t in 0..s {
+                let mut one = vec![0.0; n_head * d];
+                let qt = &q[t * n_head * d..][..n_head * d];
+                attention(&Pool::new(1), qt, &k, &v, Some(&positions[t..t + 1]), None, n_head, n_kv, d, 0.3, mask, &mut one);
+                assert_eq!(one, all[t * n_head * d..][..n_head * d], "{mask:?} token {t}");
+            }
+        }
+    }
+
+    /// The AVX2 dot and axpy give the portable functions' bits (the backend's results do not
+    /// depend on which one a CPU runs).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_dot_and_axpy_equal_the_portable_ones() {
+        if !is_x86_feature_detected!("avx2") {
+            return;
+        }
+        for n in [1usize, 7, 8, 20, 64, 67, 256] {
+            let (a, b) = (rand_vec(n, 11 + n as u64), rand_vec(n, 12 + n as u64));
+            // SAFETY: AVX2 checked above.
+            assert_eq!(unsafe { dot_avx2(&a, &b) }.to_bits(), dot(&a, &b).to_bits(), "dot n={n}");
+            let (mut o1, mut o2) = (rand_vec(n, 13), rand_vec(n, 13));
+            axpy(&mut o1, 0.37, &b);
+            unsafe { axpy_avx2(&mut o2, 0.37, &b) };
+            assert_eq!(o1, o2, "axpy n={n}");
+        }
     }
 }
