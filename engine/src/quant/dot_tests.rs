@@ -231,3 +231,27 @@ fn rows_at_once_equal_one_at_a_time_bit_for_bit() {
         }
     }
 }
+
+/// A tile of weight rows gives each row its `vec_dot_rows_scaled` result, bit for bit.
+#[test]
+fn tile_equals_row_by_row() {
+    for dtype in DType::WEIGHT_TYPES {
+        let n = lengths(dtype)[1];
+        let rows: Vec<Case> = (0..5).map(|seed| case(dtype, n, 20 + seed)).collect();
+        let w: Vec<u8> = rows.iter().flat_map(|c| c.w.clone()).collect();
+        let acts = [&rows[0].act[..], &rows[1].act[..], &rows[2].act[..], &rows[3].act[..]];
+        let sc: Vec<Vec<f32>> = acts
+            .iter()
+            .map(|a| {
+                let mut s = vec![0.0; act_scales_len(dtype, n)];
+                act_scales(dtype, n, a, &mut s);
+                s
+            })
+            .collect();
+        let scales = [&sc[0][..], &sc[1][..], &sc[2][..], &sc[3][..]];
+        let mut got = vec![];
+        vec_dot_tile(dtype, n, &w, acts, scales, &mut |r, ys| got.push((r, ys.map(f32::to_bits))));
+        let want: Vec<_> = rows.iter().enumerate().map(|(r, c)| (r, vec_dot_rows_scaled(dtype, n, &c.w, acts, scales).map(f32::to_bits))).collect();
+        assert_eq!(got, want, "{dtype}");
+    }
+}

@@ -177,6 +177,26 @@ pub fn vec_dot_rows_scaled<const R: usize>(weight: DType, n: usize, w: &[u8], ac
     acts.map(|a| vec_dot_scalar(weight, w, a))
 }
 
+/// [`vec_dot_rows_scaled`] of each of the consecutive weight rows in `w` (a whole number of
+/// rows of n elements) with the same R activation rows: `put(i, results)` for row i. Lengths are
+/// checked once per call rather than once per row; the results are `vec_dot_rows_scaled`'s.
+pub fn vec_dot_tile<const R: usize>(weight: DType, n: usize, w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R], put: &mut dyn FnMut(usize, [f32; R])) {
+    let rb = row_bytes(weight, n);
+    assert!(rb > 0 && w.len().is_multiple_of(rb), "{weight} weight rows of {n} elements");
+    let (want, want_scales) = (act_bytes(weight, n), act_scales_len(weight, n));
+    for (a, s) in acts.iter().zip(&scales) {
+        assert_eq!(a.len(), want, "activation row for {weight}, {n} elements");
+        assert_eq!(s.len(), want_scales, "activation scales for {weight}, {n} elements");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if x86_vnni::vec_dot_tile(weight, w, rb, acts, scales, put) {
+        return;
+    }
+    for (i, wr) in w.chunks_exact(rb).enumerate() {
+        put(i, vec_dot_rows_scaled(weight, n, wr, acts, scales));
+    }
+}
+
 /// The portable reference for [`vec_dot`] (lengths already checked).
 fn vec_dot_scalar(weight: DType, w: &[u8], act: &[u8]) -> f32 {
     match weight {

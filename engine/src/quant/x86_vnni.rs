@@ -64,6 +64,40 @@ pub(super) fn vec_dot_rows<const R: usize>(weight: DType, w: &[u8], acts: [&[u8]
     })
 }
 
+/// [`vec_dot_rows`] for every row of `w` (consecutive rows of `row_bytes`), giving
+/// `put(row, results)`; `false` (nothing done) where `vec_dot_rows` would give `None`. The loop
+/// over rows runs inside the kernel's features, so the kernel inlines into it and the per-row
+/// checks and dispatch happen once per tile.
+pub(super) fn vec_dot_tile<const R: usize>(weight: DType, w: &[u8], row_bytes: usize, acts: [&[u8]; R], scales: [&[f32]; R], put: &mut dyn FnMut(usize, [f32; R])) -> bool {
+    if !available() {
+        return false;
+    }
+    // SAFETY: as in `vec_dot_rows`.
+    unsafe {
+        match weight {
+            DType::Q4_0 => tile_q4_0(w, row_bytes, acts, scales, put),
+            DType::Q4_1 => tile_q4_1(w, row_bytes, acts, scales, put),
+            DType::Q5_0 => tile_q5_0(w, row_bytes, acts, scales, put),
+            DType::Q5_1 => tile_q5_1(w, row_bytes, acts, scales, put),
+            DType::Q8_0 => tile_q8_0(w, row_bytes, acts, scales, put),
+            _ => return false,
+        }
+    }
+    true
+}
+
+macro_rules! tiles {
+    ($($tile:ident => $dot:ident),*) => {$(
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        fn $tile<const R: usize>(w: &[u8], row_bytes: usize, a: [&[u8]; R], sc: [&[f32]; R], put: &mut dyn FnMut(usize, [f32; R])) {
+            for (i, wr) in w.chunks_exact(row_bytes).enumerate() {
+                put(i, $dot(wr, a, sc));
+            }
+        }
+    )*};
+}
+tiles!(tile_q4_0 => dot_q4_0, tile_q4_1 => dot_q4_1, tile_q5_0 => dot_q5_0, tile_q5_1 => dot_q5_1, tile_q8_0 => dot_q8_0);
+
 // ---- helpers -------------------------------------------------------------------------------
 
 #[inline(always)]
@@ -220,27 +254,32 @@ macro_rules! vnni_dot {
     }};
 }
 
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn dot_q8_0<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
     // Flipping the sign bit maps q ∈ −128..128 to q + 128 as u8.
     vnni_dot!(w, a, sc, 34, 34, 2, 128, |x0, x1| _mm512_xor_si512(bytes64(arr(x0, 2), arr(x1, 2)), _mm512_set1_epi8(-128)))
 }
 
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn dot_q4_0<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
     vnni_dot!(w, a, sc, 18, 34, 2, 8, |x0, x1| nibbles64(arr(x0, 2), arr(x1, 2)))
 }
 
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn dot_q5_0<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
     vnni_dot!(w, a, sc, 22, 34, 2, 16, |x0, x1| fifth_bit(nibbles64(arr(x0, 6), arr(x1, 6)), arr(x0, 2), arr(x1, 2)))
 }
 
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn dot_q4_1<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
     vnni_dot!(w, a, sc, 20, 36, 4, 0, |x0, x1| nibbles64(arr(x0, 4), arr(x1, 4)))
 }
 
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn dot_q5_1<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
     vnni_dot!(w, a, sc, 24, 36, 4, 0, |x0, x1| fifth_bit(nibbles64(arr(x0, 8), arr(x1, 8)), arr(x0, 4), arr(x1, 4)))

@@ -76,26 +76,24 @@ pub fn matmul(pool: &Pool, scratch: &mut MatmulScratch, x: &[f32], t: usize, k: 
         let mut j = tokens.start;
         while j < tokens.end {
             let group = if tokens.end - j >= 8 { 8 } else { (tokens.end - j).min(4) };
-            for r in rows.clone() {
-                let wr = &w[r * row_bytes..(r + 1) * row_bytes];
-                let put = |jj: usize, y: f32| {
-                    // SAFETY: tiles are disjoint; this task alone writes (token jj, row r).
-                    unsafe { out_s.slice(jj * n + r, 1)[0] = y };
-                };
-                if group == 8 {
-                    let ys = quant::vec_dot_rows_scaled(w_dtype, k, wr, std::array::from_fn::<_, 8, _>(|i| a(j + i)), std::array::from_fn(|i| sc(j + i)));
+            let wt = &w[rows.start * row_bytes..rows.end * row_bytes];
+            // SAFETY (each `put`): tiles are disjoint; this task alone writes (token, row) for
+            // its tokens and rows.
+            let put = |jj: usize, r: usize, y: f32| unsafe { out_s.slice(jj * n + rows.start + r, 1)[0] = y };
+            match group {
+                8 => quant::vec_dot_tile(w_dtype, k, wt, std::array::from_fn::<_, 8, _>(|i| a(j + i)), std::array::from_fn(|i| sc(j + i)), &mut |r, ys| {
                     for (i, y) in ys.into_iter().enumerate() {
-                        put(j + i, y);
+                        put(j + i, r, y);
                     }
-                } else if group == 4 {
-                    let ys = quant::vec_dot_rows_scaled(w_dtype, k, wr, [a(j), a(j + 1), a(j + 2), a(j + 3)], [sc(j), sc(j + 1), sc(j + 2), sc(j + 3)]);
+                }),
+                4 => quant::vec_dot_tile(w_dtype, k, wt, [a(j), a(j + 1), a(j + 2), a(j + 3)], [sc(j), sc(j + 1), sc(j + 2), sc(j + 3)], &mut |r, ys| {
                     for (i, y) in ys.into_iter().enumerate() {
-                        put(j + i, y);
+                        put(j + i, r, y);
                     }
-                } else {
+                }),
+                _ => {
                     for jj in j..j + group {
-                        let [y] = quant::vec_dot_rows_scaled(w_dtype, k, wr, [a(jj)], [sc(jj)]);
-                        put(jj, y);
+                        quant::vec_dot_tile(w_dtype, k, wt, [a(jj)], [sc(jj)], &mut |r, [y]| put(jj, r, y));
                     }
                 }
             }
