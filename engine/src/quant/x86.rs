@@ -55,9 +55,9 @@ pub(super) fn vec_dot_rows<const R: usize>(weight: DType, w: &[u8], acts: [&[u8]
             DType::Q5_0 => dot_q5_0(w, acts),
             DType::Q5_1 => dot_q5_1(w, acts),
             DType::Q8_0 => dot_q8_0(w, acts),
-            DType::Q4K => acts.map(|a| dot_q4_k(w, a)),
-            DType::Q5K => acts.map(|a| dot_q5_k(w, a)),
-            DType::Q6K => acts.map(|a| dot_q6_k(w, a)),
+            DType::Q4K => dot_q4_k(w, acts),
+            DType::Q5K => dot_q5_k(w, acts),
+            DType::Q6K => dot_q6_k(w, acts),
             DType::U32 => return None,
         }
     })
@@ -315,139 +315,145 @@ fn dot_bf16(w: &[u8], a: &[u8]) -> f32 {
 
 // ---- K-quants (256-weight super-blocks, Q8_K activations) -----------------------------------
 
-/// d_a (f32) and Σ_j m_j·(bsums[2j] + bsums[2j+1]) for Q4_K/Q5_K, plus the 8 sub-block scales.
+// Like the 32-block kernels, each K-quant kernel dots one weight row with R activation rows:
+// the super-block's levels and scales are unpacked once for all R, and each activation row goes
+// through the same operations in the same order whatever R is.
+
+/// The 8 sub-block scales and minimums of a Q4_K/Q5_K super-block (6-bit, packed in bytes 4..16).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn k4_head(x: &[u8], y: &[u8; 292]) -> (f32, i32, [i16; 8]) {
-    let yd = f32::from_le_bytes(*arr(y, 0));
-    let mut sc = [0i16; 8];
-    let mut summ = 0i32;
-    for (j, scj) in sc.iter_mut().enumerate() {
+fn k4_scales(x: &[u8]) -> ([i16; 8], [i32; 8]) {
+    let (mut sc, mut mn) = ([0i16; 8], [0i32; 8]);
+    for j in 0..8 {
         let (s, m) = get_scale_min_k4(j, &x[4..16]);
-        *scj = s as i16;
+        (sc[j], mn[j]) = (s as i16, m as i32);
+    }
+    (sc, mn)
+}
+
+/// A Q4_K/Q5_K super-block against one Q8_K activation block, from its unpacked levels
+/// `q` (lo, hi per 64 weights), scales and minimums: accumulates d·d_a·Σ sc·q·a into `acc` and
+/// dmin·d_a·Σ m·(bsums) into `mins`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_block(x: &[u8], q: &[(__m256i, __m256i); 4], sc: &[i16; 8], mn: &[i32; 8], y: &[u8; 292], acc: &mut __m256, mins: &mut f32) {
+    let yd = f32::from_le_bytes(*arr(y, 0));
+    let mut summ = 0i32;
+    for j in 0..8 {
         let b0 = i16::from_le_bytes(*arr(y, 260 + 4 * j));
         let b1 = i16::from_le_bytes(*arr(y, 262 + 4 * j));
-        summ += m as i32 * (b0 as i32 + b1 as i32);
+        summ += mn[j] * (b0 as i32 + b1 as i32);
     }
-    (yd, summ, sc)
+    let mut sumi = _mm256_setzero_si256();
+    for (c, &(lo, hi)) in q.iter().enumerate() {
+        let p0 = _mm256_maddubs_epi16(lo, load32(arr(y, 4 + 64 * c)));
+        let p1 = _mm256_maddubs_epi16(hi, load32(arr(y, 36 + 64 * c)));
+        let p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c]));
+        let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1]));
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+    }
+    let dv = _mm_cvtph_ps(_mm_cvtsi32_si128(u32::from_le_bytes(*arr(x, 0)) as i32)); // [d, dmin]
+    let d = _mm_cvtss_f32(dv) * yd;
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
+    *mins += _mm_cvtss_f32(_mm_movehdup_ps(dv)) * yd * summ as f32;
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q4_k(w: &[u8], a: &[u8]) -> f32 {
+fn dot_q4_k<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
     let (wb, _) = w.as_chunks::<144>();
-    let (ab, _) = a.as_chunks::<292>();
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0.0f32;
+    let ab = a.map(|r| r.as_chunks::<292>().0);
+    let mut acc = [_mm256_setzero_ps(); R];
+    let mut mins = [0.0f32; R];
     let m4 = _mm256_set1_epi8(0xF);
-    for (x, y) in wb.iter().zip(ab) {
-        let (yd, summ, sc) = k4_head(x, y);
-        let mut sumi = _mm256_setzero_si256();
-        for c in 0..4 {
+    for (i, x) in wb.iter().enumerate() {
+        let (sc, mn) = k4_scales(x);
+        let q = std::array::from_fn(|c| {
             let q4 = load32(arr(x, 16 + 32 * c));
-            let lo = _mm256_and_si256(q4, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-            let p0 = _mm256_maddubs_epi16(lo, load32(arr(y, 4 + 64 * c)));
-            let p1 = _mm256_maddubs_epi16(hi, load32(arr(y, 36 + 64 * c)));
-            let p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c]));
-            let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1]));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            (_mm256_and_si256(q4, m4), _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4))
+        });
+        for r in 0..R {
+            k4_block(x, &q, &sc, &mn, &ab[r][i], &mut acc[r], &mut mins[r]);
         }
-        let dv = _mm_cvtph_ps(_mm_cvtsi32_si128(u32::from_le_bytes(*arr(x, 0)) as i32)); // [d, dmin]
-        let d = _mm_cvtss_f32(dv) * yd;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        mins += _mm_cvtss_f32(_mm_movehdup_ps(dv)) * yd * summ as f32;
     }
-    hsum(acc) - mins
+    std::array::from_fn(|r| hsum(acc[r]) - mins[r])
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q5_k(w: &[u8], a: &[u8]) -> f32 {
+fn dot_q5_k<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
     let (wb, _) = w.as_chunks::<176>();
-    let (ab, _) = a.as_chunks::<292>();
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0.0f32;
+    let ab = a.map(|r| r.as_chunks::<292>().0);
+    let mut acc = [_mm256_setzero_ps(); R];
+    let mut mins = [0.0f32; R];
     let m4 = _mm256_set1_epi8(0xF);
     let one = _mm256_set1_epi8(1);
-    for (x, y) in wb.iter().zip(ab) {
-        let (yd, summ, sc) = k4_head(x, y);
+    for (i, x) in wb.iter().enumerate() {
+        let (sc, mn) = k4_scales(x);
         let qh = load32(arr(x, 16));
-        let mut sumi = _mm256_setzero_si256();
         // Bit j of qh[l] is the fifth bit of weight l of sub-block j; shifting 16-bit lanes
         // drags bits of the neighbour byte along, but the `& 1` keeps only bit 0 of each byte.
         let high = |j: i32| -> __m256i {
             let b = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j)), one);
             _mm256_slli_epi16(b, 4)
         };
-        for c in 0..4 {
+        let q = std::array::from_fn(|c| {
             let q4 = load32(arr(x, 48 + 32 * c));
-            let lo = _mm256_or_si256(_mm256_and_si256(q4, m4), high(2 * c as i32));
-            let hi = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4),
-                high(2 * c as i32 + 1),
-            );
-            let p0 = _mm256_maddubs_epi16(lo, load32(arr(y, 4 + 64 * c)));
-            let p1 = _mm256_maddubs_epi16(hi, load32(arr(y, 36 + 64 * c)));
-            let p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c]));
-            let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1]));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            (
+                _mm256_or_si256(_mm256_and_si256(q4, m4), high(2 * c as i32)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), m4), high(2 * c as i32 + 1)),
+            )
+        });
+        for r in 0..R {
+            k4_block(x, &q, &sc, &mn, &ab[r][i], &mut acc[r], &mut mins[r]);
         }
-        let dv = _mm_cvtph_ps(_mm_cvtsi32_si128(u32::from_le_bytes(*arr(x, 0)) as i32)); // [d, dmin]
-        let d = _mm_cvtss_f32(dv) * yd;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        mins += _mm_cvtss_f32(_mm_movehdup_ps(dv)) * yd * summ as f32;
     }
-    hsum(acc) - mins
+    std::array::from_fn(|r| hsum(acc[r]) - mins[r])
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q6_k(w: &[u8], a: &[u8]) -> f32 {
+fn dot_q6_k<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
     let (wb, _) = w.as_chunks::<210>();
-    let (ab, _) = a.as_chunks::<292>();
-    let mut acc = _mm256_setzero_ps();
+    let ab = a.map(|r| r.as_chunks::<292>().0);
+    let mut acc = [_mm256_setzero_ps(); R];
     let m4 = _mm256_set1_epi8(0xF);
     let m2 = _mm256_set1_epi8(3);
     let k32 = _mm256_set1_epi8(32);
-    for (x, y) in wb.iter().zip(ab) {
-        let yd = f32::from_le_bytes(*arr(y, 0));
-        let mut sumi = _mm256_setzero_si256();
-        for h in 0..2 {
+    for (i, x) in wb.iter().enumerate() {
+        // Levels 0..64 of weights 128h + 32g + l (g = 0..4), as in `q6_k::levels`.
+        let q: [[__m256i; 4]; 2] = std::array::from_fn(|h| {
             let ql0 = load32(arr(x, 64 * h));
             let ql1 = load32(arr(x, 64 * h + 32));
             let qh = load32(arr(x, 128 + 32 * h));
-            // Levels 0..64 of weights 128h + 32g + l (g = 0..4), as in `q6_k::levels`.
-            let q = [
-                _mm256_or_si256(
-                    _mm256_and_si256(ql0, m4),
-                    _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(ql1, m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4),
-                ),
-            ];
-            for (g, &qg) in q.iter().enumerate() {
+            [
+                _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4)),
+            ]
+        });
+        let scv: [[__m256i; 4]; 2] = std::array::from_fn(|h| {
+            std::array::from_fn(|g| {
                 let e = 128 * h + 32 * g;
-                let q8 = load32(arr(y, 4 + e));
-                // Σ (q − 32)·q8 = Σ q·q8 − 32·Σ q8, both within i16 per pair.
-                let p =
-                    _mm256_sub_epi16(_mm256_maddubs_epi16(qg, q8), _mm256_maddubs_epi16(k32, q8));
                 let (s0, s1) = (x[192 + e / 16] as i8 as i16, x[193 + e / 16] as i8 as i16);
-                let scv = _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
+                _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0))
+            })
+        });
+        let dw = super::float::f16_at(x, 208);
+        for r in 0..R {
+            let y = &ab[r][i];
+            let yd = f32::from_le_bytes(*arr(y, 0));
+            let mut sumi = _mm256_setzero_si256();
+            for h in 0..2 {
+                for g in 0..4 {
+                    let q8 = load32(arr(y, 4 + 128 * h + 32 * g));
+                    // Σ (q − 32)·q8 = Σ q·q8 − 32·Σ q8, both within i16 per pair.
+                    let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[h][g], q8), _mm256_maddubs_epi16(k32, q8));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv[h][g]));
+                }
             }
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * yd), _mm256_cvtepi32_ps(sumi), acc[r]);
         }
-        let d = super::float::f16_at(x, 208) * yd;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum(acc)
+    std::array::from_fn(|r| hsum(acc[r]))
 }
 
 #[cfg(test)]
