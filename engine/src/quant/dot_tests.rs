@@ -184,7 +184,7 @@ fn avx2_matches_scalar() {
 
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx512_matches_scalar() {
+fn avx512_matches_scalar_and_avx2() {
     if !x86_vnni::available() {
         return; // nothing to compare on this CPU
     }
@@ -204,6 +204,11 @@ fn avx512_matches_scalar() {
                     (simd - scalar).abs() <= 1e-5 * scale + 1e-6,
                     "{dtype} n={n} seed={seed}: avx512 {simd} vs scalar {scalar}"
                 );
+                // And the AVX2 kernel's bits exactly (same products, same order of additions).
+                if x86::available() {
+                    let avx2 = x86::vec_dot(dtype, &c.w, &c.act).expect("an AVX2 kernel");
+                    assert_eq!(simd.to_bits(), avx2.to_bits(), "{dtype} n={n} seed={seed}: avx512 {simd} vs avx2 {avx2}");
+                }
             }
         }
     }

@@ -11,10 +11,11 @@
 //! bit), so the kernel dots the unsigned levels and subtracts c·Σ a, which a second `vpdpbusd`
 //! against a vector of c computes: Σ q·a = Σ (q + c)·a − c·Σ a, all exact in i32.
 //!
-//! Each row keeps two accumulator chains of block pairs (blocks 4k, 4k+1 and 4k+2, 4k+3), a
-//! trailing pair goes to the first chain and a trailing block into the first chain's low half
-//! with the high half's scale zero; the order of operations for an activation row never depends
-//! on how many rows are dotted at once, so results equal the single-row ones bit for bit.
+//! One accumulator per row: its low half sums the even blocks and its high half the odd ones,
+//! in block order, which are exactly the two chains of the AVX2 kernels, with the same products
+//! and additions: the AVX-512 and AVX2 kernels give the same bits (`avx512_matches_avx2`), so
+//! results do not depend on which of the two a CPU has. The order of operations for an
+//! activation row never depends on how many rows are dotted at once either.
 
 use crate::DType;
 use std::arch::x86_64::*;
@@ -156,25 +157,19 @@ fn weight_scales(xa: &[u8], xb: &[u8]) -> __m128 {
 }
 
 /// For a pair whose weight scales are `wv` and activation scales `av` ([d_a, s, d_a', s'], zero
-/// for a missing block b): `[d_w·d_a × 8 | d_w'·d_a' × 8]` for the integer sums, and the
-/// products [d_w·d_a, m·s, d_w'·d_a', m'·s'].
+/// for a missing block b): `[d_w·d_a × 8 | d_w'·d_a' × 8]` for the integer sums.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn pair_scales(wv: __m128, av: __m128) -> (__m512, __m128) {
+fn pair_scales(wv: __m128, av: __m128) -> __m512 {
     let p = _mm_mul_ps(wv, av);
     let idx = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
-    (_mm512_permutexvar_ps(idx, _mm512_castps128_ps512(p)), p)
+    _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(p))
 }
 
 /// How far ahead of the block being dotted weights are prefetched. Measured on SmolLM2 decode
 /// (2 threads, AMD EPYC): none 135-138 tok/s, 512 B 152, 1 KiB 160-165, 2 KiB 140, 4 KiB 143.
 const PREFETCH: usize = 1024;
 
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn hsum512(v: __m512) -> f32 {
-    _mm512_reduce_add_ps(v)
-}
 
 /// Runs the pair kernel over the blocks of `$w` against the rows `$a`: `$levels` unpacks two
 /// weight blocks `$x0`, `$x1` into 64 unsigned levels; `$c` is the signed formats' level offset
@@ -187,65 +182,56 @@ macro_rules! vnni_dot {
         let sc: [&[f32]; R] = $sc;
         let c: u8 = $c;
         let n = wb.len();
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        // Lanes 0..8 accumulate the even blocks and lanes 8..16 the odd ones, in block order:
+        // exactly the AVX2 kernels' two chains, so the two give the same bits.
+        let mut acc = [_mm512_setzero_ps(); R];
         let mut ms = [_mm_setzero_ps(); R];
-        // One pair (blocks i, i + 1, or block i alone when `whole` is false) into chain `ch`.
-        macro_rules! pair {
-            ($i:expr, $whole:expr, $ch:expr) => {{
-                let (i, whole): (usize, bool) = ($i, $whole);
-                let j = if whole { i + 1 } else { i };
-                let q = {
-                    let ($x0, $x1) = (&wb[i], &wb[j]);
-                    $levels
-                };
-                let wv = weight_scales(&wb[i], &wb[j]);
-                // Weights stream from memory once per matvec; asking for the bytes
-                // `PREFETCH` ahead (past this row's end too: rows are contiguous) keeps more
-                // loads in flight than the hardware prefetcher does alone.
-                // Only for a few rows (decode): with 8 (prefill) the weights come from cache.
-                if R < 4 {
-                    _mm_prefetch::<_MM_HINT_T0>(wb[i].as_ptr().wrapping_add(PREFETCH).cast());
-                }
-                for r in 0..R {
-                    let (ya, yb) = (&ab[r][i], &ab[r][j]);
-                    let y = bytes64(arr(ya, $aq), arr(yb, $aq));
-                    let mut s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, y);
-                    if c != 0 {
-                        let cy = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(c as i8), y);
-                        s = _mm512_sub_epi32(s, cy);
-                    }
-                    let av = if whole {
-                        // SAFETY: reads the 4 floats at 2i..2i + 4, in bounds by the slice.
-                        unsafe { _mm_loadu_ps(sc[r][2 * i..2 * i + 4].as_ptr()) }
-                    } else {
-                        _mm_set_ps(0.0, 0.0, sc[r][2 * i + 1], sc[r][2 * i])
-                    };
-                    let (d, p) = pair_scales(wv, av);
-                    acc[r][$ch] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[r][$ch]);
-                    if c == 0 {
-                        ms[r] = _mm_add_ps(ms[r], p);
-                    }
-                }
-            }};
-        }
         let mut i = 0;
-        while i + 4 <= n {
-            pair!(i, true, 0);
-            pair!(i + 2, true, 1);
-            i += 4;
-        }
-        if i + 2 <= n {
-            pair!(i, true, 0);
+        while i < n {
+            // Blocks i and i + 1, or block i alone (the last of an odd count; its partner's
+            // scales are zero, which adds exact zeros to the odd lanes).
+            let whole = i + 1 < n;
+            let j = if whole { i + 1 } else { i };
+            let q = {
+                let ($x0, $x1) = (&wb[i], &wb[j]);
+                $levels
+            };
+            let wv = weight_scales(&wb[i], &wb[j]);
+            // Weights stream from memory once per matvec; asking for the bytes `PREFETCH`
+            // ahead (past this row's end too: rows are contiguous) keeps more loads in flight
+            // than the hardware prefetcher does alone. Only for a few rows (decode): with 8
+            // (prefill) the weights come from cache.
+            if R < 4 {
+                _mm_prefetch::<_MM_HINT_T0>(wb[i].as_ptr().wrapping_add(PREFETCH).cast());
+            }
+            for r in 0..R {
+                let (ya, yb) = (&ab[r][i], &ab[r][j]);
+                let y = bytes64(arr(ya, $aq), arr(yb, $aq));
+                let mut s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, y);
+                if c != 0 {
+                    let cy = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(c as i8), y);
+                    s = _mm512_sub_epi32(s, cy);
+                }
+                let av = if whole {
+                    // SAFETY: reads the 4 floats at 2i..2i + 4, in bounds by the slice.
+                    unsafe { _mm_loadu_ps(sc[r][2 * i..2 * i + 4].as_ptr()) }
+                } else {
+                    _mm_set_ps(0.0, 0.0, sc[r][2 * i + 1], sc[r][2 * i])
+                };
+                let d = pair_scales(wv, av);
+                acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[r]);
+                if c == 0 {
+                    // lanes 1 and 3: m·s of blocks i and i + 1, each into its own chain
+                    ms[r] = _mm_fmadd_ps(wv, av, ms[r]);
+                }
+            }
             i += 2;
-        }
-        if i < n {
-            pair!(i, false, 0);
         }
         let mut out = [0.0f32; R];
         for r in 0..R {
-            out[r] = hsum512(_mm512_add_ps(acc[r][0], acc[r][1]));
+            let even_plus_odd = _mm256_add_ps(_mm512_castps512_ps256(acc[r]), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r]), 1)));
+            out[r] = super::x86::hsum(even_plus_odd);
             if c == 0 {
-                // lanes 1 and 3: Σ m·s of the a and b blocks
                 let t = _mm_add_ps(ms[r], _mm_movehl_ps(ms[r], ms[r]));
                 out[r] += _mm_cvtss_f32(_mm_movehdup_ps(t));
             }
