@@ -157,7 +157,7 @@ impl CpuBackend {
                 let mut out = self.take(n_out);
                 let (dtype, table) = self.matrix_of(values, a(0))?;
                 let (rows, cols) = rows_cols(shape_of(0));
-                                get_rows(dtype, table, rows, cols, self.u32_of(values, a(1))?, &mut out)?;
+                get_rows(dtype, table, rows, cols, self.u32_of(values, a(1))?, &mut out)?;
                 Value::F32(out)
             }
             Op::MatMul => {
@@ -167,7 +167,7 @@ impl CpuBackend {
                 let (dtype, w) = self.matrix_of(values, a(1))?;
                 let (t, k) = rows_cols(shape_of(0));
                 let n = shape_of(1)[0];
-                                matmul(self.pool(), &mut act, &x, t, k, dtype, w, n, &mut out);
+                matmul(self.pool(), &mut act, &x, t, k, dtype, w, n, &mut out);
                 drop(x);
                 self.act = act;
                 Value::F32(out)
@@ -175,7 +175,7 @@ impl CpuBackend {
             Op::Add | Op::Mul | Op::SiluMul | Op::GeluMul => {
                 let mut out = self.take(n_out);
                 let (x, y) = (self.f32_of(values, graph, a(0))?, self.f32_of(values, graph, a(1))?);
-                                match node.op {
+                match node.op {
                     Op::Add => add(&x, &y, &mut out),
                     Op::Mul => mul(&x, &y, &mut out),
                     Op::SiluMul => silu_mul(&x, &y, &mut out),
@@ -186,19 +186,19 @@ impl CpuBackend {
             Op::RoundF16 => {
                 let mut out = self.take(n_out);
                 let x = self.f32_of(values, graph, a(0))?;
-                                round_f16(&x, &mut out);
+                round_f16(&x, &mut out);
                 Value::F32(out)
             }
             Op::Scale { factor } => {
                 let mut out = self.take(n_out);
                 let x = self.f32_of(values, graph, a(0))?;
-                                scale(&x, *factor, &mut out);
+                scale(&x, *factor, &mut out);
                 Value::F32(out)
             }
             Op::RmsNorm { eps } => {
                 let mut out = self.take(n_out);
                 let (x, w) = (self.f32_of(values, graph, a(0))?, self.f32_of(values, graph, a(1))?);
-                                rms_norm(&x, &w, *eps, &mut out);
+                rms_norm(&x, &w, *eps, &mut out);
                 Value::F32(out)
             }
             Op::Rope { layout, head_dim, n_rot, base, freq_scale, factors } => {
@@ -217,7 +217,7 @@ impl CpuBackend {
                     KvLayout::Contiguous => None,
                     KvLayout::Paged { block_size } => Some(Paging { table: self.u32_of(values, a(4))?, cols: shape_of(4)[1], block_size: *block_size }),
                 };
-                                attention(self.pool(), &q, &k, &v, positions, paging, *n_head, *n_kv_head, *head_dim, *scale, *mask, &mut out);
+                attention(self.pool(), &q, &k, &v, positions, paging, *n_head, *n_kv_head, *head_dim, *scale, *mask, &mut out);
                 Value::F32(out)
             }
             Op::ScatterRows => {
