@@ -50,6 +50,10 @@ impl DType {
         DType::Q6K,
     ];
 
+    /// The types a KV cache may be kept in (`--kv-type`): the rows `ScatterRows` writes and
+    /// `Attention` reads as keys and values.
+    pub const KV_TYPES: [DType; 3] = [DType::F32, DType::F16, DType::Q8_0];
+
     /// Elements per block (1 for plain types).
     pub const fn block_len(self) -> usize {
         match self {

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use crate::dtype::DType;
 use crate::backend::{Backend, ParamDesc, ParamKind, ParamTable};
 use crate::error::{ForgeError, Result};
 use crate::graph::Graph;
@@ -62,6 +63,62 @@ pub struct BatchInput {
     pub argmax: bool,
 }
 
+/// What the KV cache keeps keys and values in (`--kv-type`). f16 is the default, as in
+/// llama.cpp: half the memory of f32, and the precision llama.cpp's outputs are computed at;
+/// q8_0 (ggml's 8-bit blocks of 32, 34 bytes each) takes a little over a quarter. Products and
+/// sums are f32 whatever the type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvType {
+    F32,
+    #[default]
+    F16,
+    Q8_0,
+}
+
+impl KvType {
+    pub const ALL: [KvType; 3] = [KvType::F32, KvType::F16, KvType::Q8_0];
+
+    pub fn dtype(self) -> DType {
+        match self {
+            KvType::F32 => DType::F32,
+            KvType::F16 => DType::F16,
+            KvType::Q8_0 => DType::Q8_0,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F32 => "f32",
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+        }
+    }
+
+    /// Bytes one cache row of `kv_dim` values takes (K or V of one position in one layer).
+    pub fn row_bytes(self, kv_dim: usize) -> u64 {
+        let d = self.dtype();
+        (kv_dim.div_ceil(d.block_len()) * d.block_bytes()) as u64
+    }
+}
+
+impl std::fmt::Display for KvType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for KvType {
+    type Err = ForgeError;
+
+    fn from_str(s: &str) -> Result<KvType> {
+        KvType::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| ForgeError::InvalidArgument { what: format!("KV cache type {s:?}: expected one of f32, f16, q8_0") })
+    }
+}
+
 /// Rows in a KV-cache block: small enough that a sequence wastes little of its last block, large
 /// enough that block tables stay short (vLLM's default).
 pub const BLOCK_SIZE: usize = 16;
@@ -74,6 +131,7 @@ pub struct Session {
     config: ModelConfig,
     params: ParamTable,
     kv: KvParams,
+    kv_type: KvType,
     ctx: usize,
     n_blocks: usize,
     n_past: usize,
@@ -83,10 +141,24 @@ pub struct Session {
 impl Session {
     /// Uploads the model's weights to `backend` and creates a KV cache of `ctx` positions (whole
     /// blocks of [`BLOCK_SIZE`]; a batch engine shares them out among sequences).
-    /// `progress(done_bytes, total_bytes)` is called as weights are uploaded.
-    pub fn new(model: &Model, mut backend: Box<dyn Backend>, ctx: usize, progress: &mut dyn FnMut(u64, u64)) -> Result<Session> {
+    /// `progress(done_bytes, total_bytes)` is called as weights are uploaded. The cache is f16
+    /// ([`KvType`]'s default); [`with_kv_type`](Self::with_kv_type) chooses.
+    pub fn new(model: &Model, backend: Box<dyn Backend>, ctx: usize, progress: &mut dyn FnMut(u64, u64)) -> Result<Session> {
+        Self::with_kv_type(model, backend, ctx, KvType::default(), progress)
+    }
+
+    /// [`new`](Self::new) with the KV cache kept in `kv_type`. A backend without kernels for it
+    /// refuses at the first pass (`ForgeError::Unsupported`), which `devices::open_session` treats
+    /// as a device failure.
+    pub fn with_kv_type(model: &Model, mut backend: Box<dyn Backend>, ctx: usize, kv_type: KvType, progress: &mut dyn FnMut(u64, u64)) -> Result<Session> {
         if ctx == 0 {
             return Err(ForgeError::InvalidArgument { what: "context length must be at least 1".into() });
+        }
+        let block = kv_type.dtype().block_len();
+        if !model.config.head_dim.is_multiple_of(block) {
+            return Err(ForgeError::InvalidArgument {
+                what: format!("a {kv_type} KV cache needs heads of whole {block}-value blocks, and this model's heads have {} values; use --kv-type f16", model.config.head_dim),
+            });
         }
         let mut params = ParamTable::default();
         let total = model.weight_bytes() as u64;
@@ -99,13 +171,13 @@ impl Session {
             progress(done, total);
         }
         let n_blocks = ctx.div_ceil(BLOCK_SIZE);
-        let (kv, shapes) = models::kv_shapes(&model.config, n_blocks, BLOCK_SIZE);
+        let (kv, shapes) = models::kv_shapes(&model.config, n_blocks, BLOCK_SIZE, kv_type.dtype());
         for (name, shape, dtype) in shapes {
             let desc = ParamDesc { name, shape, dtype, kind: ParamKind::State };
             let id = backend.create_param(&desc, None)?;
             params.insert(id, desc);
         }
-        Ok(Session { backend, config: model.config.clone(), params, kv, ctx, n_blocks, n_past: 0, graphs: HashMap::new() })
+        Ok(Session { backend, config: model.config.clone(), params, kv, kv_type, ctx, n_blocks, n_past: 0, graphs: HashMap::new() })
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -122,6 +194,11 @@ impl Session {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// What the KV cache keeps keys and values in.
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
     }
 
     /// Positions the KV cache holds.

@@ -19,6 +19,11 @@ pub struct SelectArgs {
     /// Device: an index from `forge devices` or part of its name (default: FORGE_DEVICE, then the config file).
     #[arg(long)]
     pub device: Option<String>,
+    /// What the KV cache keeps keys and values in: f16 (half of f32's memory, llama.cpp's
+    /// default), q8_0 (about a quarter) or f32 (default: FORGE_KV_TYPE, then the config file's
+    /// kv_type, then f16).
+    #[arg(long, value_name = "f32|f16|q8_0")]
+    pub kv_type: Option<String>,
 }
 
 #[derive(Args)]
@@ -44,6 +49,7 @@ impl Machine {
     pub fn open_options(&self, ctx: usize, no_fallback: bool, warmup: bool) -> dev::OpenOptions {
         dev::OpenOptions {
             ctx,
+            kv_type: self.settings.kv_type.value,
             memory_fraction: self.settings.memory_fraction.value,
             no_fallback,
             faults: self.faults.clone(),
@@ -60,7 +66,7 @@ pub fn process_env() -> Env {
 
 pub fn detect(select: &SelectArgs) -> anyhow::Result<Machine> {
     let env = process_env();
-    let flags = Flags { backend: select.backend.clone(), device: select.device.clone() };
+    let flags = Flags { backend: select.backend.clone(), device: select.device.clone(), kv_type: select.kv_type.clone() };
     let settings = config::load(&flags, &env)?;
     let faults = FaultPlan::parse("FORGE_FAULT", env.get("FORGE_FAULT").map_or("", String::as_str))?;
     if let Some(n) = settings.cpu_threads {

@@ -90,13 +90,14 @@ fn model_checks(path: &Path, ctx: usize, m: &Machine, out: &mut Vec<CheckResult>
     };
     let largest = model.weights.values().map(|t| t.as_bytes().len() as u64).max().unwrap_or(0);
     let ctx = ctx.min(model.config.ctx_train);
-    let est = fit::estimate(&model.config, model.weight_bytes() as u64, largest, ctx);
+    let kv_type = m.settings.kv_type.value;
+    let est = fit::estimate(&model.config, model.weight_bytes() as u64, largest, ctx, kv_type);
     let host = m.probe.cpu.ram_available.or(m.probe.cpu.ram_total);
     if let Ok(order) = dev::plan(&m.candidates, &m.settings) {
         let c = &order[0];
         let verdict = fit::check(&est, c, m.settings.memory_fraction.value, host);
         out.push(match verdict {
-            Ok(()) => line(format!("model {name}: fits {} at ctx {ctx}", c.backend.name()), Verdict::Pass, format!("needs {} (weights {} + KV cache {} + activations {})", gib(est.total()), gib(est.weights), gib(est.kv_cache), gib(est.activations))),
+            Ok(()) => line(format!("model {name}: fits {} at ctx {ctx}", c.backend.name()), Verdict::Pass, format!("needs {} (weights {} + {kv_type} KV cache {} + activations {})", gib(est.total()), gib(est.weights), gib(est.kv_cache), gib(est.activations))),
             Err(why) => line(format!("model {name}: fits {} at ctx {ctx}", c.backend.name()), Verdict::Fail, why),
         });
     }

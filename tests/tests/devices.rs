@@ -59,7 +59,7 @@ fn agrees_with_llama_cpp(model: &Model, session: &mut Session) -> Result<Agreeme
 }
 
 fn options(faults: &str, no_fallback: bool) -> OpenOptions {
-    OpenOptions { ctx: 64, memory_fraction: 0.9, no_fallback, faults: FaultPlan::parse("FORGE_FAULT", faults).unwrap(), host_memory: None, warmup: true }
+    OpenOptions { ctx: 64, kv_type: Default::default(), memory_fraction: 0.9, no_fallback, faults: FaultPlan::parse("FORGE_FAULT", faults).unwrap(), host_memory: None, warmup: true }
 }
 
 #[test]

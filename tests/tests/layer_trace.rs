@@ -68,7 +68,7 @@ fn run_traced(model: &Model, mut backend: Box<dyn Backend>, tokens: &[u32]) -> (
         let desc = ParamDesc { name: name.clone(), shape: w.shape.clone(), dtype: w.dtype, kind: ParamKind::Weight };
         params.insert(backend.create_param(&desc, Some(w)).expect("weights upload"), desc);
     }
-    let (kv, states) = models::kv_shapes(c, n_blocks, BLOCK_SIZE);
+    let (kv, states) = models::kv_shapes(c, n_blocks, BLOCK_SIZE, forge_engine::session::KvType::default().dtype());
     for (name, shape, dtype) in states {
         let desc = ParamDesc { name, shape, dtype, kind: ParamKind::State };
         params.insert(backend.create_param(&desc, None).expect("the cache is created"), desc);

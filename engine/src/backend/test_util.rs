@@ -17,6 +17,22 @@ pub(crate) fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
 /// positions (the last one mid-prefill, several rows) over a shuffled pool of 23 blocks of 16,
 /// each row with its own block table. The first `t_rows` rows (1..=5) of the case, under `mask`.
 pub(crate) fn paged_attention_case(t_rows: usize, mask: crate::graph::AttnMask) -> (crate::graph::Graph, Vec<crate::tensor::HostTensor>) {
+    paged_attention_case_kv(t_rows, mask, crate::dtype::DType::F32)
+}
+
+/// `values` (random in [-1, 1)) as a tensor of `dtype` (f32, f16 or q8_0 rows of `shape`).
+pub(crate) fn kv_tensor(shape: Vec<usize>, values: &[f32], dtype: crate::dtype::DType) -> crate::tensor::HostTensor {
+    let cols = *shape.last().expect("a shape");
+    let row = dtype.row_bytes(cols).expect("whole blocks");
+    let mut bytes = vec![0u8; row * values.len() / cols];
+    for (src, dst) in values.chunks(cols).zip(bytes.chunks_mut(row)) {
+        crate::quant::quantize_row(dtype, src, dst);
+    }
+    crate::tensor::HostTensor::from_bytes(dtype, shape, bytes).unwrap()
+}
+
+/// [`paged_attention_case`] with keys and values kept in `kv` (a KV cache type).
+pub(crate) fn paged_attention_case_kv(t_rows: usize, mask: crate::graph::AttnMask, kv: crate::dtype::DType) -> (crate::graph::Graph, Vec<crate::tensor::HostTensor>) {
     use crate::dtype::DType;
     use crate::tensor::HostTensor;
     let (n_head, n_kv, hd, bs, n_blocks, cols) = (6usize, 2usize, 64usize, 16usize, 23usize, 7usize);
@@ -26,8 +42,8 @@ pub(crate) fn paged_attention_case(t_rows: usize, mask: crate::graph::AttnMask) 
     let tables: [[u32; 7]; 3] = [[5, 17, 2, 9, 11, 20, 13], [22, 0, 0, 0, 0, 0, 0], [1, 14, 8, 0, 0, 0, 0]];
     let mut g = crate::graph::Graph::new();
     let q = g.input(&[t_rows, n_head * hd], DType::F32);
-    let k = g.input(&[s, n_kv * hd], DType::F32);
-    let v = g.input(&[s, n_kv * hd], DType::F32);
+    let k = g.input(&[s, n_kv * hd], kv);
+    let v = g.input(&[s, n_kv * hd], kv);
     let pos = g.input(&[t_rows], DType::U32);
     let table = g.input(&[t_rows, cols], DType::U32);
     let o = g.paged_attention(q, k, v, pos, table, n_head, n_kv, hd, 0.125, bs, mask).expect("a valid paged attention");
@@ -36,8 +52,8 @@ pub(crate) fn paged_attention_case(t_rows: usize, mask: crate::graph::AttnMask) 
     let positions: Vec<u32> = rows.iter().map(|r| r.1).collect();
     let inputs = vec![
         HostTensor::from_f32(vec![t_rows, n_head * hd], &rand_vec(t_rows * n_head * hd, 21)).unwrap(),
-        HostTensor::from_f32(vec![s, n_kv * hd], &rand_vec(s * n_kv * hd, 22)).unwrap(),
-        HostTensor::from_f32(vec![s, n_kv * hd], &rand_vec(s * n_kv * hd, 23)).unwrap(),
+        kv_tensor(vec![s, n_kv * hd], &rand_vec(s * n_kv * hd, 22), kv),
+        kv_tensor(vec![s, n_kv * hd], &rand_vec(s * n_kv * hd, 23), kv),
         HostTensor::from_u32(vec![t_rows], &positions).unwrap(),
         HostTensor::from_u32(vec![t_rows, cols], &table_rows).unwrap(),
     ];

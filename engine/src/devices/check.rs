@@ -42,7 +42,6 @@ pub fn tiny_config() -> ModelConfig {
         attn_scale: 1.0 / 8.0,
         qkv_bias: false,
         tied_embeddings: true,
-        kv_f16: false,
         layers: LayerConfig::uniform(1, 10000.0, 1.0),
     }
 }

@@ -1,5 +1,6 @@
 //! Where the user's choice of backend and device comes from, with a fixed precedence:
-//! command-line flag > environment (`FORGE_BACKEND`, `FORGE_DEVICE`) > config file > automatic.
+//! command-line flag > environment (`FORGE_BACKEND`, `FORGE_DEVICE`, `FORGE_KV_TYPE`) > config
+//! file > automatic.
 //!
 //! The config file is TOML, at `FORGE_CONFIG`, else `$XDG_CONFIG_HOME/forge/config.toml`, else
 //! `~/.config/forge/config.toml`:
@@ -8,6 +9,7 @@
 //! backend = "auto"          # auto | cpu | wgpu | cuda
 //! device = 0                # an index from `forge devices`, or a name substring ("llvmpipe")
 //! memory_fraction = 0.9     # share of a device's memory a model may take, in (0, 1]
+//! kv_type = "f16"           # f32 | f16 | q8_0: what the KV cache keeps keys and values in
 //! [cpu]
 //! threads = 8
 //! [wgpu]
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use super::probe_wgpu::Api;
 use crate::error::{ForgeError, Result};
+use crate::session::KvType;
 
 pub type Env = BTreeMap<String, String>;
 
@@ -110,6 +113,7 @@ pub struct Setting<T> {
 pub struct Flags {
     pub backend: Option<String>,
     pub device: Option<String>,
+    pub kv_type: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -117,6 +121,8 @@ pub struct Settings {
     pub backend: Setting<BackendChoice>,
     pub device: Option<Setting<DeviceChoice>>,
     pub memory_fraction: Setting<f64>,
+    /// What the KV cache keeps keys and values in.
+    pub kv_type: Setting<KvType>,
     pub cpu_threads: Option<usize>,
     pub wgpu_apis: Option<Vec<Api>>,
     /// The config file read, if any.
@@ -181,10 +187,19 @@ pub fn resolve(flags: &Flags, env: &Env, config: Option<(&Path, &str)>) -> Resul
         file.device
     };
 
+    let kv_type = if let Some(v) = flags.kv_type.as_deref() {
+        Setting { value: v.parse().map_err(|e| invalid(format!("--kv-type {v}: {e}")))?, origin: Origin::Flag("--kv-type") }
+    } else if let Some((k, v)) = env_var("FORGE_KV_TYPE") {
+        Setting { value: v.parse().map_err(|e| invalid(format!("{k}={v}: {e}")))?, origin: Origin::Env(k) }
+    } else {
+        file.kv_type.unwrap_or(Setting { value: KvType::default(), origin: Origin::Default })
+    };
+
     Ok(Settings {
         backend,
         device,
         memory_fraction: file.memory_fraction.unwrap_or(Setting { value: DEFAULT_MEMORY_FRACTION, origin: Origin::Default }),
+        kv_type,
         cpu_threads: file.cpu_threads,
         wgpu_apis: file.wgpu_apis,
         config: config.map(|(p, _)| p.to_path_buf()),
@@ -197,6 +212,7 @@ struct ConfigFile {
     backend: Option<Setting<BackendChoice>>,
     device: Option<Setting<DeviceChoice>>,
     memory_fraction: Option<Setting<f64>>,
+    kv_type: Option<Setting<KvType>>,
     cpu_threads: Option<usize>,
     wgpu_apis: Option<Vec<Api>>,
 }
@@ -228,6 +244,11 @@ impl ConfigFile {
                     out.memory_fraction = Some(Setting { value: f, origin: origin.clone() });
                 }
                 ("memory_fraction", _) => return Err(bad(key, v, "must be a number in (0, 1]")),
+                ("kv_type", toml::Value::String(s)) => {
+                    let value = s.parse().map_err(|_| bad(key, v, "expected f32, f16 or q8_0"))?;
+                    out.kv_type = Some(Setting { value, origin: origin.clone() });
+                }
+                ("kv_type", _) => return Err(bad(key, v, "must be a string: f32, f16 or q8_0")),
                 ("cpu", toml::Value::Table(t)) => {
                     for (k, v) in t {
                         match (k.as_str(), v) {
@@ -250,7 +271,7 @@ impl ConfigFile {
                     }
                 }
                 ("cpu" | "wgpu", _) => return Err(bad(key, v, "must be a table")),
-                _ => return Err(invalid(format!("{origin}: unknown key `{key}` (known: backend, device, memory_fraction, [cpu] threads, [wgpu] apis)"))),
+                _ => return Err(invalid(format!("{origin}: unknown key `{key}` (known: backend, device, memory_fraction, kv_type, [cpu] threads, [wgpu] apis)"))),
             }
         }
         Ok(out)

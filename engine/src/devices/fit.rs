@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! weights      = bytes as stored (quantized)
-//! kv cache     = n_layer × 2 (K and V) × ctx × kv_dim × 4 bytes (f32)
+//! kv cache     = n_layer × 2 (K and V) × ctx × bytes of a kv_dim row (f32: 4 per value,
+//!                f16: 2, q8_0: 34 per 32)
 //! activations  = 4 bytes × T × (4·n_embd + q_dim + 2·kv_dim + 2·n_ff) + 4 bytes × n_vocab,
 //!                T = min(ctx, 512) tokens in flight, one row of logits
 //! budget       = device memory × memory_fraction
@@ -13,6 +14,7 @@
 
 use super::rank::{Candidate, DeviceClass};
 use crate::model::ModelConfig;
+use crate::session::KvType;
 
 /// Tokens a forward pass is assumed to carry at most when sizing activations.
 pub const MAX_TOKENS_IN_FLIGHT: usize = 512;
@@ -32,9 +34,9 @@ impl Estimate {
     }
 }
 
-pub fn estimate(c: &ModelConfig, weight_bytes: u64, largest_tensor: u64, ctx: usize) -> Estimate {
+pub fn estimate(c: &ModelConfig, weight_bytes: u64, largest_tensor: u64, ctx: usize, kv_type: KvType) -> Estimate {
     let f32b = 4u64;
-    let kv_cache = c.n_layer as u64 * 2 * ctx as u64 * c.kv_dim() as u64 * f32b;
+    let kv_cache = c.n_layer as u64 * 2 * ctx as u64 * kv_type.row_bytes(c.kv_dim());
     let t = ctx.min(MAX_TOKENS_IN_FLIGHT) as u64;
     let per_token = 4 * c.n_embd + c.q_dim() + 2 * c.kv_dim() + 2 * c.n_ff;
     let activations = f32b * t * per_token as u64 + f32b * c.n_vocab as u64;

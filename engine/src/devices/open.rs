@@ -12,11 +12,13 @@ use crate::backend::Backend;
 use crate::error::{ForgeError, Result};
 use crate::model::Model;
 use crate::session::Readout;
-use crate::session::Session;
+use crate::session::{KvType, Session};
 
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
     pub ctx: usize,
+    /// What the KV cache keeps keys and values in.
+    pub kv_type: KvType,
     pub memory_fraction: f64,
     /// Fail instead of moving to the next candidate.
     pub no_fallback: bool,
@@ -87,7 +89,7 @@ fn attempt(model: &Model, c: &Candidate, opts: &OpenOptions, open: &mut Opener<'
     opts.faults.scope(|| {
         fault::check(c.backend.name(), Stage::Init)?;
         let backend = open(c)?;
-        let mut session = Session::new(model, backend, opts.ctx, &mut |done, total| progress(c, done, total))?;
+        let mut session = Session::with_kv_type(model, backend, opts.ctx, opts.kv_type, &mut |done, total| progress(c, done, total))?;
         if opts.warmup {
             session.forward(&[0], Readout::ArgmaxLast)?;
             session.reset();
@@ -99,7 +101,7 @@ fn attempt(model: &Model, c: &Candidate, opts: &OpenOptions, open: &mut Opener<'
 /// Tries `order` (from [`plan`](super::plan)) until a candidate holds the model.
 pub fn open_session(model: &Model, order: &[Candidate], opts: &OpenOptions, open: &mut Opener<'_>, progress: &mut dyn FnMut(&Candidate, u64, u64)) -> Result<Opened> {
     let largest = model.weights.values().map(|t| t.as_bytes().len() as u64).max().unwrap_or(0);
-    let est = fit::estimate(&model.config, model.weight_bytes() as u64, largest, opts.ctx);
+    let est = fit::estimate(&model.config, model.weight_bytes() as u64, largest, opts.ctx, opts.kv_type);
     let mut events = Vec::new();
     for c in order {
         let (failure, reason, err) = if !c.usable {

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::config::{BackendChoice, DeviceChoice, Flags, Origin, resolve};
 use super::fit;
+use crate::session::KvType;
 use super::open::Failure;
 use super::probe_cpu::CpuInfo;
 use crate::backend::probe_cuda::{CudaDevice, CudaProbe};
@@ -168,7 +169,7 @@ fn env(pairs: &[(&str, &str)]) -> Env {
 }
 
 fn flags(backend: Option<&str>, device: Option<&str>) -> Flags {
-    Flags { backend: backend.map(String::from), device: device.map(String::from) }
+    Flags { backend: backend.map(String::from), device: device.map(String::from), kv_type: None }
 }
 
 const CFG: &str = "/etc/forge/config.toml";
@@ -191,6 +192,25 @@ fn flag_beats_env_beats_config_beats_default() {
     assert_eq!(s.device.unwrap().origin, Origin::Flag("--device"));
     // An empty variable is unset.
     assert_eq!(resolve(&flags(None, None), &env(&[("FORGE_BACKEND", "")]), None).unwrap().backend.origin, Origin::Default);
+}
+
+#[test]
+fn kv_type_flag_beats_env_beats_config_beats_f16() {
+    use crate::session::KvType;
+    let file = Some((Path::new(CFG), "kv_type = \"f32\"\n"));
+    let kv = |f: Option<&str>, e: &[(&str, &str)], file| {
+        let s = resolve(&Flags { kv_type: f.map(String::from), ..flags(None, None) }, &env(e), file).unwrap();
+        (s.kv_type.value, s.kv_type.origin)
+    };
+    assert_eq!(kv(None, &[], None), (KvType::F16, Origin::Default));
+    assert_eq!(kv(None, &[], file), (KvType::F32, Origin::Config(CFG.into())));
+    assert_eq!(kv(None, &[("FORGE_KV_TYPE", "q8_0")], file), (KvType::Q8_0, Origin::Env("FORGE_KV_TYPE")));
+    assert_eq!(kv(Some("F16"), &[("FORGE_KV_TYPE", "q8_0")], file), (KvType::F16, Origin::Flag("--kv-type")));
+    let err = |f: Option<&str>, e: &[(&str, &str)], t: Option<&str>| resolve(&Flags { kv_type: f.map(String::from), ..flags(None, None) }, &env(e), t.map(|t| (Path::new(CFG), t))).unwrap_err().to_string();
+    assert!(err(Some("q4"), &[], None).contains("--kv-type q4: "), "{}", err(Some("q4"), &[], None));
+    assert!(err(None, &[("FORGE_KV_TYPE", "bf16")], None).contains("FORGE_KV_TYPE=bf16"));
+    assert!(err(None, &[], Some("kv_type = \"q4_0\"")).contains("key `kv_type` = \"q4_0\": expected f32, f16 or q8_0"));
+    assert!(err(None, &[], Some("kv_type = 16")).contains("key `kv_type` = 16: must be a string"));
 }
 
 #[test]
@@ -268,15 +288,15 @@ fn memory_estimate_of_smollm2_135m_worked_out_by_hand() {
     // two block outputs (4 × 576), q (576), k and v (2 × 192), gate and up (2 × 1536): 6336 f32
     // = 25,344 B, so 12,976,128 B; plus one row of logits, 49,152 × 4 = 196,608 B: 13,172,736 B.
     // Weights and the largest tensor are the caller's figures, passed through.
-    let e = fit::estimate(&smollm2_135m(), 101_000_000, 28_311_552, 2048);
+    let e = fit::estimate(&smollm2_135m(), 101_000_000, 28_311_552, 2048, KvType::F32);
     assert_eq!(e.kv_cache, 90 << 20);
     assert_eq!(e.activations, 13_172_736);
     assert_eq!(e.total(), 101_000_000 + 94_371_840 + 13_172_736);
     assert_eq!(e.largest_tensor, 28_311_552);
     // Past 512 tokens only the cache grows, linearly in the context.
-    let e8k = fit::estimate(&smollm2_135m(), 0, 0, 8192);
+    let e8k = fit::estimate(&smollm2_135m(), 0, 0, 8192, KvType::F32);
     assert_eq!((e8k.kv_cache, e8k.activations), (360 << 20, 13_172_736));
-    assert_eq!(fit::estimate(&smollm2_135m(), 0, 0, 16).activations, 16 * 25_344 + 196_608);
+    assert_eq!(fit::estimate(&smollm2_135m(), 0, 0, 16, KvType::F32).activations, 16 * 25_344 + 196_608);
 }
 
 /// Peak bytes of activations held at once by a pass of `t` tokens reading out one row (decoding,
@@ -287,7 +307,7 @@ fn peak_activation_bytes(c: &crate::model::ModelConfig, t: usize, ctx: usize) ->
     use crate::graph::Op;
     use crate::models::{self, BatchShape};
     let mut params = ParamTable::default();
-    let (kv, states) = models::kv_shapes(c, ctx.div_ceil(16), 16);
+    let (kv, states) = models::kv_shapes(c, ctx.div_ceil(16), 16, DType::F16);
     let weights = models::weight_shapes(c).unwrap().into_iter().map(|(n, s)| (n, s, DType::F32, ParamKind::Weight));
     for (i, (name, shape, dtype, kind)) in weights.chain(states.into_iter().map(|(n, s, d)| (n, s, d, ParamKind::State))).enumerate() {
         params.insert(ParamId(i as u32), ParamDesc { name, shape, dtype, kind });
@@ -310,12 +330,12 @@ fn peak_activation_bytes(c: &crate::model::ModelConfig, t: usize, ctx: usize) ->
 
 #[test]
 fn memory_estimate_covers_what_a_session_allocates_and_a_pass_holds() {
-    for (c, ctx) in [(check::tiny_config(), 64), (smollm2_135m(), 2048), (smollm2_135m(), 256)] {
-        let e = fit::estimate(&c, 0, 0, ctx);
+    for ((c, ctx), kv_type) in [(check::tiny_config(), 64), (smollm2_135m(), 2048), (smollm2_135m(), 256)].into_iter().flat_map(|c| KvType::ALL.map(|k| (c.clone(), k))) {
+        let e = fit::estimate(&c, 0, 0, ctx, kv_type);
         // The KV cache is exactly the state params a session creates for ctx positions.
-        let (_, states) = crate::models::kv_shapes(&c, ctx.div_ceil(crate::session::BLOCK_SIZE), crate::session::BLOCK_SIZE);
+        let (_, states) = crate::models::kv_shapes(&c, ctx.div_ceil(crate::session::BLOCK_SIZE), crate::session::BLOCK_SIZE, kv_type.dtype());
         let allocated: u64 = states.iter().map(|(_, s, d)| crate::tensor::HostTensor::byte_len(*d, s).unwrap() as u64).sum();
-        assert_eq!(e.kv_cache, allocated, "ctx {ctx}");
+        assert_eq!(e.kv_cache, allocated, "ctx {ctx}, {kv_type}");
         // Activations bound the peak of the largest pass, without being more than twice it.
         let peak = peak_activation_bytes(&c, ctx.min(fit::MAX_TOKENS_IN_FLIGHT), ctx);
         assert!(e.activations >= peak && e.activations <= 2 * peak, "ctx {ctx}: estimate {} for a peak of {peak}", e.activations);
@@ -326,7 +346,7 @@ fn memory_estimate_covers_what_a_session_allocates_and_a_pass_holds() {
 fn fit_uses_the_budget_and_max_buffer() {
     let m = machine();
     let cpu = m.iter().find(|c| c.id == "cpu").unwrap().clone();
-    let e = fit::estimate(&check::tiny_config(), 15 << 30, 1 << 20, 64);
+    let e = fit::estimate(&check::tiny_config(), 15 << 30, 1 << 20, 64, KvType::F16);
     // 16 GiB available × 0.9 = 14.4 GiB < 15 GiB of weights.
     let why = fit::check(&e, &cpu, 0.9, None).unwrap_err();
     assert!(why.starts_with("needs 15.00 GiB (weights 15.00 GiB + KV cache 0.00 GiB"), "{why}");
@@ -352,7 +372,7 @@ fn opener(c: &Candidate) -> crate::Result<Box<dyn Backend>> {
 }
 
 fn options(faults: &str) -> OpenOptions {
-    OpenOptions { ctx: 16, memory_fraction: 0.9, no_fallback: false, faults: FaultPlan::parse("FORGE_FAULT", faults).unwrap(), host_memory: None, warmup: true }
+    OpenOptions { ctx: 16, kv_type: Default::default(), memory_fraction: 0.9, no_fallback: false, faults: FaultPlan::parse("FORGE_FAULT", faults).unwrap(), host_memory: None, warmup: true }
 }
 
 fn first_token(s: &mut crate::Session) -> u32 {

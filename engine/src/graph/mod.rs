@@ -284,8 +284,14 @@ impl Graph {
         if matches!(mask, AttnMask::SlidingWindow { window: 0 }) {
             return Err(err("attention: a sliding window of 0 keys".into()));
         }
-        for x in [q, k, v] {
-            self.expect_f32("attention", x)?;
+        self.expect_f32("attention", q)?;
+        let kv_type = self.dtype(k);
+        if !DType::KV_TYPES.contains(&kv_type) || self.dtype(v) != kv_type {
+            return Err(err(format!("attention: keys ({kv_type}) and values ({}) must share one KV type of {:?}", self.dtype(v), DType::KV_TYPES)));
+        }
+        // A quantized cache is read a head at a time, so a head must be whole blocks.
+        if !head_dim.is_multiple_of(kv_type.block_len()) {
+            return Err(err(format!("attention: head_dim {head_dim} is not whole {kv_type} blocks of {}", kv_type.block_len())));
         }
         let (t, qc) = rows_cols(self.shape(q));
         let kc = rows_cols(self.shape(k)).1;
@@ -318,6 +324,9 @@ impl Graph {
         }
         self.expect_ids("scatter_rows", positions, s[0])?;
         let dt = self.dtype(dst);
+        if !DType::KV_TYPES.contains(&dt) || !d[1].is_multiple_of(dt.block_len()) {
+            return Err(err(format!("scatter_rows: a destination of {dt} rows of {} (f32, f16, or q8_0 in whole blocks)", d[1])));
+        }
         Ok(self.push(Op::ScatterRows, vec![dst, src, positions], d, dt))
     }
 

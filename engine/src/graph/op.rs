@@ -102,11 +102,15 @@ pub enum Op {
     /// Inputs: `q [T, n_head*head_dim]`, `k [S, n_kv_head*head_dim]`, `v [S, n_kv_head*head_dim]`,
     /// for `Causal` `positions [T]` (u32), and for `Paged` `block_table [T, M]` (u32)
     /// → `[T, n_head*head_dim]`. `Paged` takes `Causal` only (positions say how many keys
-    /// there are); the graph refuses any other mask rather than imply it.
+    /// there are); the graph refuses any other mask rather than imply it. `k` and `v` share one
+    /// of [`DType::KV_TYPES`](crate::dtype::DType::KV_TYPES) (a KV cache kept in f16 or q8_0 is
+    /// read as its f32 values; every product and sum is f32).
     Attention { n_head: usize, n_kv_head: usize, head_dim: usize, scale: f32, mask: AttnMask, kv: KvLayout },
     /// Writes `src` rows into a state param: `dst[positions[i], :] = src[i, :]`. Inputs: `dst` (a
     /// `State` param), `src [T, C]`, `positions [T]`. The node stands for `dst` after the write, so
-    /// ops that read it afterwards take this node as input.
+    /// ops that read it afterwards take this node as input. A destination of f16 stores each
+    /// value rounded to nearest-even; of q8_0, each row of whole blocks quantized as ggml's
+    /// `quantize_row_q8_0_ref` (`quant::quantize_row`), as llama.cpp writes its q8_0 cache.
     ScatterRows,
     /// `silu(gate) * up` (SwiGLU's gating). Inputs: `gate`, `up`, same shapes.
     SiluMul,

@@ -71,11 +71,6 @@ pub struct ModelConfig {
     pub qkv_bias: bool,
     /// The output projection reuses the token embedding.
     pub tied_embeddings: bool,
-    /// Keys and values kept at f16 precision and queries rounded to it, as llama.cpp's f16 KV
-    /// cache and f16 `K·Q` product do. Set by families whose logits are measurably sensitive to
-    /// that rounding (Gemma 3: up to 0.7); the others keep f32 (an f16 cache for all, with a
-    /// choice of type, is a memory feature still to come).
-    pub kv_f16: bool,
     /// One per layer.
     pub layers: Vec<LayerConfig>,
 }
@@ -180,7 +175,6 @@ impl GgufKeys<'_> {
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
             qkv_bias: false,
             tied_embeddings: !has_output,
-            kv_f16: false,
             layers: LayerConfig::uniform(n_layer, rope_base, self.rope_freq_scale()?),
         })
     }
@@ -269,7 +263,6 @@ impl HfKeys<'_> {
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
             qkv_bias: false,
             tied_embeddings: tied || !has_lm_head,
-            kv_f16: false,
             layers: LayerConfig::uniform(n_layer, rope_base, freq_scale),
         })
     }

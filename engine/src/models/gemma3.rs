@@ -14,9 +14,9 @@
 //! GGUF stores the norm weights as used (`1 + w`: the converter adds Gemma's RMSNorm offset);
 //! Hugging Face checkpoints store `w`, so their norm weights load with a shift of 1. The residual
 //! stream reaches ~1e5 (past f16): every activation here is f32, as every op's are. Its logits
-//! are sensitive to attention's precision, so K/V/Q are rounded to f16 as llama.cpp's f16 cache
-//! does (`kv_f16`; without it two of llama.cpp's 336 reference picks differ by more than a
-//! near-tie).
+//! are sensitive to attention's precision: with the default f16 KV cache, K/V/Q are rounded to f16
+//! as llama.cpp's f16 cache does (with `--kv-type f32`, two of llama.cpp's 336 reference picks
+//! differ by more than a near-tie).
 
 use super::common::{Builder, Gating, global_weights};
 use super::{BatchShape, Family, HfWeight, KvParams, WeightSpec};
@@ -69,7 +69,6 @@ fn from_gguf(meta: &Metadata, arch: &str, has_tensor: &dyn Fn(&str) -> bool) -> 
     c.rope_layout = RopeLayout::NeoX;
     c.rms_eps = meta.opt_f32(&keys.key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6);
     c.attn_scale = attn_scale(&c);
-    c.kv_f16 = true;
     c.validate()
 }
 
@@ -106,7 +105,6 @@ fn from_hf(config: &serde_json::Value, model_type: &str, has_tensor: &dyn Fn(&st
         }
         None => attn_scale(&c),
     };
-    c.kv_f16 = true;
     c.validate()
 }
 

@@ -102,6 +102,8 @@ pub struct KvParams {
     pub k: Vec<String>,
     pub v: Vec<String>,
     pub block_size: usize,
+    /// What the cache keeps keys and values in: one of [`DType::KV_TYPES`].
+    pub dtype: DType,
 }
 
 /// The shape of one forward pass (the graph is built once per shape). Every family's graph takes
@@ -123,9 +125,9 @@ pub struct BatchShape {
 
 /// The KV-cache params a session must create: one `[n_blocks * block_size, kv_dim]` f32 state
 /// per layer for K and V.
-pub fn kv_shapes(c: &ModelConfig, n_blocks: usize, block_size: usize) -> (KvParams, Vec<(String, Vec<usize>, DType)>) {
-    let names = KvParams { k: (0..c.n_layer).map(|l| format!("cache.{l}.k")).collect(), v: (0..c.n_layer).map(|l| format!("cache.{l}.v")).collect(), block_size };
-    let shapes = names.k.iter().chain(&names.v).map(|n| (n.clone(), vec![n_blocks * block_size, c.kv_dim()], DType::F32)).collect();
+pub fn kv_shapes(c: &ModelConfig, n_blocks: usize, block_size: usize, dtype: DType) -> (KvParams, Vec<(String, Vec<usize>, DType)>) {
+    let names = KvParams { k: (0..c.n_layer).map(|l| format!("cache.{l}.k")).collect(), v: (0..c.n_layer).map(|l| format!("cache.{l}.v")).collect(), block_size, dtype };
+    let shapes = names.k.iter().chain(&names.v).map(|n| (n.clone(), vec![n_blocks * block_size, c.kv_dim()], dtype)).collect();
     (names, shapes)
 }
 
@@ -247,16 +249,17 @@ pub(crate) mod common {
         /// Writes this pass's keys and values into layer `l`'s cache and attends over the
         /// cache (causal; layer `l`'s sliding window, if it has one).
         ///
-        /// With `kv_f16`, keys and values are kept at f16 precision and queries rounded to it, as
-        /// llama.cpp's f16 KV cache and f16 `K·Q` product do: Gemma 3's logits move by up to ~0.7
-        /// with that rounding alone, so matching llama.cpp's picks needs it.
+        /// With an f16 cache (the default) queries are rounded to f16 too, as llama.cpp's f16
+        /// `K·Q` product does: Gemma 3's logits move by up to ~0.7 with that rounding alone, so
+        /// matching llama.cpp's picks needs it. (The rounding comes after the cache writes, so
+        /// RoPE and the writes stay neighbours for backends that fuse them.)
         pub fn cached_attention(&mut self, l: usize, q: NodeId, k: NodeId, v: NodeId, kv: &KvParams) -> Result<NodeId> {
             let c = self.c;
-            let (q, k, v) = if c.kv_f16 { (self.g.round_f16(q)?, self.g.round_f16(k)?, self.g.round_f16(v)?) } else { (q, k, v) };
             let k_cache = self.w(&kv.k[l])?;
             let v_cache = self.w(&kv.v[l])?;
             let k_all = self.g.scatter_rows(k_cache, k, self.slots)?;
             let v_all = self.g.scatter_rows(v_cache, v, self.slots)?;
+            let q = if kv.dtype == DType::F16 { self.g.round_f16(q)? } else { q };
             let mask = match c.layers[l].window {
                 Some(window) => AttnMask::SlidingWindow { window },
                 None => AttnMask::Causal,

@@ -9,6 +9,10 @@
 //! heads (grouped-query attention) for those tokens share each key and value row loaded. Each
 //! query keeps its own row of scores (at most S floats, never the whole [T, S] matrix), a
 //! softmax over it, then the weighted sum of value rows.
+//!
+//! Keys and values may be kept in f16 or q8_0 ([`Kv`]): a task decodes each head's row to f32
+//! as it reads it, and every product and sum is the f32 one (so an f16 cache gives exactly the
+//! bits of an f32 cache holding the same f16-rounded values).
 
 use super::pool::{Pool, SharedSlice};
 use crate::graph::AttnMask;
@@ -19,6 +23,48 @@ pub struct Paging<'a> {
     pub table: &'a [u32],
     pub cols: usize,
     pub block_size: usize,
+}
+
+/// Keys or values as the cache keeps them: `[S, n_kv_head·D]` values in one of
+/// [`DType::KV_TYPES`](crate::dtype::DType::KV_TYPES) (q8_0 as ggml's blocks of 32, each head a
+/// whole number of blocks).
+#[derive(Clone, Copy, Debug)]
+pub enum Kv<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+    Q8_0(&'a [u8]),
+}
+
+impl Kv<'_> {
+    /// Values held.
+    pub fn len(&self) -> usize {
+        match self {
+            Kv::F32(x) => x.len(),
+            Kv::F16(x) => x.len(),
+            Kv::Q8_0(x) => x.len() / 34 * 32,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values `e..e + d` as f32: a slice of the cache itself, or decoded into `buf`.
+    #[inline(always)]
+    fn head<'b>(&'b self, e: usize, d: usize, buf: &'b mut [f32]) -> &'b [f32] {
+        use half::slice::HalfFloatSliceExt;
+        match *self {
+            Kv::F32(x) => &x[e..][..d],
+            Kv::F16(x) => {
+                x[e..][..d].convert_to_f32_slice(&mut buf[..d]);
+                &buf[..d]
+            }
+            Kv::Q8_0(x) => {
+                crate::quant::dequantize_row(crate::dtype::DType::Q8_0, &x[e / 32 * 34..][..d / 32 * 34], &mut buf[..d]);
+                &buf[..d]
+            }
+        }
+    }
 }
 
 /// Dot product with eight independent partial sums, so the compiler can vectorise it (a single
@@ -92,8 +138,8 @@ fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 /// Everything one (query, head) pair reads.
 struct Heads<'a> {
     q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
+    k: Kv<'a>,
+    v: Kv<'a>,
     positions: Option<&'a [u32]>,
     paging: Option<Paging<'a>>,
     n_head: usize,
@@ -149,7 +195,8 @@ impl Heads<'_> {
         let hi = ranges.iter().map(|r| r.1).max().unwrap_or(0);
         let span = hi.saturating_sub(lo);
         let nq = ranges.len() * g;
-        let Scratch { scores, acc } = scratch;
+        let Scratch { scores, acc, row } = scratch;
+        row.resize(d, 0.0);
         scores.clear();
         scores.resize(nq * span, 0.0);
         acc.clear();
@@ -159,7 +206,7 @@ impl Heads<'_> {
             &q[(t * n_head + h) * d..][..d]
         };
         for j in lo..hi {
-            let kr = &k[at(j)..][..d];
+            let kr = k.head(at(j), d, row);
             for qi in 0..nq {
                 let (first, n) = ranges[qi / g];
                 if (first..n).contains(&j) {
@@ -178,7 +225,7 @@ impl Heads<'_> {
             }
         }
         for j in lo..hi {
-            let vr = &v[at(j)..][..d];
+            let vr = v.head(at(j), d, row);
             for qi in 0..nq {
                 let (first, n) = ranges[qi / g];
                 if (first..n).contains(&j) {
@@ -213,10 +260,12 @@ impl Heads<'_> {
 struct Scratch {
     scores: Vec<f32>,
     acc: Vec<f32>,
+    /// One head's key or value row decoded from f16 or q8_0.
+    row: Vec<f32>,
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn attention(pool: &Pool, q: &[f32], k: &[f32], v: &[f32], positions: Option<&[u32]>, paging: Option<Paging>, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask, out: &mut [f32]) {
+pub fn attention(pool: &Pool, q: &[f32], k: Kv, v: Kv, positions: Option<&[u32]>, paging: Option<Paging>, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask, out: &mut [f32]) {
     let heads = Heads { q, k, v, positions, paging, n_head, n_kv_head, d, scale, mask };
     let t = out.len() / (n_head * d).max(1);
     if t == 0 || d == 0 {
@@ -270,15 +319,15 @@ mod tests {
         let table_rows: Vec<u32> = positions.iter().flat_map(|_| table).collect();
         let mut paged = vec![0.0; q.len()];
         let pg = Paging { table: &table_rows, cols: table.len(), block_size: bs };
-        attention(&Pool::new(2), &q, &k, &v, Some(&positions), Some(pg), n_head, n_kv, d, 0.3, AttnMask::Causal, &mut paged);
+        attention(&Pool::new(2), &q, Kv::F32(&k), Kv::F32(&v), Some(&positions), Some(pg), n_head, n_kv, d, 0.3, AttnMask::Causal, &mut paged);
         let gather = |x: &[f32]| -> Vec<f32> { table.iter().flat_map(|&b| x[b as usize * bs * kv_dim..][..bs * kv_dim].to_vec()).collect() };
         let mut contiguous = vec![0.0; q.len()];
-        attention(&Pool::new(2), &q, &gather(&k), &gather(&v), Some(&positions), None, n_head, n_kv, d, 0.3, AttnMask::Causal, &mut contiguous);
+        attention(&Pool::new(2), &q, Kv::F32(&gather(&k)), Kv::F32(&gather(&v)), Some(&positions), None, n_head, n_kv, d, 0.3, AttnMask::Causal, &mut contiguous);
         assert_eq!(paged, contiguous);
         // And the table matters: a different block order gives different outputs.
         let other: Vec<u32> = positions.iter().flat_map(|_| [2u32, 7, 8, 0]).collect();
         let mut shuffled = vec![0.0; q.len()];
-        attention(&Pool::new(2), &q, &k, &v, Some(&positions), Some(Paging { table: &other, ..pg }), n_head, n_kv, d, 0.3, AttnMask::Causal, &mut shuffled);
+        attention(&Pool::new(2), &q, Kv::F32(&k), Kv::F32(&v), Some(&positions), Some(Paging { table: &other, ..pg }), n_head, n_kv, d, 0.3, AttnMask::Causal, &mut shuffled);
         assert_ne!(paged, shuffled);
     }
 
@@ -291,18 +340,18 @@ mod tests {
         let positions = [0u32, 2, 3, 7, 10];
         let q = rand_vec(positions.len() * n_head * d, 6);
         let mut windowed = vec![0.0; q.len()];
-        attention(&Pool::new(2), &q, &k, &v, Some(&positions), None, n_head, n_kv, d, 0.4, AttnMask::SlidingWindow { window: w }, &mut windowed);
+        attention(&Pool::new(2), &q, Kv::F32(&k), Kv::F32(&v), Some(&positions), None, n_head, n_kv, d, 0.4, AttnMask::SlidingWindow { window: w }, &mut windowed);
         for (t, &p) in positions.iter().enumerate() {
             let first = (p as usize + 1).saturating_sub(w);
             let (kw, vw) = (&k[first * d..], &v[first * d..]);
             let qt = &q[t * n_head * d..][..n_head * d];
             let mut want = vec![0.0; n_head * d];
-            attention(&Pool::new(2), qt, kw, vw, Some(&[p - first as u32]), None, n_head, n_kv, d, 0.4, AttnMask::Causal, &mut want);
+            attention(&Pool::new(2), qt, Kv::F32(kw), Kv::F32(vw), Some(&[p - first as u32]), None, n_head, n_kv, d, 0.4, AttnMask::Causal, &mut want);
             assert_eq!(&windowed[t * n_head * d..][..n_head * d], &want[..], "query {t} at position {p}");
         }
         // Past the window the result differs from plain causal attention.
         let mut causal = vec![0.0; q.len()];
-        attention(&Pool::new(2), &q, &k, &v, Some(&positions), None, n_head, n_kv, d, 0.4, AttnMask::Causal, &mut causal);
+        attention(&Pool::new(2), &q, Kv::F32(&k), Kv::F32(&v), Some(&positions), None, n_head, n_kv, d, 0.4, AttnMask::Causal, &mut causal);
         assert_eq!(windowed[..3 * n_head * d], causal[..3 * n_head * d]);
         assert_ne!(windowed[3 * n_head * d..], causal[3 * n_head * d..]);
     }
@@ -318,11 +367,11 @@ mod tests {
         let q = rand_vec(s * n_head * d, 9);
         for mask in [AttnMask::Causal, AttnMask::SlidingWindow { window: 5 }] {
             let mut all = vec![0.0; q.len()];
-            attention(&Pool::new(2), &q, &k, &v, Some(&positions), None, n_head, n_kv, d, 0.3, mask, &mut all);
+            attention(&Pool::new(2), &q, Kv::F32(&k), Kv::F32(&v), Some(&positions), None, n_head, n_kv, d, 0.3, mask, &mut all);
             for t in 0..s {
                 let mut one = vec![0.0; n_head * d];
                 let qt = &q[t * n_head * d..][..n_head * d];
-                attention(&Pool::new(1), qt, &k, &v, Some(&positions[t..t + 1]), None, n_head, n_kv, d, 0.3, mask, &mut one);
+                attention(&Pool::new(1), qt, Kv::F32(&k), Kv::F32(&v), Some(&positions[t..t + 1]), None, n_head, n_kv, d, 0.3, mask, &mut one);
                 assert_eq!(one, all[t * n_head * d..][..n_head * d], "{mask:?} token {t}");
             }
         }
@@ -344,6 +393,46 @@ mod tests {
             axpy(&mut o1, 0.37, &b);
             unsafe { axpy_avx2(&mut o2, 0.37, &b) };
             assert_eq!(o1, o2, "axpy n={n}");
+        }
+    }
+
+    /// An f16 or q8_0 cache gives exactly what an f32 cache holding the same (decoded) values
+    /// gives, for decode and prefill, contiguous and paged.
+    #[test]
+    fn an_f16_or_q8_0_cache_equals_f32_holding_its_values() {
+        use crate::dtype::DType;
+        use crate::quant::{dequantize_row, quantize_row};
+        let (n_head, n_kv, d, bs, n_blocks) = (6usize, 2usize, 64usize, 4usize, 7usize);
+        let (s, kv_dim) = (n_blocks * bs, n_kv * d);
+        let (k, v) = (rand_vec(s * kv_dim, 21), rand_vec(s * kv_dim, 22));
+        let f16 = |x: &[f32]| x.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>();
+        let q8 = |x: &[f32]| {
+            let mut b = vec![0u8; x.len() / 32 * 34];
+            quantize_row(DType::Q8_0, x, &mut b);
+            b
+        };
+        let (kh, vh, kq, vq) = (f16(&k), f16(&v), q8(&k), q8(&v));
+        let back = |b: &[u8]| {
+            let mut x = vec![0.0; b.len() / 34 * 32];
+            dequantize_row(DType::Q8_0, b, &mut x);
+            x
+        };
+        let (kh32, vh32): (Vec<f32>, Vec<f32>) = (kh.iter().map(|h| h.to_f32()).collect(), vh.iter().map(|h| h.to_f32()).collect());
+        let (kq32, vq32) = (back(&kq), back(&vq));
+        assert_ne!(kq32, k, "q8_0 rounds");
+        let table: Vec<u32> = vec![3, 0, 6, 1, 5, 2, 4];
+        for positions in [vec![20u32], (0..11).collect::<Vec<u32>>()] {
+            let q = rand_vec(positions.len() * n_head * d, 23);
+            let rows: Vec<u32> = positions.iter().flat_map(|_| table.clone()).collect();
+            for paging in [None, Some(Paging { table: &rows, cols: table.len(), block_size: bs })] {
+                let run = |k: Kv, v: Kv| {
+                    let mut o = vec![0.0; q.len()];
+                    attention(&Pool::new(2), &q, k, v, Some(&positions), paging, n_head, n_kv, d, 0.125, AttnMask::Causal, &mut o);
+                    o
+                };
+                assert_eq!(run(Kv::F16(&kh), Kv::F16(&vh)), run(Kv::F32(&kh32), Kv::F32(&vh32)), "f16, {} tokens", positions.len());
+                assert_eq!(run(Kv::Q8_0(&kq), Kv::Q8_0(&vq)), run(Kv::F32(&kq32), Kv::F32(&vq32)), "q8_0, {} tokens", positions.len());
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ pub mod pool;
 mod rms_norm;
 mod rope;
 
-pub use attention::{Paging, attention};
+pub use attention::{Kv, Paging, attention};
 pub use elementwise::{add, argmax, gelu_mul, gelu_tanh, mul, round_f16, scale, silu_mul};
 pub use get_rows::get_rows;
 pub use matmul::matmul;
@@ -30,7 +30,82 @@ use crate::tensor::HostTensor;
 
 enum Param {
     Weight(HostTensor),
-    State(Vec<f32>),
+    State(State),
+}
+
+/// A state param (a KV cache) in the type it was created with.
+enum State {
+    F32(Vec<f32>),
+    F16(Vec<half::f16>),
+    /// ggml's q8_0 blocks, rows of whole blocks.
+    Q8_0(Vec<u8>),
+}
+
+impl State {
+    fn new(dtype: DType, n: usize) -> Option<State> {
+        Some(match dtype {
+            DType::F32 => State::F32(vec![0.0; n]),
+            DType::F16 => State::F16(vec![half::f16::ZERO; n]),
+            DType::Q8_0 if n.is_multiple_of(32) => State::Q8_0(vec![0; n / 32 * 34]),
+            _ => return None,
+        })
+    }
+
+    fn to_f32(&self) -> Vec<f32> {
+        match self {
+            State::F32(x) => x.clone(),
+            State::F16(x) => x.iter().map(|h| h.to_f32()).collect(),
+            State::Q8_0(x) => {
+                let mut out = vec![0.0; x.len() / 34 * 32];
+                crate::quant::dequantize_row(DType::Q8_0, x, &mut out);
+                out
+            }
+        }
+    }
+
+    fn kv(&self) -> Kv<'_> {
+        match self {
+            State::F32(x) => Kv::F32(x),
+            State::F16(x) => Kv::F16(x),
+            State::Q8_0(x) => Kv::Q8_0(x),
+        }
+    }
+
+    /// Writes `src` (rows of `cols`) to rows `positions`, converting to the state's type.
+    fn scatter(&mut self, src: &[f32], positions: &[u32], cols: usize) -> Result<()> {
+        use half::slice::HalfFloatSliceExt;
+        let rows = self.kv().len() / cols.max(1);
+        for (row, &p) in src.chunks(cols).zip(positions) {
+            let p = p as usize;
+            if p >= rows {
+                return Err(ForgeError::InvalidArgument { what: format!("scatter_rows: position {p} is outside {rows} rows") });
+            }
+            match self {
+                State::F32(d) => d[p * cols..][..cols].copy_from_slice(row),
+                State::F16(d) => d[p * cols..][..cols].convert_from_f32_slice(row),
+                State::Q8_0(d) => {
+                    let rb = cols / 32 * 34;
+                    crate::quant::quantize_row(DType::Q8_0, row, &mut d[p * rb..][..rb]);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What attention reads keys or values from.
+enum KvRef<'a> {
+    F32(Cow<'a, [f32]>),
+    State(&'a State),
+}
+
+impl KvRef<'_> {
+    fn kv(&self) -> Kv<'_> {
+        match self {
+            KvRef::F32(x) => Kv::F32(x),
+            KvRef::State(s) => s.kv(),
+        }
+    }
 }
 
 /// A computed value: f32 activations, u32 ids, or a reference to a param.
@@ -77,7 +152,9 @@ impl CpuBackend {
             Value::F32(v) => Cow::Borrowed(v),
             Value::U32(_) => return Err(internal("u32 value read as f32")),
             Value::Param(p) => match &self.params[p.0 as usize] {
-                Param::State(v) => Cow::Borrowed(v),
+                Param::State(State::F32(v)) => Cow::Borrowed(v),
+                // A whole cache read as f32 (a graph output, a test); attention reads `kv_of`.
+                Param::State(s) => Cow::Owned(s.to_f32()),
                 // An owned Vec<u8> need not be 4-byte aligned; then the values are copied.
                 Param::Weight(t) if t.dtype == DType::F32 => match bytemuck::try_cast_slice(t.as_bytes()) {
                     Ok(v) => Cow::Borrowed(v),
@@ -86,6 +163,16 @@ impl CpuBackend {
                 Param::Weight(t) => Cow::Owned(t.to_f32_vec()),
             },
         })
+    }
+
+    /// Keys or values for attention: a cache as it is kept, or f32 values.
+    fn kv_of<'a>(&'a self, values: &'a [Option<Value>], graph: &Graph, id: NodeId) -> Result<KvRef<'a>> {
+        if let Value::Param(p) = self.value(values, id)
+            && let Param::State(s) = &self.params[p.0 as usize]
+        {
+            return Ok(KvRef::State(s));
+        }
+        Ok(KvRef::F32(self.f32_of(values, graph, id)?))
     }
 
     fn u32_of<'a>(&self, values: &'a [Option<Value>], id: NodeId) -> Result<&'a [u32]> {
@@ -102,7 +189,8 @@ impl CpuBackend {
             Value::U32(_) => return Err(internal("u32 value used as a matrix")),
             Value::Param(p) => match &self.params[p.0 as usize] {
                 Param::Weight(t) => (t.dtype, t.as_bytes()),
-                Param::State(v) => (DType::F32, bytemuck::cast_slice(v)),
+                Param::State(State::F32(v)) => (DType::F32, bytemuck::cast_slice(v)),
+                Param::State(_) => return Err(internal("a KV cache used as a matrix")),
             },
         })
     }
@@ -211,13 +299,14 @@ impl CpuBackend {
             }
             Op::Attention { n_head, n_kv_head, head_dim, scale, mask, kv } => {
                 let mut out = self.take(n_out);
-                let (q, k, v) = (self.f32_of(values, graph, a(0))?, self.f32_of(values, graph, a(1))?, self.f32_of(values, graph, a(2))?);
+                let q = self.f32_of(values, graph, a(0))?;
+                let (k, v) = (self.kv_of(values, graph, a(1))?, self.kv_of(values, graph, a(2))?);
                 let positions = if mask.is_causal() { Some(self.u32_of(values, a(3))?) } else { None };
                 let paging = match kv {
                     KvLayout::Contiguous => None,
                     KvLayout::Paged { block_size } => Some(Paging { table: self.u32_of(values, a(4))?, cols: shape_of(4)[1], block_size: *block_size }),
                 };
-                attention(self.pool(), &q, &k, &v, positions, paging, *n_head, *n_kv_head, *head_dim, *scale, *mask, &mut out);
+                attention(self.pool(), &q, k.kv(), v.kv(), positions, paging, *n_head, *n_kv_head, *head_dim, *scale, *mask, &mut out);
                 Value::F32(out)
             }
             Op::ScatterRows => {
@@ -225,15 +314,9 @@ impl CpuBackend {
                 let pid = *pid;
                 let src = self.f32_of(values, graph, a(1))?.into_owned();
                 let positions = self.u32_of(values, a(2))?.to_vec();
-                let (rows, cols) = rows_cols(shape_of(0));
+                let cols = shape_of(0)[1];
                 let Param::State(dst) = &mut self.params[pid.0 as usize] else { return Err(internal("scatter_rows into a weight")) };
-                for (row, &p) in src.chunks(cols).zip(&positions) {
-                    let p = p as usize;
-                    if p >= rows {
-                        return Err(ForgeError::InvalidArgument { what: format!("scatter_rows: position {p} is outside {rows} rows") });
-                    }
-                    dst[p * cols..(p + 1) * cols].copy_from_slice(row);
-                }
+                dst.scatter(&src, &positions, cols)?;
                 Value::Param(pid)
             }
             Op::SliceRows { start, len } => {
@@ -271,6 +354,7 @@ impl Backend for CpuBackend {
         match op {
             // Weights of every storage type are read (and dequantized) by these two.
             Op::GetRows | Op::MatMul => DType::WEIGHT_TYPES.contains(&dtype),
+            Op::ScatterRows | Op::Attention { .. } => DType::KV_TYPES.contains(&dtype),
             _ => matches!(dtype, DType::F32 | DType::U32),
         }
     }
@@ -285,7 +369,10 @@ impl Backend for CpuBackend {
                 }
                 Param::Weight(t.clone())
             }
-            (ParamKind::State, None) if desc.dtype == DType::F32 => Param::State(vec![0.0; desc.shape.iter().product()]),
+            (ParamKind::State, None) if DType::KV_TYPES.contains(&desc.dtype) => match State::new(desc.dtype, desc.shape.iter().product()) {
+                Some(s) => Param::State(s),
+                None => return Err(ForgeError::Backend { backend: "cpu".into(), what: format!("state {} of {} values is not whole {} blocks", desc.name, desc.shape.iter().product::<usize>(), desc.dtype) }),
+            },
             _ => return Err(ForgeError::Backend { backend: "cpu".into(), what: format!("cannot create param {} ({:?}, {})", desc.name, desc.kind, desc.dtype) }),
         };
         self.params.push(p);
@@ -321,6 +408,12 @@ impl Backend for CpuBackend {
                 let node = graph.node(o);
                 match self.value(&values, o) {
                     Value::U32(v) => HostTensor::from_u32(node.shape.clone(), v),
+                    // A cache kept in f16 or q8_0 is returned in its own layout.
+                    Value::Param(p) if node.dtype != DType::F32 => match &self.params[p.0 as usize] {
+                        Param::State(State::F16(x)) => HostTensor::from_bytes(DType::F16, node.shape.clone(), bytemuck::cast_slice(x).to_vec()),
+                        Param::State(State::Q8_0(x)) => HostTensor::from_bytes(DType::Q8_0, node.shape.clone(), x.clone()),
+                        _ => Err(internal("a non-f32 output that is not a cache")),
+                    },
                     _ => HostTensor::from_f32(node.shape.clone(), &self.f32_of(&values, graph, o)?),
                 }
             })
