@@ -9,6 +9,10 @@
 // row block_table[t * table_cols + j / block_size] * block_size + j % block_size (paged attention,
 // Kwon et al., 2023), so sequences at different positions share one batch.
 //
+// Keys and values are the cache as it is kept (override KV: 0 f32, 1 f16, 2 q8_0 as ggml's
+// blocks of 32, a head being whole blocks), bound as words and read as f32 values (k_at, v_at);
+// every product and sum is f32, as on the CPU.
+//
 // Shapes: q, out: [t, n_head*head_dim]; k, v: [s, n_kv_head*head_dim]; positions: [t] u32;
 // block_table: [t, table_cols] u32.
 // Bindings: 0 uniform Params, 1 q, 2 k, 3 v, 4 positions (a dummy for no mask), 5 out,
@@ -19,6 +23,7 @@
 // invocation d accumulates output dimensions d, d + WG, ... (head_dim ≤ 4 * WG).
 
 override WG: u32 = 64u;
+override KV: u32 = 0u;
 const MAX_WG: u32 = 256u;
 const NEG_BIG: f32 = -3.0e38;
 
@@ -39,8 +44,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<u32>;
+@group(0) @binding(3) var<storage, read> v: array<u32>;
 @group(0) @binding(4) var<storage, read> positions: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read> block_table: array<u32>;
@@ -48,6 +53,43 @@ struct Params {
 var<workgroup> probs: array<f32, MAX_WG>;
 var<workgroup> n_keys_shared: u32;
 var<workgroup> first_key_shared: u32;
+
+// q8_0 value i: byte 2 + i % 32 of block i / 32 (34 bytes from the buffer's start) times the
+// block's f16 scale (at an even byte, so never split across words). `word` holds the byte,
+// `scale_word` the scale.
+fn q8_word(i: u32) -> u32 {
+    return ((i / 32u) * 34u + 2u + i % 32u) / 4u;
+}
+
+fn q8_scale_word(i: u32) -> u32 {
+    return (i / 32u) * 34u / 4u;
+}
+
+fn q8_value(word: u32, scale_word: u32, i: u32) -> f32 {
+    let b = (i / 32u) * 34u + 2u + i % 32u;
+    let q = f32((i32(word >> ((b & 3u) * 8u)) << 24u) >> 24u);
+    let d = unpack2x16float(scale_word >> ((((i / 32u) * 34u) & 2u) * 8u)).x;
+    return d * q;
+}
+
+// Value i of the keys and of the values (separate bindings, so each has its reader).
+fn k_at(i: u32) -> f32 {
+    if (KV == 1u) {
+        return unpack2x16float(k[i / 2u])[i & 1u];
+    } else if (KV == 2u) {
+        return q8_value(k[q8_word(i)], k[q8_scale_word(i)], i);
+    }
+    return bitcast<f32>(k[i]);
+}
+
+fn v_at(i: u32) -> f32 {
+    if (KV == 1u) {
+        return unpack2x16float(v[i / 2u])[i & 1u];
+    } else if (KV == 2u) {
+        return q8_value(v[q8_word(i)], v[q8_scale_word(i)], i);
+    }
+    return bitcast<f32>(v[i]);
+}
 
 // The row of k and v that holds key j of query row `row`.
 fn key_row(row: u32, j: u32) -> u32 {
@@ -98,7 +140,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let k_base = key_row(row, j) * kv_stride + kvh * d;
             var dot = 0.0;
             for (var i = 0u; i < d; i++) {
-                dot += q[q_base + i] * k[k_base + i];
+                dot += q[q_base + i] * k_at(k_base + i);
             }
             sc = dot * p.scale;
         }
@@ -127,7 +169,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             if (dd < d) {
                 var a = acc[r] * correction;
                 for (var jj = 0u; jj < n_here; jj++) {
-                    a += probs[jj] * v[key_row(row, c0 + jj) * kv_stride + kvh * d + dd];
+                    a += probs[jj] * v_at(key_row(row, c0 + jj) * kv_stride + kvh * d + dd);
                 }
                 acc[r] = a;
             }

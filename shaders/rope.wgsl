@@ -115,17 +115,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 // `rope_scatter`: the wgpu plan's fusion (`backend/wgpu/fuse.rs`) of RoPE on q, RoPE on k, and
 // the two `Op::ScatterRows` that write k and v into the KV cache (scatter_rows.wgsl), in one
-// dispatch over the n elements of q, then the nk of k, then the nk of v (whole workgroups
-// each): q (x) → out as `main`
-// does; k (binding 5) rotated the same way → k_cache[slots[row]] (binding 8); v (binding 6) →
-// v_cache[slots[row]] (binding 9). A slot outside the cache's rows is skipped, as scatter_rows
-// does. Bindings: 0 Params, 1 q, 2 positions, 3 q out, 4 factors, 5 k, 6 v, 7 slots, 8 k cache,
-// 9 v cache.
+// dispatch over the n elements of q, then k, then v (whole workgroups each): q (x) → out as
+// `main` does, rounded to f16 when ROUND_Q = 1 (the graph's RoundF16 of q, as round_f16.wgsl);
+// k (binding 5) rotated the same way → k_cache[slots[row]] (binding 8); v (binding 6) →
+// v_cache[slots[row]] (binding 9). The caches are words: f32 bits (CACHE_F16 = 0, one invocation
+// per value) or pairs of f16 packed as scatter_rows.wgsl main_f16 packs them (CACHE_F16 = 1, one
+// invocation per pair; k_cols is even). A slot outside the cache's rows is skipped, as
+// scatter_rows does. Bindings: 0 Params, 1 q, 2 positions, 3 q out, 4 factors, 5 k, 6 v, 7 slots,
+// 8 k cache, 9 v cache.
+override CACHE_F16: u32 = 0u;
+override ROUND_Q: u32 = 0u;
+
 @group(0) @binding(5) var<storage, read> k_in: array<f32>;
 @group(0) @binding(6) var<storage, read> v_in: array<f32>;
 @group(0) @binding(7) var<storage, read> slots: array<u32>;
-@group(0) @binding(8) var<storage, read_write> k_cache: array<f32>;
-@group(0) @binding(9) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(8) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding(9) var<storage, read_write> v_cache: array<u32>;
+
+// Element i of k (flattened [t, k_cols]) rotated.
+fn k_rotated(i: u32) -> f32 {
+    let j = (i % p.k_cols) % p.head_dim;
+    if (j >= p.n_rot) {
+        return k_in[i];
+    }
+    let t = turn(positions[i / p.k_cols], j);
+    return rotate(t, k_in[i], k_in[u32(i32(i) + t.partner)]);
+}
 
 @compute @workgroup_size(WG)
 fn rope_scatter(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -133,42 +148,48 @@ fn rope_scatter(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     // belongs to is the same for a whole workgroup and its index is contiguous across it.
     let gi = wid.y * nwg.x + wid.x;
     let gq = (p.n + WG - 1u) / WG;
-    let gk = (p.nk + WG - 1u) / WG;
+    let per = select(1u, 2u, CACHE_F16 == 1u);
+    let nw = p.nk / per;
+    let gk = (nw + WG - 1u) / WG;
     if (gi < gq) {
         let e = gi * WG + lid;
         if (e >= p.n) {
             return;
         }
         let j = (e % p.cols) % p.head_dim;
-        if (j >= p.n_rot) {
-            out[e] = x[e];
-            return;
+        var r = x[e];
+        if (j < p.n_rot) {
+            let t = turn(positions[e / p.cols], j);
+            r = rotate(t, x[e], x[u32(i32(e) + t.partner)]);
         }
-        let t = turn(positions[e / p.cols], j);
-        out[e] = rotate(t, x[e], x[u32(i32(e) + t.partner)]);
+        if (ROUND_Q == 1u) {
+            r = unpack2x16float(pack2x16float(vec2<f32>(r, 0.0))).x;
+        }
+        out[e] = r;
         return;
     }
     let is_k = gi < gq + gk;
-    let i = (gi - select(gq + gk, gq, is_k)) * WG + lid;
-    if (i >= p.nk) {
+    let w = (gi - select(gq + gk, gq, is_k)) * WG + lid;
+    if (w >= nw) {
         return;
     }
-    let row = i / p.k_cols;
-    let col = i % p.k_cols;
-    let slot = slots[row];
+    let i = w * per;
+    let slot = slots[i / p.k_cols];
     if (slot >= p.cache_rows) {
         return;
     }
-    let dst = slot * p.k_cols + col;
-    if (!is_k) {
-        v_cache[dst] = v_in[i];
+    let dst = slot * p.k_cols + i % p.k_cols;
+    if (CACHE_F16 == 1u) {
+        if (is_k) {
+            k_cache[dst / 2u] = pack2x16float(vec2<f32>(k_rotated(i), k_rotated(i + 1u)));
+        } else {
+            v_cache[dst / 2u] = pack2x16float(vec2<f32>(v_in[i], v_in[i + 1u]));
+        }
         return;
     }
-    let j = col % p.head_dim;
-    if (j >= p.n_rot) {
-        k_cache[dst] = k_in[i];
-        return;
+    if (is_k) {
+        k_cache[dst] = bitcast<u32>(k_rotated(i));
+    } else {
+        v_cache[dst] = bitcast<u32>(v_in[i]);
     }
-    let t = turn(positions[row], j);
-    k_cache[dst] = rotate(t, k_in[i], k_in[u32(i32(i) + t.partner)]);
 }

@@ -62,7 +62,12 @@ pub(super) fn create_param(gpu: &Gpu, desc: &ParamDesc, data: Option<&HostTensor
             }
             Ok(Param { desc: desc.clone(), row_bytes, pages })
         }
-        (ParamKind::State, None) if desc.dtype == DType::F32 => {
+        (ParamKind::State, None) if DType::KV_TYPES.contains(&desc.dtype) => {
+            // scatter_rows.wgsl writes whole words: an f16 row must be pairs of values, a q8_0
+            // row an even number of 34-byte blocks.
+            if !row_bytes.is_multiple_of(4) {
+                return Err(backend_err(format!("state {}: wgpu writes {} cache rows in whole 4-byte words, and a row of {cols} values is {row_bytes} bytes; use --kv-type f32", desc.name, desc.dtype)));
+            }
             if total as u64 + 4 > gpu.max_binding() {
                 return Err(backend_err(format!("state {} of {total} bytes exceeds a storage binding of {}", desc.name, gpu.max_binding())));
             }

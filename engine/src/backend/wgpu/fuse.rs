@@ -13,12 +13,14 @@
 //! - **Residual**: a MatMul read only by an `Add` of a same-shaped value computed before it: the
 //!   matvec adds it while storing.
 //! - **RopeScatter**: RoPE on q, RoPE on k, ScatterRows of that k into a cache, ScatterRows of v
-//!   into a cache (consecutive, one positions and one slots input): one dispatch, for up to 16
-//!   token rows.
+//!   into a cache (consecutive, one positions and one slots input), and a RoundF16 of that q
+//!   right after them if there is one (an f16 cache rounds queries as llama.cpp does): one
+//!   dispatch, for up to 16 token rows, with f32 or f16 caches.
 //!
 //! The matmul fusions apply only where the product runs as a matvec of a 32-block format (decode
 //! and small batches), which also rounds its activations itself (no `quantize_act` dispatch).
 
+use crate::dtype::DType;
 use crate::graph::{Graph, NodeId, Op};
 
 /// Token rows up to which RoPE and the cache writes are fused.
@@ -41,8 +43,9 @@ pub(super) enum Role {
     Resid { add: NodeId, other: NodeId },
     /// The gate MatMul of `act(gate) ⊙ up` (`act` 1 = silu, 2 = gelu-tanh), `mul` that product.
     Gated { up: NodeId, mul: NodeId, act: u32 },
-    /// RoPE on q, also rotating k into its cache and copying v into its cache.
-    RopeScatter { k_rope: NodeId, k_scatter: NodeId, v_scatter: NodeId },
+    /// RoPE on q, also rotating k into its cache and copying v into its cache; with `round_q`,
+    /// q is stored rounded to f16 as that node's value (and not unrounded at all).
+    RopeScatter { k_rope: NodeId, k_scatter: NodeId, v_scatter: NodeId, round_q: Option<NodeId> },
 }
 
 /// The role of every node. `matvec(node)` says whether a MatMul node runs as a fusable matvec
@@ -114,12 +117,17 @@ pub(super) fn plan(graph: &Graph, matvec: &dyn Fn(NodeId) -> bool) -> Vec<Role> 
                     }
                 }
             }
-        } else if let Some(r) = rope_scatter(graph, &users, [Some(i), at(s + 1), at(s + 2), at(s + 3)]) {
+        } else if let Some((k_rope, k_scatter, v_scatter)) = rope_scatter(graph, &users, [Some(i), at(s + 1), at(s + 2), at(s + 3)]) {
             for k in 1..4 {
                 role[seq[s + k]] = Role::Done;
             }
-            role[i] = r;
             s += 4;
+            let round_q = at(s).filter(|&r| nodes[r].op == Op::RoundF16 && nodes[r].inputs == [id(i)] && only_user(i, r));
+            if let Some(r) = round_q {
+                role[r] = Role::Done;
+                s += 1;
+            }
+            role[i] = Role::RopeScatter { k_rope, k_scatter, v_scatter, round_q: round_q.map(id) };
             continue;
         }
         s += 1;
@@ -130,7 +138,7 @@ pub(super) fn plan(graph: &Graph, matvec: &dyn Fn(NodeId) -> bool) -> Vec<Role> 
 /// RoPE on q, then RoPE on k with the same parameters and positions, then the k scatter (reading
 /// only that k) and the v scatter with the same slots, v computed before: four computing nodes in
 /// a row (`seq`), none of them a graph output but the first.
-fn rope_scatter(graph: &Graph, users: &[Vec<usize>], seq: [Option<usize>; 4]) -> Option<Role> {
+fn rope_scatter(graph: &Graph, users: &[Vec<usize>], seq: [Option<usize>; 4]) -> Option<(NodeId, NodeId, NodeId)> {
     let [Some(i), Some(kr), Some(ksi), Some(vsi)] = seq else { return None };
     let nodes = graph.nodes();
     let (q, k, ks, vs) = (&nodes[i], &nodes[kr], &nodes[ksi], &nodes[vsi]);
@@ -140,7 +148,8 @@ fn rope_scatter(graph: &Graph, users: &[Vec<usize>], seq: [Option<usize>; 4]) ->
         return None;
     }
     let same_rope = k.op == q.op && k.inputs[1..] == q.inputs[1..] && k.shape[0] == q.shape[0];
-    let scatters = ks.op == Op::ScatterRows && vs.op == Op::ScatterRows;
+    // rope.wgsl writes f32 and f16 caches (a q8_0 row's blocks take scatter_rows.wgsl).
+    let scatters = ks.op == Op::ScatterRows && vs.op == Op::ScatterRows && ks.dtype == vs.dtype && matches!(ks.dtype, DType::F32 | DType::F16);
     if !(same_rope && scatters) {
         return None;
     }
@@ -149,7 +158,7 @@ fn rope_scatter(graph: &Graph, users: &[Vec<usize>], seq: [Option<usize>; 4]) ->
     let same_slots = ks.inputs[2] == vs.inputs[2];
     let same_width = graph.node(v).shape == k.shape && ks.shape[1..] == vs.shape[1..];
     if k_only_scattered && same_slots && same_width && v.index() < i && ks.inputs[0] != vs.inputs[0] {
-        Some(Role::RopeScatter { k_rope: id(kr), k_scatter: id(ksi), v_scatter: id(vsi) })
+        Some((id(kr), id(ksi), id(vsi)))
     } else {
         None
     }

@@ -7,7 +7,7 @@ use crate::devices::check::{tiny_config, tiny_model, tiny_weights};
 use crate::dtype::DType;
 use crate::graph::RopeLayout;
 use crate::model::{LayerConfig, ModelConfig};
-use crate::session::{Forward, Readout, Session};
+use crate::session::{Forward, KvType, Readout, Session};
 
 fn backend(fuse: bool, gpu_geometry: bool) -> Option<WgpuBackend> {
     match WgpuBackend::new() {
@@ -31,11 +31,11 @@ fn backend(fuse: bool, gpu_geometry: bool) -> Option<WgpuBackend> {
 
 /// Logits of a 5-token prefill and of 3 single-token decode steps, and the dispatches of a decode
 /// step.
-fn run(config: &ModelConfig, dtype: DType, b: WgpuBackend) -> (Vec<Vec<f32>>, usize) {
+fn run(config: &ModelConfig, dtype: DType, kv: KvType, b: WgpuBackend) -> (Vec<Vec<f32>>, usize) {
     let mut model = tiny_model(dtype, 3).unwrap();
     model.weights = tiny_weights(config, dtype, 3).unwrap();
     model.config = config.clone();
-    let mut s = Session::new(&model, Box::new(b), 64, &mut |_, _| {}).unwrap();
+    let mut s = Session::with_kv_type(&model, Box::new(b), 64, kv, &mut |_, _| {}).unwrap();
     let mut out = Vec::new();
     let mut take = |f: Forward| match f {
         Forward::Logits { values, .. } => out.push(values),
@@ -58,19 +58,30 @@ fn fusion_keeps_every_bit_and_takes_at_most_8_dispatches_per_layer() {
     let mut qwen = llama.clone();
     qwen.qkv_bias = true;
     qwen.rope_layout = RopeLayout::NeoX;
-    // Gemma-3-like: GELU gating, f16 rounding of q, k and v, a sliding window on one layer.
+    // Gemma-3-like: GELU gating, a sliding window on one layer.
     let mut gemma = llama.clone();
     gemma.family = "gemma3";
     gemma.arch_name = "gemma3".into();
-    gemma.kv_f16 = true;
     gemma.layers[1].window = Some(3);
-    let cases = [("llama q4_1", &llama, DType::Q4_1, Some(8)), ("llama q8_0", &llama, DType::Q8_0, Some(8)), ("llama q5_0", &llama, DType::Q5_0, Some(8)), ("qwen2 q4_0", &qwen, DType::Q4_0, None), ("gemma3 q5_1", &gemma, DType::Q5_1, None), ("llama q4_K (not fused)", &llama, DType::Q4K, None)];
-    for ((what, config, dtype, per_layer), gpu_geometry) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+    // The default f16 cache (RoPE writes it and rounds q in the same dispatch), an f32 cache,
+    // and a q8_0 cache (RoPE on q and k and the two cache writes unfused: at most 11 dispatches a layer).
+    let (f16, f32, q8) = (KvType::F16, KvType::F32, KvType::Q8_0);
+    let cases = [
+        ("llama q4_1", &llama, DType::Q4_1, f16, Some(8)),
+        ("llama q4_1, f32 cache", &llama, DType::Q4_1, f32, Some(8)),
+        ("llama q4_1, q8_0 cache", &llama, DType::Q4_1, q8, Some(11)),
+        ("llama q8_0", &llama, DType::Q8_0, f16, Some(8)),
+        ("llama q5_0", &llama, DType::Q5_0, f16, Some(8)),
+        ("qwen2 q4_0", &qwen, DType::Q4_0, f16, None),
+        ("gemma3 q5_1", &gemma, DType::Q5_1, f16, None),
+        ("llama q4_K (not fused)", &llama, DType::Q4K, f16, None),
+    ];
+    for ((what, config, dtype, kv, per_layer), gpu_geometry) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
         let what = &format!("{what}{}", if gpu_geometry { ", GPU matvec" } else { "" });
         let Some(fused) = backend(true, gpu_geometry) else { return };
         let Some(plain) = backend(false, gpu_geometry) else { return };
-        let (a, launches_fused) = run(config, dtype, fused);
-        let (b, launches_plain) = run(config, dtype, plain);
+        let (a, launches_fused) = run(config, dtype, kv, fused);
+        let (b, launches_plain) = run(config, dtype, kv, plain);
         for (step, (x, y)) in a.iter().zip(&b).enumerate() {
             assert!(x.iter().all(|v| v.is_finite()), "{what}: step {step}: fused logits not finite");
             let same = x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());

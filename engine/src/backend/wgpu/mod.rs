@@ -118,7 +118,8 @@ impl Backend for WgpuBackend {
     fn supports(&self, op: &Op, dtype: DType) -> bool {
         match op {
             Op::GetRows | Op::MatMul => kernels::matmul::supported(dtype),
-            Op::Attention { head_dim, .. } => dtype == DType::F32 && kernels::attention::supported(*head_dim),
+            Op::Attention { head_dim, .. } => DType::KV_TYPES.contains(&dtype) && kernels::attention::supported(*head_dim),
+            Op::ScatterRows => DType::KV_TYPES.contains(&dtype),
             _ => matches!(dtype, DType::F32 | DType::U32),
         }
     }

@@ -60,7 +60,9 @@ struct Dispatch {
 
 struct Output {
     buf: Buf,
+    /// Bytes copied (whole words), of which `len` are the value.
     bytes: u64,
+    len: usize,
     shape: Vec<usize>,
     dtype: DType,
 }
@@ -140,6 +142,8 @@ impl Plan {
                     (Op::ScatterRows, _) => ins[0],
                     // The product itself is never stored: only what its reader makes of it.
                     (_, Role::Resid { .. } | Role::Gated { .. }) => Buf::Dummy,
+                    // q is stored only rounded, as the RoundF16 node's value (assigned below).
+                    (_, Role::RopeScatter { round_q: Some(_), .. }) => Buf::Dummy,
                     _ => take(&mut pool, NodeId(i as u32))?,
                 };
             }
@@ -197,13 +201,21 @@ impl Plan {
                     }
                     steps.extend(kernels::matmul::matmul_fused(&cx, &matrix(node.inputs[1], &bufs), t, ins[0], out, &f));
                 }
-                (Role::RopeScatter { k_rope, k_scatter, v_scatter }, _) => {
+                (Role::RopeScatter { k_rope, k_scatter, v_scatter, round_q }, _) => {
                     let (kr, ks, vs) = (graph.node(*k_rope), graph.node(*k_scatter), graph.node(*v_scatter));
                     bufs[k_scatter.index()] = bufs[ks.inputs[0].index()];
                     bufs[v_scatter.index()] = bufs[vs.inputs[0].index()];
+                    let q_out = match round_q {
+                        Some(r) => {
+                            bufs[r.index()] = take(&mut pool, *r)?;
+                            bufs[r.index()]
+                        }
+                        None => bufs[i],
+                    };
                     let (cache_rows, k_cols) = rows_cols(&ks.shape);
                     let (k, v, slots) = (bufs[kr.inputs[0].index()], bufs[vs.inputs[1].index()], bufs[ks.inputs[2].index()]);
-                    steps.extend(kernels::rope::build_scatter(&cx, node, &ins, bufs[i], k, v, slots, (bufs[k_scatter.index()], bufs[v_scatter.index()]), k_cols, cache_rows));
+                    let caches = kernels::rope::Caches { k: bufs[k_scatter.index()], v: bufs[v_scatter.index()], rows: cache_rows, cols: k_cols, f16: ks.dtype == DType::F16 };
+                    steps.extend(kernels::rope::build_scatter(&cx, node, &ins, q_out, round_q.is_some(), k, v, slots, caches));
                 }
                 (_, Op::MatMul) => steps.extend(kernels::matmul::matmul(&cx, &matrix(node.inputs[1], &bufs), t, ins[0], bufs[i])),
                 (_, Op::GetRows) => steps.extend(kernels::matmul::get_rows(&cx, &matrix(node.inputs[0], &bufs), t, ins[1], bufs[i])),
@@ -274,9 +286,14 @@ impl Plan {
             .iter()
             .map(|&o| {
                 let n = graph.node(o);
-                Output { buf: bufs[o.index()], bytes: bytes_of(&n.shape) as u64, shape: n.shape.clone(), dtype: n.dtype }
+                // A cache kept in f16 or q8_0 comes back in its own layout, padded to whole words.
+                let len = match n.dtype {
+                    DType::F32 | DType::U32 => bytes_of(&n.shape),
+                    d => d.tensor_bytes(&n.shape)?,
+                };
+                Ok(Output { buf: bufs[o.index()], bytes: (len as u64).next_multiple_of(4), len, shape: n.shape.clone(), dtype: n.dtype })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let total: u64 = outputs.iter().map(|o| o.bytes).sum();
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some("staging"), size: total.max(4), usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
         tracing::debug!("wgpu plan: {} nodes, {} dispatches, {} activation buffers", nodes.len(), dispatches.len(), pool.buffers.len());
@@ -331,7 +348,7 @@ impl Plan {
         self.outputs
             .iter()
             .map(|o| {
-                let b = bytes[off..off + o.bytes as usize].to_vec();
+                let b = bytes[off..off + o.len].to_vec();
                 off += o.bytes as usize;
                 HostTensor::from_bytes(o.dtype, o.shape.clone(), b)
             })

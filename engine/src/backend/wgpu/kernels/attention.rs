@@ -3,6 +3,7 @@
 //! plan is reused at every position. Shader: attention_decode.wgsl (decode and prefill).
 
 use super::{Buf, Cx, KernelKey, Step, grid};
+use crate::dtype::DType;
 use crate::graph::{AttnMask, Graph, KvLayout, Node, Op, rows_cols};
 
 pub(in super::super) fn build(cx: &Cx, g: &Graph, node: &Node, ins: &[Buf], out: Buf) -> Vec<Step> {
@@ -19,8 +20,13 @@ pub(in super::super) fn build(cx: &Cx, g: &Graph, node: &Node, ins: &[Buf], out:
         KvLayout::Contiguous => (0, 0, Buf::Dummy),
         KvLayout::Paged { block_size } => (block_size, g.node(node.inputs[4]).shape[1], ins[4]),
     };
+    let kv_type = match g.node(node.inputs[1]).dtype {
+        DType::F16 => 1,
+        DType::Q8_0 => 2,
+        _ => 0,
+    };
     vec![Step {
-        kernel: KernelKey::new("attention_decode", "main", &[("WG", 64)]),
+        kernel: KernelKey::new("attention_decode", "main", &[("WG", 64), ("KV", kv_type)]),
         uniforms: vec![t as u32, s as u32, n_head as u32, n_kv_head as u32, head_dim as u32, causal as u32, scale.to_bits(), block_size as u32, table_cols as u32, window],
         binds: vec![(1, ins[0]), (2, ins[1]), (3, ins[2]), (4, positions), (5, out), (6, table)],
         groups: grid(t * n_head, cx.max_groups),
@@ -72,8 +78,10 @@ mod tests {
     fn wgpu_paged_attention_matches_cpu() {
         let Some(mut gpu) = Gpu1::new() else { return };
         for mask in [AttnMask::Causal, AttnMask::SlidingWindow { window: 19 }] {
-            let (g, inputs) = crate::backend::test_util::paged_attention_case(5, mask);
-            gpu.check(&format!("paged attention {mask:?}"), &g, &inputs, 1e-5);
+            for kv in DType::KV_TYPES {
+                let (g, inputs) = crate::backend::test_util::paged_attention_case_kv(5, mask, kv);
+                gpu.check(&format!("paged attention {mask:?}, {kv} cache"), &g, &inputs, 1e-5);
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 //! Shaders: add.wgsl, mul.wgsl, silu_mul.wgsl, gelu_mul.wgsl, scale.wgsl, round_f16.wgsl, scatter_rows.wgsl, slice_rows.wgsl, argmax.wgsl.
 
 use super::{Buf, Cx, KernelKey, Step, grid};
+use crate::dtype::DType;
 use crate::graph::{Graph, Node, Op, rows_cols};
 
 const WG: usize = 256;
@@ -33,8 +34,20 @@ pub(in super::super) fn build(cx: &Cx, g: &Graph, node: &Node, ins: &[Buf], out:
         Op::ScatterRows => {
             let (rows, cols) = rows_cols(&node.shape);
             let src_n = numel(&g.node(node.inputs[1]).shape);
+            // One invocation per word written (see the shader); buffers.rs made f16 rows whole
+            // pairs and q8_0 rows whole words.
+            let (entry, n) = match node.dtype {
+                DType::F16 => ("main_f16", src_n / 2),
+                DType::Q8_0 => ("main_q8_0", src_n / cols.max(1) * (cols / 32 * 34 / 4)),
+                _ => ("main", src_n),
+            };
             // The node's buffer is the state itself (`out` == ins[0]): the write is in place.
-            vec![per_element("scatter_rows", vec![src_n as u32, cols as u32, rows as u32], vec![(1, ins[1]), (2, ins[2]), (3, out)], src_n)]
+            vec![Step {
+                kernel: KernelKey::new("scatter_rows", entry, &[("WG", WG as u32)]),
+                uniforms: vec![n as u32, cols as u32, rows as u32],
+                binds: vec![(1, ins[1]), (2, ins[2]), (3, out)],
+                groups: grid(n.div_ceil(WG), cx.max_groups),
+            }]
         }
         Op::SliceRows { start, .. } => {
             let cols = node.shape[1];
@@ -56,6 +69,7 @@ pub(in super::super) fn build(cx: &Cx, g: &Graph, node: &Node, ins: &[Buf], out:
 #[cfg(test)]
 mod tests {
     use super::super::testing::{Gpu1, rand_vec};
+    use crate::backend::Backend;
     use crate::dtype::DType;
     use crate::graph::Graph;
     use crate::tensor::HostTensor;
@@ -110,19 +124,31 @@ mod tests {
         gpu.check("gelu_mul saturation", &g, &inputs, 1e-6);
     }
 
+    /// Into a cache of every KV type: f32 and f16 bit for bit; q8_0 too (its bytes compared
+    /// whole), with ties, zero blocks and blocks whose largest value is negative among the rows.
     #[test]
     fn wgpu_scatter_rows_matches_cpu() {
         let Some(mut gpu) = Gpu1::new() else { return };
-        let (rows, c, t) = (37usize, 70usize, 5usize);
-        let state = crate::backend::ParamDesc { name: "cache".into(), shape: vec![rows, c], dtype: DType::F32, kind: crate::backend::ParamKind::State };
-        let ids = gpu.create_param(&state, None);
-        let mut g = Graph::new();
-        let src = g.input(&[t, c], DType::F32);
-        let pos = g.input(&[t], DType::U32);
-        let dst = g.param(ids, &state);
-        let o = g.scatter_rows(dst, src, pos).unwrap();
-        g.output(o);
-        let inputs = vec![HostTensor::from_f32(vec![t, c], &rand_vec(t * c, 4)).unwrap(), HostTensor::from_u32(vec![t], &[3, 36, 0, 17, 18]).unwrap()];
-        gpu.check("scatter_rows", &g, &inputs, 0.0);
+        for (dtype, c) in [(DType::F32, 70usize), (DType::F16, 70), (DType::Q8_0, 192)] {
+            let (rows, t) = (37usize, 5usize);
+            let state = crate::backend::ParamDesc { name: "cache".into(), shape: vec![rows, c], dtype, kind: crate::backend::ParamKind::State };
+            let ids = gpu.create_param(&state, None);
+            let mut g = Graph::new();
+            let src = g.input(&[t, c], DType::F32);
+            let pos = g.input(&[t], DType::U32);
+            let dst = g.param(ids, &state);
+            let o = g.scatter_rows(dst, src, pos).unwrap();
+            g.output(o);
+            let mut x = rand_vec(t * c, 4);
+            // x · id landing on a half (127 / 254 · 127 = 63.5), a zero block, a negative maximum.
+            x[..32].iter_mut().enumerate().for_each(|(i, v)| *v = if i == 0 { 254.0 } else if i == 1 { 127.0 } else { *v });
+            x[c..c + 32].iter_mut().for_each(|v| *v = 0.0);
+            x[2 * c] = -3.0;
+            let inputs = vec![HostTensor::from_f32(vec![t, c], &x).unwrap(), HostTensor::from_u32(vec![t], &[3, 36, 0, 17, 18]).unwrap()];
+            let want = gpu.cpu.execute(&g, &inputs).unwrap();
+            let got = gpu.wgpu.execute(&g, &inputs).unwrap();
+            assert_eq!(got[0].dtype, dtype);
+            assert_eq!(got[0].as_bytes(), want[0].as_bytes(), "scatter_rows into {dtype}");
+        }
     }
 }

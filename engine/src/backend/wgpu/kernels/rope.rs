@@ -17,21 +17,33 @@ pub(in super::super) fn build(cx: &Cx, node: &Node, ins: &[Buf], out: Buf) -> Ve
     }]
 }
 
-/// The fused RoPE on q (`node`, inputs `ins`, output `out`) and on k, with k and v written into
-/// their caches at `slots` (`fuse.rs` RopeScatter): `k` [t, k_cols], caches [cache_rows, k_cols].
+/// The KV caches a fused RoPE writes: `[rows, cols]`, f32 or (`f16`) f16.
+pub(in super::super) struct Caches {
+    pub k: Buf,
+    pub v: Buf,
+    pub rows: usize,
+    pub cols: usize,
+    pub f16: bool,
+}
+
+/// The fused RoPE on q (`node`, inputs `ins`, output `out`, rounded to f16 with `round_q`) and
+/// on k, with k and v written into their caches at `slots` (`fuse.rs` RopeScatter): `k`
+/// [t, caches.cols].
 #[allow(clippy::too_many_arguments)]
-pub(in super::super) fn build_scatter(cx: &Cx, node: &Node, ins: &[Buf], out: Buf, k: Buf, v: Buf, slots: Buf, caches: (Buf, Buf), k_cols: usize, cache_rows: usize) -> Vec<Step> {
+pub(in super::super) fn build_scatter(cx: &Cx, node: &Node, ins: &[Buf], out: Buf, round_q: bool, k: Buf, v: Buf, slots: Buf, caches: Caches) -> Vec<Step> {
     let (rows, cols) = rows_cols(&node.shape);
     let n = rows * cols;
-    let nk = rows * k_cols;
+    let nk = rows * caches.cols;
     let mut uniforms = uniforms(node, n, cols);
-    uniforms.extend([nk as u32, k_cols as u32, cache_rows as u32]);
+    uniforms.extend([nk as u32, caches.cols as u32, caches.rows as u32]);
     let factors = if uniforms[7] == 1 { ins[2] } else { Buf::Dummy };
+    // An f16 cache takes one invocation per pair of values (a word).
+    let per_k = if caches.f16 { nk / 2 } else { nk };
     vec![Step {
-        kernel: KernelKey::new("rope", "rope_scatter", &[("WG", 256)]),
+        kernel: KernelKey::new("rope", "rope_scatter", &[("WG", 256), ("CACHE_F16", caches.f16 as u32), ("ROUND_Q", round_q as u32)]),
         uniforms,
-        binds: vec![(1, ins[0]), (2, ins[1]), (3, out), (4, factors), (5, k), (6, v), (7, slots), (8, caches.0), (9, caches.1)],
-        groups: grid(n.div_ceil(256) + 2 * nk.div_ceil(256), cx.max_groups),
+        binds: vec![(1, ins[0]), (2, ins[1]), (3, out), (4, factors), (5, k), (6, v), (7, slots), (8, caches.k), (9, caches.v)],
+        groups: grid(n.div_ceil(256) + 2 * per_k.div_ceil(256), cx.max_groups),
     }]
 }
 
