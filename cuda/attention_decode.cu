@@ -10,17 +10,20 @@
 // al., 2023), so each query row may belong to a different sequence; with route = 1 (a paged batch
 // that attention_prefill.cu also runs on) this kernel and the combine skip the rows whose block
 // table equals a neighbour's (common.cuh table_row_shared): attention_prefill serves those.
+// Keys and values are a KV cache of f32, f16 or q8_0 (one entry point each): every value is read
+// as its f32 value (common.cuh load_kv), and every product and sum is f32.
 //
-// Shapes: q: [t, n_head*head_dim]; k, v: [s, n_kv_head*head_dim]; positions: [t] u32 (ignored when
-// causal == 0); out: [t, n_head*head_dim]; part: [t, n_head, n_split, head_dim + 2] scratch
-// holding each split's (max, sum, unnormalised output). head_dim ≤ 256.
+// Shapes: q: [t, n_head*head_dim] f32; k, v: [s, n_kv_head*head_dim] f32, f16, or q8_0 (head_dim
+// % 32 == 0 then); positions: [t] u32 (ignored when causal == 0); out: [t, n_head*head_dim] f32;
+// part: [t, n_head, n_split, head_dim + 2] f32 scratch holding each split's (max, sum,
+// unnormalised output). head_dim ≤ 256.
 // Entry points:
-// - attention_decode(q, k, v, positions, part, t, s, n_head, n_kv_head, head_dim, scale, causal,
-//   keys_per_split, table, block_size, table_cols, window, route, err) (table unread when
-//   block_size == 0; window > 0: a causal query sees only its last `window` keys; err: the plan's
-//   error word, ERR_BLOCK_TABLE for an entry past the pool). Launch: grid (n_head, t, n_split),
-//   block 128 = 4 warps. The block's split covers keys [split·keys_per_split, +keys_per_split) ∩
-//   [0, n_keys); warp w takes every 4th key.
+// - attention_decode_{f32,f16,q8_0}(q, k, v, positions, part, t, s, n_head, n_kv_head, head_dim,
+//   scale, causal, keys_per_split, table, block_size, table_cols, window, route, err) (by the type
+//   of k and v; table unread when block_size == 0; window > 0: a causal query sees only its last
+//   `window` keys; err: the plan's error word, ERR_BLOCK_TABLE for an entry past the pool).
+//   Launch: grid (n_head, t, n_split), block 128 = 4 warps. The block's split covers keys
+//   [split·keys_per_split, +keys_per_split) ∩ [0, n_keys); warp w takes every 4th key.
 //   Lane i holds q[i], q[i + 32], … and the same output dimensions; a key's score is a warp sum
 //   (__shfl_xor_sync, so every lane has it); the 4 warps' (max, sum, output) merge in shared
 //   memory and the block writes its partial to `part` (max = −inf, sum = 0 when it saw no key).
@@ -34,10 +37,10 @@
 #define DPL (MAXD / 32)  // output dimensions per lane
 #define WARPS 4
 
-extern "C" __global__ void __launch_bounds__(128) attention_decode(const float* q, const float* k, const float* v, const u32* positions, float* part,
-                                                                   int t, int s, int n_head, int n_kv_head, int head_dim, float scale, int causal,
-                                                                   int keys_per_split, const u32* table, int block_size, int table_cols, int window,
-                                                                   int route, u32* err) {
+template <typename KV>
+__device__ __forceinline__ void attention_decode_body(const float* q, const u8* k, const u8* v, const u32* positions, float* part, int t, int s,
+                                                      int n_head, int n_kv_head, int head_dim, float scale, int causal, int keys_per_split,
+                                                      const u32* table, int block_size, int table_cols, int window, int route, u32* err) {
     __shared__ float sm[WARPS], sl[WARPS];
     __shared__ float so[WARPS][MAXD];
     const int h = blockIdx.x, ti = blockIdx.y, split = blockIdx.z, n_split = gridDim.z;
@@ -72,7 +75,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_decode(const float* 
 #pragma unroll
         for (int i = 0; i < DPL; i++) {
             const int d = lane + 32 * i;
-            if (d < head_dim) dot += qr[i] * k[off + d];
+            if (d < head_dim) dot += qr[i] * load_kv<KV>(k, off, d);
         }
         const float sc = warp_sum_all(dot) * scale;
         // Rescale what was accumulated under the old maximum.
@@ -83,7 +86,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_decode(const float* 
 #pragma unroll
         for (int i = 0; i < DPL; i++) {
             const int d = lane + 32 * i;
-            if (d < head_dim) o[i] = o[i] * corr + p * v[off + d];
+            if (d < head_dim) o[i] = o[i] * corr + p * load_kv<KV>(v, off, d);
         }
         m = m_new;
     }
@@ -114,6 +117,19 @@ extern "C" __global__ void __launch_bounds__(128) attention_decode(const float* 
         dst[2 + d] = acc;
     }
 }
+
+#define ATTENTION_DECODE(name, KV)                                                                                                         \
+    extern "C" __global__ void __launch_bounds__(128)                                                                                      \
+        name(const float* q, const u8* k, const u8* v, const u32* positions, float* part, int t, int s, int n_head, int n_kv_head,        \
+             int head_dim, float scale, int causal, int keys_per_split, const u32* table, int block_size, int table_cols, int window,     \
+             int route, u32* err) {                                                                                                        \
+        attention_decode_body<KV>(q, k, v, positions, part, t, s, n_head, n_kv_head, head_dim, scale, causal, keys_per_split, table,     \
+                                  block_size, table_cols, window, route, err);                                                             \
+    }
+
+ATTENTION_DECODE(attention_decode_f32, KvF32)
+ATTENTION_DECODE(attention_decode_f16, KvF16)
+ATTENTION_DECODE(attention_decode_q8_0, KvQ8_0)
 
 extern "C" __global__ void __launch_bounds__(128) attention_decode_combine(const float* part, float* out, int t, int n_head, int head_dim, int n_split,
                                                                            const u32* table, int table_cols, int route) {

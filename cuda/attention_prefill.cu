@@ -15,10 +15,15 @@
 // batch) are left to attention_decode.cu, which plan.rs launches alongside with its router on; so
 // rows of this batch are written by exactly one of the two.
 //
-// Shapes: q, out: [t, n_head*head_dim]; k, v: [s, n_kv_head*head_dim]; positions: [t] u32
-// (ignored when causal == 0); table: [t, table_cols] u32 (unread when block_size == 0).
-// Entry point: attention_prefill(q, k, v, positions, out, t, s, n_head, n_kv_head, head_dim,
-// scale, causal, window, table, block_size, table_cols, err) (err: the plan's error word).
+// Keys and values are a KV cache of f32, f16 or q8_0 (one entry point each), converted to f32 as
+// a tile is staged (common.cuh load_kv); every product and sum is f32.
+//
+// Shapes: q, out: [t, n_head*head_dim] f32; k, v: [s, n_kv_head*head_dim] f32, f16, or q8_0
+// (head_dim % 32 == 0 then); positions: [t] u32 (ignored when causal == 0); table: [t,
+// table_cols] u32 (unread when block_size == 0).
+// Entry points: attention_prefill_{f32,f16,q8_0}(q, k, v, positions, out, t, s, n_head,
+// n_kv_head, head_dim, scale, causal, window, table, block_size, table_cols, err) (by the type of
+// k and v; err: the plan's error word).
 // Launch: grid (ceil(t / rows), n_kv_head · chunks), block 128 = 4 warps, with group = n_head /
 // n_kv_head, hpb = min(group, 16) heads per block, rows = 16 / hpb, chunks = ceil(group / hpb)
 // (plan.rs prefill_grid). The block owns 16 slots, (query row, head) pairs: `rows` rows under
@@ -38,9 +43,10 @@
 #define QPW 4  // queries per warp
 #define BKV 32
 
-extern "C" __global__ void __launch_bounds__(128) attention_prefill(const float* q, const float* k, const float* v, const u32* positions, float* out,
-                                                                    int t, int s, int n_head, int n_kv_head, int head_dim, float scale, int causal, int window,
-                                                                    const u32* table, int block_size, int table_cols, u32* err) {
+template <typename KV>
+__device__ __forceinline__ void attention_prefill_body(const float* q, const u8* k, const u8* v, const u32* positions, float* out, int t, int s,
+                                                       int n_head, int n_kv_head, int head_dim, float scale, int causal, int window, const u32* table,
+                                                       int block_size, int table_cols, u32* err) {
     __shared__ float qs[BQ][MAXD];
     __shared__ float ks[BKV][MAXD + 1];
     __shared__ float vs[BKV][MAXD];
@@ -113,10 +119,10 @@ extern "C" __global__ void __launch_bounds__(128) attention_prefill(const float*
             __syncthreads();
             for (int i = threadIdx.x; i < BKV * head_dim; i += blockDim.x) {
                 const int jj = i / head_dim, d = i % head_dim;
-                const u64 off = (krow[jj] * n_kv_head + kvh) * head_dim + d;
+                const u64 off = (krow[jj] * n_kv_head + kvh) * head_dim;
                 const bool in = jt + jj < max_keys;
-                ks[jj][d] = in ? k[off] : 0.0f;
-                vs[jj][d] = in ? v[off] : 0.0f;
+                ks[jj][d] = in ? load_kv<KV>(k, off, d) : 0.0f;
+                vs[jj][d] = in ? load_kv<KV>(v, off, d) : 0.0f;
             }
             __syncthreads();
 #pragma unroll
@@ -165,3 +171,15 @@ extern "C" __global__ void __launch_bounds__(128) attention_prefill(const float*
         }
     }
 }
+
+#define ATTENTION_PREFILL(name, KV)                                                                                                         \
+    extern "C" __global__ void __launch_bounds__(128)                                                                                       \
+        name(const float* q, const u8* k, const u8* v, const u32* positions, float* out, int t, int s, int n_head, int n_kv_head,           \
+             int head_dim, float scale, int causal, int window, const u32* table, int block_size, int table_cols, u32* err) {               \
+        attention_prefill_body<KV>(q, k, v, positions, out, t, s, n_head, n_kv_head, head_dim, scale, causal, window, table, block_size,  \
+                                   table_cols, err);                                                                                        \
+    }
+
+ATTENTION_PREFILL(attention_prefill_f32, KvF32)
+ATTENTION_PREFILL(attention_prefill_f16, KvF16)
+ATTENTION_PREFILL(attention_prefill_q8_0, KvQ8_0)

@@ -23,6 +23,10 @@
 //
 // Float weights (F32, F16, BF16) have `dq1(row, k)` for one element and `dq8(row, k0, out)` for
 // 8 (a 16-byte load when `row` is 16-byte aligned, which the callers check).
+//
+// KV caches (F32, F16, Q8_0: what Op::Attention reads as keys and values) are read one element
+// at a time through `load_kv<KvF32 | KvF16 | KvQ8_0>(base, head_offset, i)`; the attention
+// kernels are templates over that type, one entry point per type (`attention_decode_f16`).
 
 #pragma once
 
@@ -45,6 +49,13 @@ __device__ __forceinline__ float f16_to_f32(u16 h) {
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
     return f;
+}
+
+// f32 → IEEE half, round to nearest even (the hardware conversion, as half::f16::from_f32).
+__device__ __forceinline__ u16 f32_to_f16(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
 }
 
 __device__ __forceinline__ float bf16_to_f32(u16 h) {
@@ -154,6 +165,34 @@ __device__ __forceinline__ bool table_row_shared(const u32* table, int t, int co
     const bool prev = table_row_equals(table, t, cols, ti, 0);
     const bool next = table_row_equals(table, t, cols, ti, 1);
     return prev || next;
+}
+
+// ---- KV cache types ----
+
+// Keys and values as a KV cache keeps them (dtype.rs KV_TYPES): a row-major [s, cols] matrix of
+// f32, IEEE half, or Q8_0 blocks (rows of cols / 32 blocks of 34 bytes, cols % 32 == 0), addressed
+// by element. `KV::at(base, e)` is element e as f32, exact (Q8_0: d · q in one rounding, as
+// quant/q8_0.rs `dequantize`). Plain loads: f32 4-byte, f16 and Q8_0's d 2-byte aligned.
+struct KvF32 {
+    __device__ static __forceinline__ float at(const u8* base, u64 e) { return reinterpret_cast<const float*>(base)[e]; }
+};
+
+struct KvF16 {
+    __device__ static __forceinline__ float at(const u8* base, u64 e) { return f16_to_f32(reinterpret_cast<const u16*>(base)[e]); }
+};
+
+struct KvQ8_0 {
+    __device__ static __forceinline__ float at(const u8* base, u64 e) {
+        const u8* b = base + (e / 32) * 34;
+        return __fmul_rn((float)(i8)b[2 + e % 32], ld_f16(b));
+    }
+};
+
+// Element i of the head that starts at element `off` of a KV matrix (off = row · cols + kvh ·
+// head_dim; a Q8_0 head is whole blocks, since the graph keeps head_dim % 32 == 0 for it).
+template <typename KV>
+__device__ __forceinline__ float load_kv(const u8* kv, u64 off, int i) {
+    return KV::at(kv, off + (u64)i);
 }
 
 // ---- 32-weight block formats ----

@@ -8,8 +8,6 @@
 
 extern "C" __global__ void round_f16(const float* x, float* out, u64 n) {
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
-        u16 h;
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x[i]));
-        out[i] = f16_to_f32(h);
+        out[i] = f16_to_f32(f32_to_f16(x[i]));
     }
 }

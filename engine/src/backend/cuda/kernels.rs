@@ -36,12 +36,12 @@ pub const SOURCES: &[Source] = &[
     source!("scale.cu", ["scale"]),
     source!("round_f16.cu", ["round_f16"]),
     source!("slice_rows.cu", ["slice_rows"]),
-    source!("scatter_rows.cu", ["scatter_rows"]),
+    source!("scatter_rows.cu", ["scatter_rows_f32", "scatter_rows_f16", "scatter_rows_q8_0"]),
     source!("rms_norm.cu", ["rms_norm"]),
     source!("rope.cu", ["rope"]),
     source!("argmax.cu", ["argmax"]),
-    source!("attention_decode.cu", ["attention_decode", "attention_decode_combine"]),
-    source!("attention_prefill.cu", ["attention_prefill"]),
+    source!("attention_decode.cu", ["attention_decode_f32", "attention_decode_f16", "attention_decode_q8_0", "attention_decode_combine"]),
+    source!("attention_prefill.cu", ["attention_prefill_f32", "attention_prefill_f16", "attention_prefill_q8_0"]),
     source!("quantize_act.cu", ["quantize_act"]),
     source!(
         "matmul_tc.cu",
@@ -61,7 +61,8 @@ pub const SOURCES: &[Source] = &[
     ),
 ];
 
-/// The suffix of the weight-reading kernels for a storage type (`get_rows_q4_k`).
+/// The suffix of the kernels that read or write a storage type: weights (`get_rows_q4_k`) and KV
+/// caches (`attention_decode_f16`, `scatter_rows_q8_0`).
 pub fn dtype_suffix(d: DType) -> Option<&'static str> {
     Some(match d {
         DType::F32 => "f32",

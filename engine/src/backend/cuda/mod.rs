@@ -137,7 +137,9 @@ impl Backend for CudaBackend {
     fn supports(&self, op: &Op, dtype: DType) -> bool {
         match op {
             Op::GetRows | Op::MatMul => DType::WEIGHT_TYPES.contains(&dtype),
-            Op::Attention { head_dim, .. } => *head_dim <= plan::MAX_HEAD_DIM && dtype == DType::F32,
+            // A KV cache of any KV type: written converted, read as f32 values.
+            Op::ScatterRows => DType::KV_TYPES.contains(&dtype),
+            Op::Attention { head_dim, .. } => *head_dim <= plan::MAX_HEAD_DIM && DType::KV_TYPES.contains(&dtype),
             _ => matches!(dtype, DType::F32 | DType::U32),
         }
     }
@@ -161,8 +163,9 @@ impl Backend for CudaBackend {
                 }
                 buf
             }
-            // Zeroed on the stream, ahead of any launch that reads it: no wait needed.
-            (ParamKind::State, None) if desc.dtype == DType::F32 => self.stream.alloc_zeros::<u8>(bytes.max(4)).map_err(|e| self.alloc_err(bytes, e))?,
+            // A KV cache (f32, f16 or q8_0 blocks; zero bytes are zero values in each), zeroed on
+            // the stream ahead of any launch that reads it: no wait needed.
+            (ParamKind::State, None) if DType::KV_TYPES.contains(&desc.dtype) => self.stream.alloc_zeros::<u8>(bytes.max(4)).map_err(|e| self.alloc_err(bytes, e))?,
             _ => return Err(err(format!("cannot create param {} ({:?}, {})", desc.name, desc.kind, desc.dtype))),
         };
         self.params.push(Param { buf });

@@ -358,7 +358,7 @@ impl NodeCtx<'_> {
                 let d = self.dtype(0);
                 let (rows, cols) = rows_cols(self.shape(0));
                 let t = self.shape(1)[0];
-                let kernel = weight_kernel("get_rows", d)?;
+                let kernel = typed_kernel("get_rows", d)?;
                 check_weight(p[0], d, cols, "get_rows table")?;
                 let args = vec![Ptr(p[0]), Ptr(p[1]), Ptr(out), I32(i32_of(rows, "table rows")?), I32(i32_of(cols, "columns")?), U64(d.row_bytes(cols)? as u64), Ptr(self.err_ptr)];
                 self.push(kernel, cfg((t, 1, 1), 128)?, args);
@@ -384,12 +384,12 @@ impl NodeCtx<'_> {
                 };
                 let args = vec![Ptr(p[1]), Ptr(x), Ptr(out), I32(i32_of(k, "k")?), I32(i32_of(n, "n")?), I32(i32_of(t, "t")?), U64(d.row_bytes(k)? as u64)];
                 if t <= MATVEC_MAX_ROWS {
-                    self.push(weight_kernel("matvec", d)?, cfg((n.div_ceil(4), 1, 1), 128)?, args);
+                    self.push(typed_kernel("matvec", d)?, cfg((n.div_ceil(4), 1, 1), 128)?, args);
                 } else if self.tensor_cores && d != DType::F32 {
                     // TF32 tensor cores; F32 weights keep full f32 products (matmul.cu).
-                    self.push(weight_kernel("matmul_tc", d)?, cfg((n.div_ceil(64), t.div_ceil(64), 1), 128)?, args);
+                    self.push(typed_kernel("matmul_tc", d)?, cfg((n.div_ceil(64), t.div_ceil(64), 1), 128)?, args);
                 } else {
-                    self.push(weight_kernel("matmul", d)?, cfg((n.div_ceil(64), t.div_ceil(64), 1), 256)?, args);
+                    self.push(typed_kernel("matmul", d)?, cfg((n.div_ceil(64), t.div_ceil(64), 1), 256)?, args);
                 }
                 return Ok(scratch);
             }
@@ -433,10 +433,14 @@ impl NodeCtx<'_> {
             }
             Op::Attention { n_head, n_kv_head, head_dim, scale, mask, kv } => return self.attention(pool, *n_head, *n_kv_head, *head_dim, *scale, *mask, *kv),
             Op::ScatterRows => {
+                // The cache's type picks the kernel, which converts each f32 row on the way in.
+                let d = self.dtype(0);
                 let (dst_rows, cols) = rows_cols(self.shape(0));
                 let (t, _) = rows_cols(self.shape(1));
                 let args = vec![Ptr(p[0]), Ptr(p[1]), Ptr(p[2]), I32(i32_of(t, "rows")?), I32(i32_of(cols, "cols")?), I32(i32_of(dst_rows, "rows")?), Ptr(self.err_ptr)];
-                self.push("scatter_rows", cfg((cols.div_ceil(256), t, 1), 256)?, args);
+                // q8_0: a warp per block of 32 values, 4 blocks per 128 threads; else a thread per value.
+                let (grid_x, block) = if d == DType::Q8_0 { ((cols / 32).div_ceil(4), 128) } else { (cols.div_ceil(256), 256) };
+                self.push(typed_kernel("scatter_rows", d)?, cfg((grid_x, t, 1), block)?, args);
             }
             Op::SliceRows { start, len } => {
                 let cols = self.shape(0)[1];
@@ -459,6 +463,9 @@ impl NodeCtx<'_> {
         let p = self.input_ptrs.clone();
         let (t, _) = rows_cols(self.shape(0));
         let (s, _) = rows_cols(self.shape(1));
+        // Keys and values share one KV type (the graph checks), which picks the kernels' variant;
+        // they address k and v by element, so nothing here depends on the type's row bytes.
+        let kv_type = self.dtype(1);
         let causal = mask.is_causal();
         let window = match mask {
             AttnMask::SlidingWindow { window } => i32_of(window, "window")?,
@@ -504,7 +511,7 @@ impl NodeCtx<'_> {
             common(&mut args)?;
             args.push(Arg::I32(window));
             args.extend([Arg::Ptr(table), Arg::I32(i32_of(block_size, "block size")?), Arg::I32(i32_of(table_cols, "table columns")?), Arg::Ptr(self.err_ptr)]);
-            self.push("attention_prefill", cfg(prefill_grid(t, n_head, n_kv_head), 128)?, args);
+            self.push(typed_kernel("attention_prefill", kv_type)?, cfg(prefill_grid(t, n_head, n_kv_head), 128)?, args);
             if route == 0 {
                 return Ok(None);
             }
@@ -517,7 +524,7 @@ impl NodeCtx<'_> {
         args.push(Arg::I32(i32_of(keys_per_split, "keys per split")?));
         args.extend([Arg::Ptr(table), Arg::I32(i32_of(block_size, "block size")?), Arg::I32(i32_of(table_cols, "table columns")?), Arg::I32(window)]);
         args.extend([Arg::I32(route), Arg::Ptr(self.err_ptr)]);
-        self.push("attention_decode", cfg((n_head, t, n_split), 128)?, args);
+        self.push(typed_kernel("attention_decode", kv_type)?, cfg((n_head, t, n_split), 128)?, args);
         let args = vec![
             Arg::Ptr(part),
             Arg::Ptr(self.out),
@@ -608,9 +615,10 @@ fn decode_splits(t: usize, n_head: usize, cap: usize) -> (usize, usize) {
     (keys_per_split, cap.div_ceil(keys_per_split).max(1))
 }
 
-/// `{op}_{dtype}`, e.g. `matvec_q4_k`, as a static name (the kernels table's key).
-fn weight_kernel(op: &str, d: DType) -> Result<&'static str> {
-    let sfx = dtype_suffix(d).ok_or_else(|| ForgeError::Unsupported { op: "matmul", dtype: d, backend: "cuda".into() })?;
+/// `{op}_{dtype}`, e.g. `matvec_q4_k` or `attention_decode_f16`, as a static name (the kernels
+/// table's key).
+fn typed_kernel(op: &'static str, d: DType) -> Result<&'static str> {
+    let sfx = dtype_suffix(d).ok_or_else(|| ForgeError::Unsupported { op, dtype: d, backend: "cuda".into() })?;
     let name = format!("{op}_{sfx}");
     super::kernels::SOURCES
         .iter()

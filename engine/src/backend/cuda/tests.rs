@@ -1,7 +1,8 @@
 //! CUDA tests. Without a GPU (CI): every `cuda/*.cu` file compiles with NVRTC for sm_80 and sm_90
 //! with an empty log (no warning), defines the entry points `kernels.rs` lists, and its PTX
 //! assembles with `ptxas` when one is found. With a GPU: every op on awkward sizes against the
-//! CPU backend (one body over all weight types), and a repeated graph replayed as a CUDA graph.
+//! CPU backend (one body over all weight types, and over all KV cache types), and a repeated
+//! graph replayed as a CUDA graph.
 //!
 //! Skips: the NVRTC test without libnvrtc unless `FORGE_REQUIRE_NVRTC=1`; the GPU tests without
 //! a CUDA device unless `FORGE_REQUIRE_CUDA=1`.
@@ -160,10 +161,17 @@ impl Pair {
     }
 }
 
+/// Compares outputs: u32 exactly; a KV cache kept in f16 or q8_0 (a `ScatterRows` output) byte
+/// for byte, since both backends write it bit for bit; f32 within `tol` × the reference's largest
+/// magnitude.
 fn compare(what: &str, got: &[HostTensor], want: &[HostTensor], tol: f32) {
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(want) {
         assert_eq!((g.dtype, &g.shape), (w.dtype, &w.shape), "{what}");
+        if !matches!(w.dtype, DType::F32 | DType::U32) {
+            same_bytes(what, g, w);
+            continue;
+        }
         if w.dtype == DType::U32 {
             assert_eq!(g.to_u32_vec(), w.to_u32_vec(), "{what}");
             continue;
@@ -173,6 +181,17 @@ fn compare(what: &str, got: &[HostTensor], want: &[HostTensor], tol: f32) {
         for (i, (a, b)) in g.iter().zip(&w).enumerate() {
             assert!((a - b).abs() <= tol * scale, "{what}: element {i}: cuda {a}, cpu {b} (tolerance {tol} × {scale})");
         }
+    }
+}
+
+/// `got` and `want` hold the same bytes (a cache: rows of `want`'s last dimension).
+fn same_bytes(what: &str, got: &HostTensor, want: &HostTensor) {
+    assert_eq!((got.dtype, &got.shape), (want.dtype, &want.shape), "{what}");
+    let (g, w) = (got.as_bytes(), want.as_bytes());
+    assert_eq!(g.len(), w.len(), "{what}");
+    if let Some(i) = g.iter().zip(w).position(|(a, b)| a != b) {
+        let row = want.dtype.row_bytes(want.shape[want.shape.len() - 1]).expect("whole blocks");
+        panic!("{what}: {} byte {i} (row {}, byte {} of {row}): cuda {:#04x}, cpu {:#04x}", want.dtype, i / row, i % row, g[i], w[i]);
     }
 }
 
@@ -300,45 +319,115 @@ fn elementwise_norm_rope_argmax_slice_match_cpu() {
     }
 }
 
+/// Keys or values for attention as a KV cache of `kv` holds them: an f32 input itself, else a
+/// fresh state param of `kv` that `src` ([rows, cols] f32) is scattered into at `at` (rows
+/// 0..rows, a U32 input) in the same graph, so attention reads what scatter_rows wrote.
+fn kv_cache(p: &mut Pair, g: &mut Graph, kv: DType, src: crate::graph::NodeId, at: Option<crate::graph::NodeId>) -> crate::graph::NodeId {
+    let Some(at) = at else { return src };
+    let desc = ParamDesc { name: format!("cache {kv}"), shape: g.node(src).shape.clone(), dtype: kv, kind: ParamKind::State };
+    let id = p.param(&desc, None);
+    let cache = g.param(id, &desc);
+    g.scatter_rows(cache, src, at).expect("a cache of whole blocks")
+}
+
+/// Every KV cache type: f32 keys and values as inputs, f16 and q8_0 written by scatter_rows in
+/// the same graph (both backends then read the same rounded values).
 #[test]
 fn attention_matches_cpu_decode_and_prefill() {
     let Some(mut p) = Pair::new() else { return };
     let (n_head, n_kv) = (6, 2);
     // head_dim 64 and 80 (not a multiple of 32) take attention_prefill for t > 1; 256 the decode
-    // kernel for every t. s = 600 gives a decode three key splits.
-    for head_dim in [64, 80, 256] {
-        for (t, s) in [(1usize, 600usize), (1, 40), (5, 40), (37, 300)] {
-            for mask in [AttnMask::Causal, AttnMask::None, AttnMask::SlidingWindow { window: 29 }] {
-                let mut g = Graph::new();
-                let q = g.input(&[t, n_head * head_dim], DType::F32);
-                let k = g.input(&[s, n_kv * head_dim], DType::F32);
-                let v = g.input(&[s, n_kv * head_dim], DType::F32);
-                let pos = g.input(&[t], DType::U32);
-                let o = g.attention(q, k, v, Some(pos), n_head, n_kv, head_dim, 0.8 / (head_dim as f32).sqrt(), mask).unwrap();
-                g.output(o);
-                // Positions up to s - 1, and one past the end (the CPU clamps to s keys).
-                let positions: Vec<u32> = (0..t).map(|i| ((i * 13 + 3) % (s + 1)) as u32).collect();
-                let inputs = [
-                    f32_input(&[t, n_head * head_dim], 11),
-                    f32_input(&[s, n_kv * head_dim], 12),
-                    f32_input(&[s, n_kv * head_dim], 13),
-                    HostTensor::from_u32(vec![t], &positions).unwrap(),
-                ];
-                p.check(&format!("attention d={head_dim} t={t} s={s} {mask:?}"), &g, &inputs, 1e-4);
+    // kernel for every t. s = 600 gives a decode three key splits. A q8_0 head is whole blocks of
+    // 32, so 80 runs on f32 and f16 only.
+    for kv in DType::KV_TYPES {
+        for head_dim in [64usize, 80, 256] {
+            if !head_dim.is_multiple_of(kv.block_len()) {
+                continue;
+            }
+            for (t, s) in [(1usize, 600usize), (1, 40), (5, 40), (37, 300)] {
+                for mask in [AttnMask::Causal, AttnMask::None, AttnMask::SlidingWindow { window: 29 }] {
+                    let mut g = Graph::new();
+                    let q = g.input(&[t, n_head * head_dim], DType::F32);
+                    let k = g.input(&[s, n_kv * head_dim], DType::F32);
+                    let v = g.input(&[s, n_kv * head_dim], DType::F32);
+                    let pos = g.input(&[t], DType::U32);
+                    let at = (kv != DType::F32).then(|| g.input(&[s], DType::U32));
+                    let (k, v) = (kv_cache(&mut p, &mut g, kv, k, at), kv_cache(&mut p, &mut g, kv, v, at));
+                    let o = g.attention(q, k, v, Some(pos), n_head, n_kv, head_dim, 0.8 / (head_dim as f32).sqrt(), mask).unwrap();
+                    g.output(o);
+                    // Positions up to s - 1, and one past the end (the CPU clamps to s keys).
+                    let positions: Vec<u32> = (0..t).map(|i| ((i * 13 + 3) % (s + 1)) as u32).collect();
+                    let mut inputs = vec![
+                        f32_input(&[t, n_head * head_dim], 11),
+                        f32_input(&[s, n_kv * head_dim], 12),
+                        f32_input(&[s, n_kv * head_dim], 13),
+                        HostTensor::from_u32(vec![t], &positions).unwrap(),
+                    ];
+                    if at.is_some() {
+                        inputs.push(HostTensor::from_u32(vec![s], &(0..s as u32).collect::<Vec<_>>()).unwrap());
+                    }
+                    p.check(&format!("attention {kv} cache d={head_dim} t={t} s={s} {mask:?}"), &g, &inputs, 1e-4);
+                }
             }
         }
     }
 }
 
 /// Paged attention: query rows of three sequences (one mid-prefill) over a shuffled pool of
-/// blocks of 16, each row with its own block table (the decode kernel serves every paged batch).
+/// blocks of 16, each row with its own block table (the decode kernel serves every paged batch),
+/// with keys and values given in each KV cache type's own layout (inputs of f16 or q8_0 bytes).
 #[test]
 fn paged_attention_matches_cpu() {
     let Some(mut p) = Pair::new() else { return };
-    for t_rows in [1, 5] {
-        for mask in [AttnMask::Causal, AttnMask::SlidingWindow { window: 19 }] {
-            let (g, inputs) = crate::backend::test_util::paged_attention_case(t_rows, mask);
-            p.check(&format!("paged attention t={t_rows} {mask:?}"), &g, &inputs, 1e-4);
+    for kv in DType::KV_TYPES {
+        for t_rows in [1, 5] {
+            for mask in [AttnMask::Causal, AttnMask::SlidingWindow { window: 19 }] {
+                let (g, inputs) = crate::backend::test_util::paged_attention_case_kv(t_rows, mask, kv);
+                p.check(&format!("paged attention {kv} cache t={t_rows} {mask:?}"), &g, &inputs, 1e-4);
+            }
+        }
+    }
+}
+
+/// scatter_rows into a cache of every KV type equals the CPU's bytes: f32 copied, f16 rounded to
+/// nearest even, q8_0 quantized as ggml's quantize_row_q8_0_ref. Rows past a warp's or a grid
+/// block's share (333 values; 13 q8_0 blocks: three whole 4-block grid blocks and one of one),
+/// and values at the edges: a tie of x · id (127 / 2 = 63.5 rounds away to 64), a zero block, a
+/// negative maximum, f16 overflow, ties and subnormals of f16, a block whose d underflows f16, one
+/// whose d is an f32 subnormal (1 / d is infinite: q saturates), and an infinity. Two runs write
+/// different rows, and the whole cache is compared after each.
+#[test]
+fn scatter_rows_into_every_kv_type_matches_cpu_bit_for_bit() {
+    let Some(mut p) = Pair::new() else { return };
+    for (kv, c) in [(DType::F32, 333usize), (DType::F16, 333), (DType::Q8_0, 32 * 13)] {
+        let (rows, t) = (41usize, 7usize);
+        let desc = ParamDesc { name: format!("cache {kv}"), shape: vec![rows, c], dtype: kv, kind: ParamKind::State };
+        let id = p.param(&desc, None);
+        let mut g = Graph::new();
+        let src = g.input(&[t, c], DType::F32);
+        let pos = g.input(&[t], DType::U32);
+        let dst = g.param(id, &desc);
+        let o = g.scatter_rows(dst, src, pos).unwrap();
+        g.output(o);
+        for (run, positions) in [[3u32, 40, 0, 17, 18, 39, 5], [4, 2, 1, 40, 6, 20, 3]].into_iter().enumerate() {
+            let mut x = rand_vec(t * c, 70 + run as u64);
+            x[0] = 254.0;
+            x[1] = 127.0;
+            x[c..c + 32].fill(0.0);
+            x[2 * c + 5] = -3.0;
+            // Past f16's largest (to ±inf, or down to 65504), an f16 subnormal, half the smallest
+            // one (a tie: to 0) and one and a half of it (to 2^-24), and near −2^-24.
+            let tiny = 2f32.powi(-25);
+            x[3 * c..3 * c + 8].copy_from_slice(&[70000.0, -65520.0, 65519.0, 1e-6, tiny, 1.5 * tiny, -6.0e-8, 0.1]);
+            x[4 * c..4 * c + 32].iter_mut().enumerate().for_each(|(i, v)| *v = (i as f32 - 16.0) * 1e-31);
+            x[4 * c + 32..4 * c + 64].iter_mut().enumerate().for_each(|(i, v)| *v = (i as f32 - 16.0) * 1e-40);
+            x[5 * c + 40] = f32::INFINITY;
+            let inputs = [HostTensor::from_f32(vec![t, c], &x).unwrap(), HostTensor::from_u32(vec![t], &positions).unwrap()];
+            let what = format!("scatter_rows into {kv}, run {run}");
+            let want = p.cpu.execute(&g, &inputs).expect("cpu runs");
+            let got = p.cuda.execute(&g, &inputs).unwrap_or_else(|e| panic!("{what}: cuda: {e}"));
+            // Bytes, not values: f32 too (the infinity would defeat a tolerance).
+            same_bytes(&what, &got[0], &want[0]);
         }
     }
 }
@@ -353,27 +442,31 @@ fn cuda_refuses_indices_out_of_range() {
 
 /// A decode-shaped graph (scatter into a state, attend over it) run several times with new
 /// inputs: the first run is eager, the later ones replay a captured CUDA graph, and every run
-/// must see its own inputs and the state the previous runs wrote.
+/// must see its own inputs and the state the previous runs wrote; the cache itself (f16 and q8_0
+/// compared byte for byte) is an output too. For every KV cache type.
 #[test]
 fn repeated_graph_replays_with_new_inputs_and_state() {
     let Some(mut p) = Pair::new() else { return };
     let (ctx, d) = (16, 64);
-    let kdesc = ParamDesc { name: "k".into(), shape: vec![ctx, d], dtype: DType::F32, kind: ParamKind::State };
-    let kid = p.param(&kdesc, None);
-    let mut g = Graph::new();
-    let x = g.input(&[1, d], DType::F32);
-    let pos = g.input(&[1], DType::U32);
-    let kc = g.param(kid, &kdesc);
-    let k_all = g.scatter_rows(kc, x, pos).unwrap();
-    let o = g.attention(x, k_all, k_all, Some(pos), 1, 1, d, 0.125, AttnMask::Causal).unwrap();
-    let am = g.argmax(o).unwrap();
-    g.output(o);
-    g.output(am);
-    for step in 0..5u32 {
-        let inputs = [f32_input(&[1, d], 50 + step as u64), HostTensor::from_u32(vec![1], &[step]).unwrap()];
-        p.check(&format!("decode step {step}"), &g, &inputs, 1e-5);
+    for kv in DType::KV_TYPES {
+        let kdesc = ParamDesc { name: format!("k {kv}"), shape: vec![ctx, d], dtype: kv, kind: ParamKind::State };
+        let kid = p.param(&kdesc, None);
+        let mut g = Graph::new();
+        let x = g.input(&[1, d], DType::F32);
+        let pos = g.input(&[1], DType::U32);
+        let kc = g.param(kid, &kdesc);
+        let k_all = g.scatter_rows(kc, x, pos).unwrap();
+        let o = g.attention(x, k_all, k_all, Some(pos), 1, 1, d, 0.125, AttnMask::Causal).unwrap();
+        let am = g.argmax(o).unwrap();
+        g.output(o);
+        g.output(am);
+        g.output(k_all);
+        for step in 0..5u32 {
+            let inputs = [f32_input(&[1, d], 50 + step as u64), HostTensor::from_u32(vec![1], &[step]).unwrap()];
+            p.check(&format!("{kv} cache, decode step {step}"), &g, &inputs, 1e-5);
+        }
+        let bad = [f32_input(&[1, d], 1), HostTensor::from_u32(vec![1], &[ctx as u32]).unwrap()];
+        let e = p.cuda.execute(&g, &bad).expect_err("position past the cache is an error");
+        assert!(e.to_string().contains("scatter_rows"), "{e}");
     }
-    let bad = [f32_input(&[1, d], 1), HostTensor::from_u32(vec![1], &[ctx as u32]).unwrap()];
-    let e = p.cuda.execute(&g, &bad).expect_err("position past the cache is an error");
-    assert!(e.to_string().contains("scatter_rows"), "{e}");
 }

@@ -1,9 +1,10 @@
 //! Attention routes against the CPU: paged prefill mixed with decode rows (attention_prefill and
 //! attention_decode on one batch, each taking its own rows), batched decode with key splits, and
-//! sliding windows that start in the middle of a key split. Skips without a CUDA device (see
-//! `Pair::new`).
+//! sliding windows that start in the middle of a key split; the paged ones over a pool kept in
+//! every KV cache type (written by scatter_rows in the same graph). Skips without a CUDA device
+//! (see `Pair::new`).
 
-use super::{Pair, f32_input};
+use super::{Pair, f32_input, kv_cache};
 use crate::backend::test_util::rand_vec;
 use crate::dtype::DType;
 use crate::graph::{AttnMask, Graph};
@@ -26,8 +27,10 @@ fn blocks(n: usize, pool: usize, seed: u64) -> Vec<u32> {
 }
 
 /// A paged batch: row i belongs to sequence `rows[i].0` (its block table `tables[seq]`) at
-/// position `rows[i].1`.
-fn paged_case(rows: &[(usize, u32)], tables: &[Vec<u32>], n_blocks: usize, head_dim: usize, mask: AttnMask) -> (Graph, Vec<HostTensor>) {
+/// position `rows[i].1`. The pool is kept in `kv`: f32 inputs, or a cache of f16 or q8_0 that
+/// scatter_rows fills from f32 inputs in the same graph.
+#[allow(clippy::too_many_arguments)]
+fn paged_case(p: &mut Pair, rows: &[(usize, u32)], tables: &[Vec<u32>], n_blocks: usize, head_dim: usize, mask: AttnMask, kv: DType) -> (Graph, Vec<HostTensor>) {
     let (t, cols, s) = (rows.len(), tables[0].len(), n_blocks * BS);
     let mut g = Graph::new();
     let q = g.input(&[t, N_HEAD * head_dim], DType::F32);
@@ -35,17 +38,22 @@ fn paged_case(rows: &[(usize, u32)], tables: &[Vec<u32>], n_blocks: usize, head_
     let v = g.input(&[s, N_KV * head_dim], DType::F32);
     let pos = g.input(&[t], DType::U32);
     let table = g.input(&[t, cols], DType::U32);
+    let at = (kv != DType::F32).then(|| g.input(&[s], DType::U32));
+    let (k, v) = (kv_cache(p, &mut g, kv, k, at), kv_cache(p, &mut g, kv, v, at));
     let o = g.paged_attention(q, k, v, pos, table, N_HEAD, N_KV, head_dim, 0.8 / (head_dim as f32).sqrt(), BS, mask).expect("a valid paged attention");
     g.output(o);
     let table_rows: Vec<u32> = rows.iter().flat_map(|&(sq, _)| tables[sq].clone()).collect();
     let positions: Vec<u32> = rows.iter().map(|r| r.1).collect();
-    let inputs = vec![
+    let mut inputs = vec![
         f32_input(&[t, N_HEAD * head_dim], 31),
         f32_input(&[s, N_KV * head_dim], 32),
         f32_input(&[s, N_KV * head_dim], 33),
         HostTensor::from_u32(vec![t], &positions).unwrap(),
         HostTensor::from_u32(vec![t, cols], &table_rows).unwrap(),
     ];
+    if at.is_some() {
+        inputs.push(HostTensor::from_u32(vec![s], &(0..s as u32).collect::<Vec<_>>()).unwrap());
+    }
     (g, inputs)
 }
 
@@ -55,7 +63,7 @@ fn paged_case(rows: &[(usize, u32)], tables: &[Vec<u32>], n_blocks: usize, head_
 /// two tiles); a row of E, whose table is D's (shared blocks) at another position, next to D's
 /// rows; a decode of F at the last position its table reaches. head_dim 64 and 80 take
 /// attention_prefill for A, D and E and attention_decode for C, B and F; 256 takes
-/// attention_decode for every row.
+/// attention_decode for every row. Every KV cache type (q8_0 heads are whole blocks of 32: not 80).
 #[test]
 fn paged_prefill_mixed_with_decode_rows_matches_cpu() {
     let Some(mut p) = Pair::new() else { return };
@@ -70,24 +78,29 @@ fn paged_prefill_mixed_with_decode_rows_matches_cpu() {
     rows.push((d, 11)); // E: D's table, its own position
     rows.push((f, 95));
     assert_eq!(rows.len(), 39);
-    for head_dim in [64, 80, 256] {
-        for mask in [AttnMask::Causal, AttnMask::SlidingWindow { window: 23 }] {
-            let (g, inputs) = paged_case(&rows, &tables, 30, head_dim, mask);
-            p.check(&format!("paged mixed batch d={head_dim} {mask:?}"), &g, &inputs, 1e-4);
+    for kv in DType::KV_TYPES {
+        for head_dim in [64usize, 80, 256] {
+            if !head_dim.is_multiple_of(kv.block_len()) {
+                continue;
+            }
+            for mask in [AttnMask::Causal, AttnMask::SlidingWindow { window: 23 }] {
+                let (g, inputs) = paged_case(&mut p, &rows, &tables, 30, head_dim, mask, kv);
+                p.check(&format!("paged mixed batch, {kv} cache, d={head_dim} {mask:?}"), &g, &inputs, 1e-4);
+            }
         }
     }
     // A batch that is one sequence's prefill (every table row equal) and one of decodes only.
     let prefill: Vec<(usize, u32)> = (3..40).map(|pos| (a, pos)).collect();
     let decodes: Vec<(usize, u32)> = vec![(a, 50), (b, 3), (c, 95), (d, 0), (f, 17)];
     for (what, rows) in [("one prefill", prefill), ("decodes", decodes)] {
-        let (g, inputs) = paged_case(&rows, &tables, 30, 64, AttnMask::Causal);
+        let (g, inputs) = paged_case(&mut p, &rows, &tables, 30, 64, AttnMask::Causal, DType::F32);
         p.check(&format!("paged {what}"), &g, &inputs, 1e-4);
     }
 }
 
 /// Batched decode over long tables: 8 rows × 6 heads split their 1024 reachable keys (4 splits
 /// of 256); windows of 300 start inside the second and third split, which a split that ran past
-/// its own end would count twice.
+/// its own end would count twice. Every KV cache type.
 #[test]
 fn batched_decode_splits_keys_and_windows_match_cpu() {
     let Some(mut p) = Pair::new() else { return };
@@ -95,10 +108,12 @@ fn batched_decode_splits_keys_and_windows_match_cpu() {
     let tables: Vec<Vec<u32>> = (0..8).map(|i| blocks(64, n_blocks, 40 + i)).collect();
     let positions = [1023u32, 900, 3, 511, 512, 700, 0, 256];
     let rows: Vec<(usize, u32)> = positions.iter().enumerate().map(|(i, &pos)| (i, pos)).collect();
-    for head_dim in [64, 256] {
-        for mask in [AttnMask::Causal, AttnMask::SlidingWindow { window: 300 }] {
-            let (g, inputs) = paged_case(&rows, &tables, n_blocks, head_dim, mask);
-            p.check(&format!("batched decode d={head_dim} {mask:?}"), &g, &inputs, 1e-4);
+    for kv in DType::KV_TYPES {
+        for head_dim in [64, 256] {
+            for mask in [AttnMask::Causal, AttnMask::SlidingWindow { window: 300 }] {
+                let (g, inputs) = paged_case(&mut p, &rows, &tables, n_blocks, head_dim, mask, kv);
+                p.check(&format!("batched decode, {kv} cache, d={head_dim} {mask:?}"), &g, &inputs, 1e-4);
+            }
         }
     }
 }
