@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use forge_engine::devices::{self, BackendChoice, BackendKind, Candidate, Opened};
-use forge_engine::session::Readout;
+use forge_engine::session::{KvType, Readout};
 use forge_engine::session::Forward;
 use forge_engine::{Model, Session};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -164,15 +164,19 @@ pub struct Report {
     pub gen_tokens: usize,
     #[serde(default)]
     pub reps: usize,
+    /// What the KV cache kept keys and values in (for every row, llama.cpp's too).
+    #[serde(default)]
+    pub kv_type: Option<KvType>,
     pub rows: Vec<Row>,
 }
 
 /// Bytes a decode step reads: every weight a matmul touches (the tied embedding is the output
-/// projection, read whole), one embedding row, and the keys and values up to `pos`.
-fn bytes_per_token(model: &Model, pos: usize) -> u64 {
+/// projection, read whole), one embedding row, and the keys and values up to `pos` as the
+/// cache keeps them.
+fn bytes_per_token(model: &Model, pos: usize, kv_type: KvType) -> u64 {
     let c = &model.config;
     let mut bytes: u64 = model.weights.iter().filter(|(n, _)| n.as_str() != "token_embd.weight" || c.tied_embeddings).map(|(_, t)| t.as_bytes().len() as u64).sum();
-    bytes += (c.n_layer * 2 * pos * c.kv_dim() * 4) as u64;
+    bytes += (c.n_layer * 2 * pos) as u64 * kv_type.row_bytes(c.kv_dim());
     bytes
 }
 
@@ -310,7 +314,7 @@ fn measure(model: &Model, opened: Opened, load_ms: f64, a: &Sizes, bar: &Progres
         bar.inc(1);
     }
     let tg = Stat::of(tg);
-    let bpt = bytes_per_token(model, a.n_gen / 2);
+    let bpt = bytes_per_token(model, a.n_gen / 2, s.kv_type());
     let eff = bpt as f64 * tg.median / 1e9;
     let copy = copy_bandwidth(&c);
     let peak = s.backend().memory_used().or_else(peak_rss);
@@ -379,7 +383,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     if let Some(bin) = &a.compare_llama_cpp {
         bar.set_message("llama.cpp");
         let threads = machine.probe.cpu.threads;
-        match peer::llama_bench(bin, &path, sizes.prompt, sizes.n_gen, a.reps, threads) {
+        match peer::llama_bench(bin, &path, sizes.prompt, sizes.n_gen, a.reps, threads, machine.settings.kv_type.value) {
             Ok(peers) => {
                 for row in rows.iter_mut() {
                     if let Some(p) = peers.iter().find(|p| peer::same_kind(&p.backend, &row.backend)) {
@@ -419,6 +423,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         prompt_tokens: sizes.prompt,
         gen_tokens: sizes.n_gen,
         reps: a.reps,
+        kv_type: Some(machine.settings.kv_type.value),
         rows,
     };
     let table = report::markdown(&report);

@@ -6,6 +6,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use super::{Row, Stat};
+use forge_engine::session::KvType;
 
 /// Whether a llama.cpp backend name (`CPU`, `Vulkan`, `CUDA`, `Metal`) is the same kind of device
 /// as one of ours (`cpu`, `wgpu`, `cuda`).
@@ -29,9 +30,11 @@ fn stat(entry: &serde_json::Value) -> Option<Stat> {
 }
 
 /// Runs `llama-bench -o json` and turns its pp and tg entries into rows (one per backend it ran).
-pub fn llama_bench(bin: &Path, model: &Path, prompt: usize, n_gen: usize, reps: usize, threads: usize) -> anyhow::Result<Vec<Row>> {
+/// Its KV cache is the same type as ours (`-ctk`/`-ctv`; ggml names them as we do).
+pub fn llama_bench(bin: &Path, model: &Path, prompt: usize, n_gen: usize, reps: usize, threads: usize, kv_type: KvType) -> anyhow::Result<Vec<Row>> {
     let out = Command::new(bin)
         .args(["-m", &model.display().to_string(), "-p", &prompt.to_string(), "-n", &n_gen.to_string(), "-r", &reps.max(1).to_string(), "-t", &threads.to_string(), "-o", "json"])
+        .args(["-ctk", kv_type.name(), "-ctv", kv_type.name()])
         .output()
         .with_context(|| format!("running {}", bin.display()))?;
     if !out.status.success() {

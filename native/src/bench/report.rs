@@ -12,8 +12,12 @@ fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
 
 pub fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "Model: {} — pp{} / tg{}, median of {} (min–max)\n\n| engine | backend | device | load ms | prefill tok/s | decode tok/s | launches/token | MB/token | decode GB/s | copy GB/s | % of copy | vs llama.cpp (tg, pp) |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        r.model, r.prompt_tokens, r.gen_tokens, r.reps
+        "Model: {} — pp{} / tg{}{}, median of {} (min–max)\n\n| engine | backend | device | load ms | prefill tok/s | decode tok/s | launches/token | MB/token | decode GB/s | copy GB/s | % of copy | vs llama.cpp (tg, pp) |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        r.model,
+        r.prompt_tokens,
+        r.gen_tokens,
+        r.kv_type.map(|k| format!(", {k} KV cache")).unwrap_or_default(),
+        r.reps
     );
     for row in &r.rows {
         s += &format!(
