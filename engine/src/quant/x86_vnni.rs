@@ -87,17 +87,34 @@ pub(super) fn vec_dot_tile<const R: usize>(weight: DType, w: &[u8], row_bytes: u
     true
 }
 
-macro_rules! tiles {
-    ($($tile:ident => $dot:ident),*) => {$(
+/// For each format, from its pair kernel `$dotc` over activation rows already split into blocks:
+/// `$dot` for one weight row, and `$tile` for consecutive rows, which splits the activation rows
+/// once per tile (perf had shown that split, a non-inlined `array::map`, at ~5% of a SmolLM2
+/// prefill when done per weight row).
+macro_rules! entry_points {
+    ($($dot:ident, $tile:ident => $dotc:ident / $ab:literal),*) => {$(
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        fn $dot<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+            $dotc(w, a.map(|r| r.as_chunks::<$ab>().0), sc)
+        }
+
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
         fn $tile<const R: usize>(w: &[u8], row_bytes: usize, a: [&[u8]; R], sc: [&[f32]; R], put: &mut dyn FnMut(usize, [f32; R])) {
+            let ab = a.map(|r| r.as_chunks::<$ab>().0);
             for (i, wr) in w.chunks_exact(row_bytes).enumerate() {
-                put(i, $dot(wr, a, sc));
+                put(i, $dotc(wr, ab, sc));
             }
         }
     )*};
 }
-tiles!(tile_q4_0 => dot_q4_0, tile_q4_1 => dot_q4_1, tile_q5_0 => dot_q5_0, tile_q5_1 => dot_q5_1, tile_q8_0 => dot_q8_0);
+entry_points!(
+    dot_q4_0, tile_q4_0 => pairs_q4_0 / 34,
+    dot_q4_1, tile_q4_1 => pairs_q4_1 / 36,
+    dot_q5_0, tile_q5_0 => pairs_q5_0 / 34,
+    dot_q5_1, tile_q5_1 => pairs_q5_1 / 36,
+    dot_q8_0, tile_q8_0 => pairs_q8_0 / 34
+);
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -178,7 +195,7 @@ const PREFETCH: usize = 1024;
 macro_rules! vnni_dot {
     ($w:expr, $a:expr, $sc:expr, $wb:literal, $ab:literal, $aq:literal, $c:expr, |$x0:ident, $x1:ident| $levels:expr) => {{
         let (wb, _) = $w.as_chunks::<$wb>();
-        let ab = $a.map(|r| r.as_chunks::<$ab>().0);
+        let ab: [&[[u8; $ab]]; R] = $a;
         let sc: [&[f32]; R] = $sc;
         let c: u8 = $c;
         let n = wb.len();
@@ -242,31 +259,31 @@ macro_rules! vnni_dot {
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dot_q8_0<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+fn pairs_q8_0<const R: usize>(w: &[u8], a: [&[[u8; 34]]; R], sc: [&[f32]; R]) -> [f32; R] {
     // Flipping the sign bit maps q ∈ −128..128 to q + 128 as u8.
     vnni_dot!(w, a, sc, 34, 34, 2, 128, |x0, x1| _mm512_xor_si512(bytes64(arr(x0, 2), arr(x1, 2)), _mm512_set1_epi8(-128)))
 }
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dot_q4_0<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+fn pairs_q4_0<const R: usize>(w: &[u8], a: [&[[u8; 34]]; R], sc: [&[f32]; R]) -> [f32; R] {
     vnni_dot!(w, a, sc, 18, 34, 2, 8, |x0, x1| nibbles64(arr(x0, 2), arr(x1, 2)))
 }
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dot_q5_0<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+fn pairs_q5_0<const R: usize>(w: &[u8], a: [&[[u8; 34]]; R], sc: [&[f32]; R]) -> [f32; R] {
     vnni_dot!(w, a, sc, 22, 34, 2, 16, |x0, x1| fifth_bit(nibbles64(arr(x0, 6), arr(x1, 6)), arr(x0, 2), arr(x1, 2)))
 }
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dot_q4_1<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+fn pairs_q4_1<const R: usize>(w: &[u8], a: [&[[u8; 36]]; R], sc: [&[f32]; R]) -> [f32; R] {
     vnni_dot!(w, a, sc, 20, 36, 4, 0, |x0, x1| nibbles64(arr(x0, 4), arr(x1, 4)))
 }
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn dot_q5_1<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+fn pairs_q5_1<const R: usize>(w: &[u8], a: [&[[u8; 36]]; R], sc: [&[f32]; R]) -> [f32; R] {
     vnni_dot!(w, a, sc, 24, 36, 4, 0, |x0, x1| fifth_bit(nibbles64(arr(x0, 8), arr(x1, 8)), arr(x0, 4), arr(x1, 4)))
 }
