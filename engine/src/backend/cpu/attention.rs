@@ -307,18 +307,7 @@ impl Heads<'_> {
                 }
             }
         }
-        for (ti, t) in tokens.enumerate() {
-            let o = out(t);
-            for hq in 0..g {
-                let qi = ti * g + hq;
-                let (src, dst) = (&acc[qi * d..][..d], &mut o[hq * d..][..d]);
-                dst.copy_from_slice(src);
-                if sums[qi] > 0.0 {
-                    let inv = 1.0 / sums[qi];
-                    dst.iter_mut().for_each(|x| *x *= inv);
-                }
-            }
-        }
+        write_out(tokens, g, d, acc, &sums, out);
     }
 
     /// [`Heads::block`] compiled for AVX2: the same f32 operations in the same order (no FMA
@@ -396,16 +385,22 @@ impl Heads<'_> {
             }
             axpy_rows_avx2(&mut acc[qi * d..][..d], sc, &values[a * d..b * d], d);
         }
-        for (ti, t) in tokens.enumerate() {
-            let o = out(t);
-            for hq in 0..g {
-                let qi = ti * g + hq;
-                let (src, dst) = (&acc[qi * d..][..d], &mut o[hq * d..][..d]);
-                dst.copy_from_slice(src);
-                if sums[qi] > 0.0 {
-                    let inv = 1.0 / sums[qi];
-                    dst.iter_mut().for_each(|x| *x *= inv);
-                }
+        write_out(tokens, g, d, acc, &sums, out);
+    }
+}
+
+/// Each query's accumulated output divided by its softmax sum, into token t's `out(t)` (the g·d
+/// floats of the kv head's query heads).
+fn write_out<'o>(tokens: std::ops::Range<usize>, g: usize, d: usize, acc: &[f32], sums: &[f32], out: &mut dyn FnMut(usize) -> &'o mut [f32]) {
+    for (ti, t) in tokens.enumerate() {
+        let o = out(t);
+        for hq in 0..g {
+            let qi = ti * g + hq;
+            let (src, dst) = (&acc[qi * d..][..d], &mut o[hq * d..][..d]);
+            dst.copy_from_slice(src);
+            if sums[qi] > 0.0 {
+                let inv = 1.0 / sums[qi];
+                dst.iter_mut().for_each(|x| *x *= inv);
             }
         }
     }
