@@ -15,6 +15,7 @@
 //! bits of an f32 cache holding the same f16-rounded values).
 
 use super::pool::{Pool, SharedSlice};
+use crate::dtype::DType::Q8_0;
 use crate::graph::AttnMask;
 
 /// A paged KV layout: each query row's block table (`cols` entries per row) and the block size.
@@ -41,7 +42,7 @@ impl Kv<'_> {
         match self {
             Kv::F32(x) => x.len(),
             Kv::F16(x) => x.len(),
-            Kv::Q8_0(x) => x.len() / 34 * 32,
+            Kv::Q8_0(x) => x.len() / Q8_0.block_bytes() * Q8_0.block_len(),
         }
     }
 
@@ -60,7 +61,8 @@ impl Kv<'_> {
                 &buf[..d]
             }
             Kv::Q8_0(x) => {
-                crate::quant::dequantize_row(crate::dtype::DType::Q8_0, &x[e / 32 * 34..][..d / 32 * 34], &mut buf[..d]);
+                let block = |n: usize| n / Q8_0.block_len() * Q8_0.block_bytes();
+                crate::quant::dequantize_row(Q8_0, &x[block(e)..][..block(d)], &mut buf[..d]);
                 &buf[..d]
             }
         }
@@ -210,6 +212,8 @@ struct Heads<'a> {
     q: &'a [f32],
     k: Kv<'a>,
     v: Kv<'a>,
+    /// Rows of k (and v), counted once: `key_at` runs for every key.
+    rows: usize,
     positions: Option<&'a [u32]>,
     paging: Option<Paging<'a>>,
     n_head: usize,
@@ -230,7 +234,7 @@ const GATHER_QUERIES: usize = 8;
 impl Heads<'_> {
     /// The keys query token t sees: `first..n_keys`.
     fn key_range(&self, t: usize) -> (usize, usize) {
-        let rows = self.k.len() / (self.n_kv_head * self.d);
+        let rows = self.rows;
         let n_keys = match (self.paging, self.positions) {
             (Some(pg), p) => p.map_or(pg.cols * pg.block_size, |p| (p[t] as usize + 1).min(pg.cols * pg.block_size)),
             (None, Some(p)) if self.mask.is_causal() => (p[t] as usize + 1).min(rows),
@@ -243,6 +247,27 @@ impl Heads<'_> {
         (first, n_keys)
     }
 
+    /// Where head `kvh` of key j starts (an element of k and v) for the block whose first token
+    /// is `t0` (its block-table row, when paged).
+    #[inline(always)]
+    fn key_at(&self, t0: usize, kvh: usize, j: usize) -> usize {
+        let row = match self.paging {
+            // Callers check the table (every entry names a block inside the pool); the
+            // clamp only keeps a bad one from reading outside the slices.
+            Some(pg) => (pg.table[t0 * pg.cols + j / pg.block_size] as usize * pg.block_size + j % pg.block_size).min(self.rows - 1),
+            None => j,
+        };
+        (row * self.n_kv_head + kvh) * self.d
+    }
+
+    /// Each token's key range, and the keys any of them sees: `lo..hi`.
+    fn key_ranges(&self, tokens: std::ops::Range<usize>) -> (Vec<(usize, usize)>, usize, usize) {
+        let ranges: Vec<(usize, usize)> = tokens.map(|t| self.key_range(t)).collect();
+        let lo = ranges.iter().map(|r| r.0).min().unwrap_or(0);
+        let hi = ranges.iter().map(|r| r.1).max().unwrap_or(0);
+        (ranges, lo, hi)
+    }
+
     /// Tokens `tokens`, all query heads of kv head `kvh`, into `out` (per token, the group's
     /// g·d output floats). The tokens share one key mapping (no paging, or equal block-table
     /// rows), so each key and value row is loaded once for all g·|tokens| queries. Each query
@@ -251,22 +276,11 @@ impl Heads<'_> {
     /// queries are grouped: prefill, decode and batches agree bit for bit.
     #[inline(always)]
     fn block<'o>(&self, tokens: std::ops::Range<usize>, kvh: usize, out: &mut dyn FnMut(usize) -> &'o mut [f32], scratch: &mut Scratch, dot: impl Fn(&[f32], &[f32]) -> f32, axpy: impl Fn(&mut [f32], f32, &[f32])) {
-        let Heads { q, k, v, paging, n_head, n_kv_head, d, scale, .. } = *self;
-        let rows = k.len() / (n_kv_head * d);
+        let Heads { q, k, v, n_head, n_kv_head, d, scale, .. } = *self;
         let g = n_head / n_kv_head;
         let t0 = tokens.start;
-        let at = |j: usize| {
-            let row = match paging {
-                // Callers check the table (every entry names a block inside the pool); the
-                // clamp only keeps a bad one from reading outside the slices.
-                Some(pg) => (pg.table[t0 * pg.cols + j / pg.block_size] as usize * pg.block_size + j % pg.block_size).min(rows - 1),
-                None => j,
-            };
-            (row * n_kv_head + kvh) * d
-        };
-        let ranges: Vec<(usize, usize)> = tokens.clone().map(|t| self.key_range(t)).collect();
-        let lo = ranges.iter().map(|r| r.0).min().unwrap_or(0);
-        let hi = ranges.iter().map(|r| r.1).max().unwrap_or(0);
+        let at = |j: usize| self.key_at(t0, kvh, j);
+        let (ranges, lo, hi) = self.key_ranges(tokens.clone());
         let span = hi.saturating_sub(lo);
         let nq = ranges.len() * g;
         let Scratch { scores, acc, row, .. } = scratch;
@@ -331,13 +345,10 @@ impl Heads<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn block_gathered_avx2<'o>(&self, tokens: std::ops::Range<usize>, kvh: usize, out: &mut dyn FnMut(usize) -> &'o mut [f32], scratch: &mut Scratch) {
-        let Heads { q, k, v, paging, n_head, n_kv_head, d, scale, .. } = *self;
-        let rows = k.len() / (n_kv_head * d);
+        let Heads { q, k, v, n_head, n_kv_head, d, scale, .. } = *self;
         let g = n_head / n_kv_head;
         let t0 = tokens.start;
-        let ranges: Vec<(usize, usize)> = tokens.clone().map(|t| self.key_range(t)).collect();
-        let lo = ranges.iter().map(|r| r.0).min().unwrap_or(0);
-        let hi = ranges.iter().map(|r| r.1).max().unwrap_or(0);
+        let (ranges, lo, hi) = self.key_ranges(tokens.clone());
         let span = hi.saturating_sub(lo);
         let nq = ranges.len() * g;
         let Scratch { scores, acc, row, keys, values } = scratch;
@@ -345,12 +356,7 @@ impl Heads<'_> {
         keys.clear();
         values.clear();
         for j in lo..hi {
-            let at = match paging {
-                // As `block`: the clamp only keeps a bad entry from reading outside the slices.
-                Some(pg) => (pg.table[t0 * pg.cols + j / pg.block_size] as usize * pg.block_size + j % pg.block_size).min(rows - 1),
-                None => j,
-            };
-            let e = (at * n_kv_head + kvh) * d;
+            let e = self.key_at(t0, kvh, j);
             keys.extend_from_slice(k.head(e, d, row));
             values.extend_from_slice(v.head(e, d, row));
         }
@@ -419,7 +425,8 @@ struct Scratch {
 
 #[allow(clippy::too_many_arguments)]
 pub fn attention(pool: &Pool, q: &[f32], k: Kv, v: Kv, positions: Option<&[u32]>, paging: Option<Paging>, n_head: usize, n_kv_head: usize, d: usize, scale: f32, mask: AttnMask, out: &mut [f32]) {
-    let heads = Heads { q, k, v, positions, paging, n_head, n_kv_head, d, scale, mask };
+    let rows = k.len() / (n_kv_head * d).max(1);
+    let heads = Heads { q, k, v, rows, positions, paging, n_head, n_kv_head, d, scale, mask };
     let t = out.len() / (n_head * d).max(1);
     if t == 0 || d == 0 {
         return;

@@ -46,21 +46,9 @@ impl State {
         Some(match dtype {
             DType::F32 => State::F32(vec![0.0; n]),
             DType::F16 => State::F16(vec![half::f16::ZERO; n]),
-            DType::Q8_0 if n.is_multiple_of(32) => State::Q8_0(vec![0; n / 32 * 34]),
+            DType::Q8_0 => State::Q8_0(vec![0; DType::Q8_0.bytes_for(n).ok()?]),
             _ => return None,
         })
-    }
-
-    fn to_f32(&self) -> Vec<f32> {
-        match self {
-            State::F32(x) => x.clone(),
-            State::F16(x) => x.iter().map(|h| h.to_f32()).collect(),
-            State::Q8_0(x) => {
-                let mut out = vec![0.0; x.len() / 34 * 32];
-                crate::quant::dequantize_row(DType::Q8_0, x, &mut out);
-                out
-            }
-        }
     }
 
     fn kv(&self) -> Kv<'_> {
@@ -84,7 +72,7 @@ impl State {
                 State::F32(d) => d[p * cols..][..cols].copy_from_slice(row),
                 State::F16(d) => d[p * cols..][..cols].convert_from_f32_slice(row),
                 State::Q8_0(d) => {
-                    let rb = cols / 32 * 34;
+                    let rb = DType::Q8_0.row_bytes(cols)?;
                     crate::quant::quantize_row(DType::Q8_0, row, &mut d[p * rb..][..rb]);
                 }
             }
@@ -153,8 +141,8 @@ impl CpuBackend {
             Value::U32(_) => return Err(internal("u32 value read as f32")),
             Value::Param(p) => match &self.params[p.0 as usize] {
                 Param::State(State::F32(v)) => Cow::Borrowed(v),
-                // A whole cache read as f32 (a graph output, a test); attention reads `kv_of`.
-                Param::State(s) => Cow::Owned(s.to_f32()),
+                // Attention reads a cache through `kv_of`, and outputs return it in its own type.
+                Param::State(_) => return Err(internal("an f16 or q8_0 cache read as f32 values")),
                 // An owned Vec<u8> need not be 4-byte aligned; then the values are copied.
                 Param::Weight(t) if t.dtype == DType::F32 => match bytemuck::try_cast_slice(t.as_bytes()) {
                     Ok(v) => Cow::Borrowed(v),
