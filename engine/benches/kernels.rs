@@ -1,7 +1,9 @@
 //! Kernel microbenchmarks in the style of llm.c's `dev/cuda`: every variant is first checked
 //! against the plain reference, then timed, and the figure that predicts decode speed is printed
 //! — GB/s of weight bytes streamed by the matrix-vector product (decode reads every weight once
-//! per token, so tokens/s ≈ bandwidth / model bytes).
+//! per token, so tokens/s ≈ bandwidth / model bytes). On the CPU, the same weights against
+//! `GEMM_TOKENS` activation rows (prefill's matrix-matrix product) print GMAC/s, the figure that
+//! predicts prefill speed (tokens/s ≈ MAC/s / parameters).
 //!
 //! `cargo bench -p forge-engine --bench kernels [-- FILTER]`
 //!
@@ -81,6 +83,33 @@ fn bench(name: &str, backend: &mut dyn Backend, dtype: DType, n: usize, k: usize
     println!("{name:5} matvec {:5} {n:6}×{k:<4} {:8.1} µs  {:6.2} GB/s of weights", dtype.name(), s * 1e6, bytes / s / 1e9);
 }
 
+/// Activation rows of the matrix-matrix benchmark: a prefill chunk's worth.
+const GEMM_TOKENS: usize = 128;
+
+/// `x · wᵀ` for `GEMM_TOKENS` rows of x, checked against the first row's matrix-vector result
+/// (every row is that row: the same bits whatever the number of rows), then timed in GMAC/s.
+fn bench_gemm(name: &str, backend: &mut dyn Backend, dtype: DType, n: usize, k: usize) {
+    let (w, _) = weight(dtype, n, k);
+    let x = random(k, 7);
+    let rows: Vec<f32> = x.iter().copied().cycle().take(k * GEMM_TOKENS).collect();
+    let one = matmul_graph(backend, &w, 1);
+    let want = backend.execute(&one, &[HostTensor::from_f32(vec![1, k], &x).unwrap()]).expect("execute")[0].to_f32_vec();
+    let g = matmul_graph(backend, &w, GEMM_TOKENS);
+    let input = [HostTensor::from_f32(vec![GEMM_TOKENS, k], &rows).unwrap()];
+    let got = backend.execute(&g, &input).expect("execute")[0].to_f32_vec();
+    for (t, row) in got.chunks_exact(n).enumerate() {
+        assert_eq!(row, &want[..], "{name} {dtype} gemm row {t} differs from the matvec");
+    }
+    let reps = 5;
+    let t = Instant::now();
+    for _ in 0..reps {
+        std::hint::black_box(backend.execute(&g, &input).expect("execute"));
+    }
+    let s = t.elapsed().as_secs_f64() / reps as f64;
+    let macs = (n * k * GEMM_TOKENS) as f64;
+    println!("{name:5} gemm   {:5} {n:6}×{k:<4} ×{GEMM_TOKENS} {:8.1} µs  {:6.2} GMAC/s", dtype.name(), s * 1e6, macs / s / 1e9);
+}
+
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
     for (n, k) in SHAPES {
@@ -89,6 +118,9 @@ fn main() {
                 continue;
             }
             bench("cpu", &mut CpuBackend::new(), dtype, n, k);
+            if n < 4096 {
+                bench_gemm("cpu", &mut CpuBackend::new(), dtype, n, k);
+            }
         }
     }
     wgpu_benches(&filter);

@@ -11,7 +11,8 @@ use super::*;
 fn lengths(dtype: DType) -> Vec<usize> {
     match dtype.block_len() {
         1 => vec![1, 7, 32, 37, 100, 576],
-        32 => vec![32, 64, 3 * 32, 5 * 32, 7 * 32, 576, 640],
+        // 131 blocks: more than two of the AVX2 kernels' 64-block chunks, and an odd count
+        32 => vec![32, 64, 3 * 32, 5 * 32, 7 * 32, 576, 640, 131 * 32],
         _ => vec![256, 3 * 256, 2 * 256],
     }
 }
@@ -168,7 +169,9 @@ fn avx2_matches_scalar() {
         for n in lengths(dtype) {
             for seed in 0..3 {
                 let c = case(dtype, n, seed);
-                let simd = x86::vec_dot(dtype, &c.w, &c.act)
+                let mut sc = vec![0.0; act_scales_len(dtype, n)];
+                act_scales(dtype, n, &c.act, &mut sc);
+                let simd = x86::vec_dot(dtype, &c.w, &c.act, &sc)
                     .expect("an AVX2 kernel for every weight type");
                 let scalar = vec_dot_scalar(dtype, &c.w, &c.act);
                 // Same integer sums; only the order of f32 additions differs.
@@ -206,7 +209,7 @@ fn avx512_matches_scalar_and_avx2() {
                 );
                 // And the AVX2 kernel's bits exactly (same products, same order of additions).
                 if x86::available() {
-                    let avx2 = x86::vec_dot(dtype, &c.w, &c.act).expect("an AVX2 kernel");
+                    let avx2 = x86::vec_dot(dtype, &c.w, &c.act, &sc).expect("an AVX2 kernel");
                     assert_eq!(simd.to_bits(), avx2.to_bits(), "{dtype} n={n} seed={seed}: avx512 {simd} vs avx2 {avx2}");
                 }
             }

@@ -171,7 +171,7 @@ pub fn vec_dot_rows_scaled<const R: usize>(weight: DType, n: usize, w: &[u8], ac
         return s;
     }
     #[cfg(target_arch = "x86_64")]
-    if let Some(s) = x86::vec_dot_rows(weight, w, acts) {
+    if let Some(s) = x86::vec_dot_rows(weight, w, acts, scales) {
         return s;
     }
     acts.map(|a| vec_dot_scalar(weight, w, a))
@@ -190,6 +190,10 @@ pub fn vec_dot_tile<const R: usize>(weight: DType, n: usize, w: &[u8], acts: [&[
     }
     #[cfg(target_arch = "x86_64")]
     if x86_vnni::vec_dot_tile(weight, w, rb, acts, scales, put) {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if x86::vec_dot_tile(weight, w, rb, acts, scales, put) {
         return;
     }
     for (i, wr) in w.chunks_exact(rb).enumerate() {

@@ -5,8 +5,9 @@
 //! Idea shared by the block kernels: widen 32 weights to bytes in one 256-bit register, multiply
 //! with 32 activation bytes by `maddubs` (u8 × i8 → pairs summed to i16, no overflow for these
 //! ranges), sum pairs to i32 with `madd`, then scale by the block's f32 factors with one FMA.
-//! Two accumulators per loop hide the FMA latency. Scales are f16 and are widened with F16C,
-//! several at once. All loads are unaligned, from fixed-size arrays (`as_chunks`), so every
+//! Two accumulators per loop hide the FMA latency. Weight scales are f16, widened with F16C
+//! once per block for all the activation rows it serves; activation scales come widened
+//! already (`act_scales`), once per token rather than once per weight row. All loads are unaligned, from fixed-size arrays (`as_chunks`), so every
 //! read is in bounds by construction.
 
 use super::kquant::get_scale_min_k4;
@@ -30,16 +31,17 @@ pub(super) fn available() -> bool {
     }
 }
 
-/// The AVX2 dot for `weight`, or `None` when the CPU lacks the features. Row lengths were
-/// checked by the caller; the kernels read only whole blocks inside `w` and `act`.
+/// The AVX2 dot for `weight`, or `None` when the CPU lacks the features (`scales`: the
+/// activation row's `act_scales`). Row lengths were checked by the caller; the kernels read only
+/// whole blocks inside `w` and `act`.
 #[cfg(test)]
-pub(super) fn vec_dot(weight: DType, w: &[u8], act: &[u8]) -> Option<f32> {
-    vec_dot_rows(weight, w, [act]).map(|[s]| s)
+pub(super) fn vec_dot(weight: DType, w: &[u8], act: &[u8], scales: &[f32]) -> Option<f32> {
+    vec_dot_rows(weight, w, [act], [scales]).map(|[s]| s)
 }
 
 /// [`vec_dot`] of one weight row with R activation rows; each result equals `vec_dot` of that
-/// row bit for bit.
-pub(super) fn vec_dot_rows<const R: usize>(weight: DType, w: &[u8], acts: [&[u8]; R]) -> Option<[f32; R]> {
+/// row bit for bit. `scales` are the rows' `act_scales` (used by the 32-weight block formats).
+pub(super) fn vec_dot_rows<const R: usize>(weight: DType, w: &[u8], acts: [&[u8]; R], scales: [&[f32]; R]) -> Option<[f32; R]> {
     if !available() {
         return None;
     }
@@ -50,17 +52,52 @@ pub(super) fn vec_dot_rows<const R: usize>(weight: DType, w: &[u8], acts: [&[u8]
             DType::F32 => acts.map(|a| dot_f32(w, a)),
             DType::F16 => acts.map(|a| dot_f16(w, a)),
             DType::BF16 => acts.map(|a| dot_bf16(w, a)),
-            DType::Q4_0 => dot_q4_0(w, acts),
-            DType::Q4_1 => dot_q4_1(w, acts),
-            DType::Q5_0 => dot_q5_0(w, acts),
-            DType::Q5_1 => dot_q5_1(w, acts),
-            DType::Q8_0 => dot_q8_0(w, acts),
+            DType::Q4_0 => dot_q4_0(w, acts, scales),
+            DType::Q4_1 => dot_q4_1(w, acts, scales),
+            DType::Q5_0 => dot_q5_0(w, acts, scales),
+            DType::Q5_1 => dot_q5_1(w, acts, scales),
+            DType::Q8_0 => dot_q8_0(w, acts, scales),
             DType::Q4K => dot_q4_k(w, acts),
             DType::Q5K => dot_q5_k(w, acts),
             DType::Q6K => dot_q6_k(w, acts),
             DType::U32 => return None,
         }
     })
+}
+
+/// [`vec_dot_rows`] for every row of `w` (consecutive rows of `row_bytes`), giving
+/// `put(row, results)`; `false` (nothing done) when the CPU lacks the features or for a float
+/// weight. The loop over rows runs inside the kernels' features, so a kernel inlines into it
+/// and checks and dispatch happen once per tile.
+pub(super) fn vec_dot_tile<const R: usize>(weight: DType, w: &[u8], row_bytes: usize, acts: [&[u8]; R], scales: [&[f32]; R], put: &mut dyn FnMut(usize, [f32; R])) -> bool {
+    if !available() {
+        return false;
+    }
+    // SAFETY: as in `vec_dot_rows`.
+    unsafe {
+        match weight {
+            DType::Q4_0 => tile(w, row_bytes, |x| dot_q4_0(x, acts, scales), put),
+            DType::Q4_1 => tile(w, row_bytes, |x| dot_q4_1(x, acts, scales), put),
+            DType::Q5_0 => tile(w, row_bytes, |x| dot_q5_0(x, acts, scales), put),
+            DType::Q5_1 => tile(w, row_bytes, |x| dot_q5_1(x, acts, scales), put),
+            DType::Q8_0 => tile(w, row_bytes, |x| dot_q8_0(x, acts, scales), put),
+            DType::Q4K => tile(w, row_bytes, |x| dot_q4_k(x, acts), put),
+            DType::Q5K => tile(w, row_bytes, |x| dot_q5_k(x, acts), put),
+            DType::Q6K => tile(w, row_bytes, |x| dot_q6_k(x, acts), put),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// `put(i, dot(row i))` for the consecutive rows of `w`, compiled with the kernels' features so
+/// that `dot` inlines into the loop.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile<const R: usize>(w: &[u8], row_bytes: usize, dot: impl Fn(&[u8]) -> [f32; R], put: &mut dyn FnMut(usize, [f32; R])) {
+    for (i, wr) in w.chunks_exact(row_bytes).enumerate() {
+        put(i, dot(wr));
+    }
 }
 
 // ---- helpers -------------------------------------------------------------------------------
@@ -82,24 +119,6 @@ fn load16(b: &[u8; 16]) -> __m128i {
 #[inline(always)]
 fn arr<const N: usize>(b: &[u8], at: usize) -> &[u8; N] {
     b[at..at + N].try_into().expect("in-bounds sub-array")
-}
-
-/// Four little-endian f16 (at `a[0..4]` and `b[0..4]`, as two u16 each) widened to f32:
-/// [a0, a1, b0, b1].
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn f16x4(a: &[u8], b: &[u8]) -> __m128 {
-    let lo = u32::from_le_bytes([a[0], a[1], a[2], a[3]]) as u64;
-    let hi = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64;
-    _mm_cvtph_ps(_mm_cvtsi64_si128((lo | (hi << 32)) as i64))
-}
-
-/// d_a · d_b for two blocks that start with an f16 scale, broadcast to 8 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dd(a: &[u8], b: &[u8]) -> __m256 {
-    let v = f16x4(a, b); // [da, ?, db, ?]
-    _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehl_ps(v, v)))
 }
 
 #[inline]
@@ -128,56 +147,135 @@ fn dot_us8(ux: __m256i, sy: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_set1_epi16(1), _mm256_maddubs_epi16(ux, sy))
 }
 
-/// Σ pairs of i8 × i8 as 8 × f32 (ggml `mul_sum_i8_pairs_float`): move x's sign onto y.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_i8_f32(x: __m256i, y: __m256i) -> __m256 {
-    _mm256_cvtepi32_ps(dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)))
-}
-
 // ---- 32-weight blocks ------------------------------------------------------------------------
 //
 // Each kernel dots one weight row with R activation rows at once (R = 1 for a matrix-vector
-// product, 4 for prefill and batched decode): the weight block is loaded and unpacked once and
-// serves all R rows. Blocks alternate between two accumulator chains per row (hiding FMA
-// latency) and the chains are added at the end; the order of additions for each activation row
-// is the same for every R, so a row's result never depends on how many rows were dotted with
-// it (prefill, decode and batches agree bit for bit).
+// product, up to 8 for prefill and batched decode): each weight block is unpacked once, into a
+// small L1-resident buffer, and serves all R rows, each of which then streams past the buffer
+// with its two accumulator chains in registers. Blocks alternate between the two chains
+// (hiding FMA latency) and the chains are added at the end; the order of additions for each
+// activation row is the same for every R, so a row's result never depends on how many rows were
+// dotted with it (prefill, decode and batches agree bit for bit).
+//
+// perf had shown the accumulators of a block-outer loop (R rows × 2 chains) spilled to the stack,
+// each FMA a round trip through memory: the hottest instructions of a SmolLM2 prefill.
 
-/// Runs `$prep` (weight block → unpacked levels) and `$body` (levels, weight block, activation
-/// block, accumulator → accumulator) over the blocks of `$w` against each of the rows `$a`.
+/// Weight blocks unpacked at a time: 64 blocks' levels are 2 KiB (4 KiB for the signed formats'
+/// two vectors), which stay in L1 while the R activation rows stream past.
+const CHUNK: usize = 64;
+
+/// How far ahead of the block being unpacked weights are prefetched when few activation rows
+/// share them (decode, where weights stream from memory), as in the AVX-512 kernels.
+const PREFETCH: usize = 1024;
+
+/// Runs `$prep` (weight block → what every row needs of it) over the blocks of `$w`, a chunk at
+/// a time, then `$body` (prepared block, activation block, the row's `[d, s]` scales of the block,
+/// accumulator → accumulator) for each of the rows `$a` over the chunk, and `$finish` on each
+/// row's two chains. Rows go past the chunk two at a time: one row's two chains alone would wait
+/// on FMA latency.
 macro_rules! rows_dot {
-    ($w:expr, $a:expr, $wb:literal, $ab:literal, |$x:ident| $prep:expr, |$q:ident, $xx:ident, $y:ident, $acc:ident| $body:expr) => {{
+    ($w:expr, $a:expr, $sc:expr, $wb:literal, $ab:literal, $zero:expr,
+     |$x:ident| $prep:expr, |$p:ident, $y:ident, $s:ident, $acc:ident| $body:expr, |$c0:ident, $c1:ident| $finish:expr) => {{
         let (wb, _) = $w.as_chunks::<$wb>();
         let ab = $a.map(|r| r.as_chunks::<$ab>().0);
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for (i, $x) in wb.iter().enumerate() {
-            let $q = $prep;
-            for r in 0..R {
-                let ($xx, $y, $acc) = ($x, &ab[r][i], acc[r][i % 2]);
-                acc[r][i % 2] = $body;
+        let sc: [&[f32]; R] = $sc;
+        let mut acc = [[$zero; 2]; R];
+        macro_rules! blk {
+            ($pv:expr, $yv:expr, $sv:expr, $av:expr) => {{
+                let ($p, $y, $s, $acc) = ($pv, $yv, $sv, $av);
+                $body
+            }};
+        }
+        let mut buf = [std::mem::MaybeUninit::uninit(); CHUNK];
+        for (c, xs) in wb.chunks(CHUNK).enumerate() {
+            for (slot, $x) in buf.iter_mut().zip(xs) {
+                if R < 4 {
+                    _mm_prefetch::<_MM_HINT_T0>($x.as_ptr().wrapping_add(PREFETCH).cast());
+                }
+                slot.write($prep);
+            }
+            // SAFETY: the first xs.len() slots were written just above.
+            let prep = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), xs.len()) };
+            let (base, len, odd) = (c * CHUNK, xs.len(), xs.len() & !1);
+            let row = |r: usize| (&ab[r][base..base + len], sc[r][2 * base..2 * (base + len)].as_chunks::<2>().0);
+            let mut r = 0;
+            while r + 1 < R {
+                let ((y0, s0), (y1, s1)) = (row(r), row(r + 1));
+                let ([mut a0, mut a1], [mut b0, mut b1]) = (acc[r], acc[r + 1]);
+                for (((pp, ya), sa), (yb, sb)) in prep.chunks_exact(2).zip(y0.chunks_exact(2)).zip(s0.chunks_exact(2)).zip(y1.chunks_exact(2).zip(s1.chunks_exact(2))) {
+                    a0 = blk!(pp[0], &ya[0], &sa[0], a0);
+                    b0 = blk!(pp[0], &yb[0], &sb[0], b0);
+                    a1 = blk!(pp[1], &ya[1], &sa[1], a1);
+                    b1 = blk!(pp[1], &yb[1], &sb[1], b1);
+                }
+                if odd < len {
+                    a0 = blk!(prep[odd], &y0[odd], &s0[odd], a0);
+                    b0 = blk!(prep[odd], &y1[odd], &s1[odd], b0);
+                }
+                (acc[r], acc[r + 1]) = ([a0, a1], [b0, b1]);
+                r += 2;
+            }
+            if r < R {
+                let (y0, s0) = row(r);
+                let [mut a0, mut a1] = acc[r];
+                for ((pp, ya), sa) in prep.chunks_exact(2).zip(y0.chunks_exact(2)).zip(s0.chunks_exact(2)) {
+                    a0 = blk!(pp[0], &ya[0], &sa[0], a0);
+                    a1 = blk!(pp[1], &ya[1], &sa[1], a1);
+                }
+                if odd < len {
+                    a0 = blk!(prep[odd], &y0[odd], &s0[odd], a0);
+                }
+                acc[r] = [a0, a1];
             }
         }
-        acc.map(|[a0, a1]| hsum(_mm256_add_ps(a0, a1)))
+        acc.map(|[$c0, $c1]| $finish)
     }};
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q8_0<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
-    rows_dot!(w, a, 34, 34, |x| load32(arr(x, 2)), |qx, x, y, acc| i8_block(x, qx, y, acc))
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q4_0<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
-    rows_dot!(w, a, 18, 34, |x| _mm256_sub_epi8(nibbles(arr(x, 2)), _mm256_set1_epi8(8)), |qx, x, y, acc| i8_block(x, qx, y, acc))
-}
-
-/// One block of a signed format (Q4_0, Q5_0, Q8_0: f16 scale first) whose levels `qx` (i8) are
-/// unpacked, against a Q8_0 activation block: acc + d_w·d_a·Σ q_w·q_a.
+/// The f16 at the start of a block, widened.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn i8_block(x: &[u8], qx: __m256i, y: &[u8; 34], acc: __m256) -> __m256 {
-    _mm256_fmadd_ps(dd(x, y), dot_i8_f32(qx, load32(arr(y, 2))), acc)
+fn f16_first(x: &[u8]) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes([x[0], x[1]]) as i32)))
+}
+
+/// A signed format's block (Q4_0, Q5_0, Q8_0: f16 scale first) as what every activation row
+/// needs of it: |q| as u8, the levels q (whose signs move onto the activations) and d, broadcast.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn signed_levels(x: &[u8], qx: __m256i) -> (__m256i, __m256i, __m256) {
+    (_mm256_sign_epi8(qx, qx), qx, _mm256_set1_ps(f16_first(x)))
+}
+
+/// One signed-format block, prepared by [`signed_levels`], against a Q8_0 activation block with
+/// scale `da`: acc + d_w·d_a·Σ q_w·q_a (ggml's `mul_sum_i8_pairs_float`: x's sign moved onto y).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn i8_block((ux, qx, dw): (__m256i, __m256i, __m256), y: &[u8; 34], da: &f32, acc: __m256) -> __m256 {
+    let p = _mm256_cvtepi32_ps(dot_us8(ux, _mm256_sign_epi8(load32(arr(y, 2)), qx)));
+    _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(da)), p, acc)
+}
+
+/// [`rows_dot`] for the signed formats (Q8_0 activations), from the block's levels as i8.
+macro_rules! signed_rows_dot {
+    ($w:expr, $a:expr, $sc:expr, $wb:literal, |$x:ident| $levels:expr) => {
+        rows_dot!($w, $a, $sc, $wb, 34, _mm256_setzero_ps(),
+            |$x| signed_levels($x, $levels),
+            |q, y, s, acc| i8_block(q, y, &s[0], acc),
+            |a0, a1| hsum(_mm256_add_ps(a0, a1)))
+    };
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q8_0<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+    signed_rows_dot!(w, a, sc, 34, |x| load32(arr(x, 2)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q4_0<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+    signed_rows_dot!(w, a, sc, 18, |x| _mm256_sub_epi8(nibbles(arr(x, 2)), _mm256_set1_epi8(8)))
 }
 
 /// 32 bits (a Q5 block's `qh`) → 32 bytes, byte i 0xFF where bit i is set (ggml
@@ -192,63 +290,53 @@ fn bits32(qh: &[u8; 4]) -> __m256i {
     _mm256_cmpeq_epi8(_mm256_or_si256(bytes, others), _mm256_set1_epi64x(-1))
 }
 
-/// One block of a format with an offset (Q4_1, Q5_1; scales d, m in its first 4 bytes) whose
-/// levels `qx` (u8) are unpacked: Σ w·a = d_w·d_a·Σ q_w·q_a + m·s. The d_w·d_a·Σ part goes into
-/// lanes 0..8 of the accumulator pair, m·s into lane 1 of its second half.
+/// An offset format's block (Q4_1, Q5_1: scales d, m in its first 4 bytes), prepared as its
+/// levels `qx` (u8), d broadcast and m, against a Q8_1 activation block with scales `[d_a, s]`:
+/// Σ w·a = d_w·d_a·Σ q_w·q_a + m·s. The d_w·d_a·Σ part goes into the 8 lanes of the
+/// accumulator, m·s into a scalar chain beside it.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn offset_block(x: &[u8], qx: __m256i, y: &[u8; 36], acc: (__m256, __m128)) -> (__m256, __m128) {
-    let v = f16x4(x, y); // [d_w, m, d_a, s]
-    let hi = _mm_movehl_ps(v, v); // [d_a, s, ..]
+fn offset_block((qx, dw, m): (__m256i, __m256, __m128), y: &[u8; 36], [da, s]: &[f32; 2], acc: (__m256, __m128)) -> (__m256, __m128) {
     let p = _mm256_cvtepi32_ps(dot_us8(qx, load32(arr(y, 4))));
     (
-        _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_mul_ss(v, hi)), p, acc.0),
-        _mm_fmadd_ps(v, hi, acc.1),
+        _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(da)), p, acc.0),
+        _mm_fmadd_ss(m, _mm_set_ss(*s), acc.1),
     )
 }
 
-/// [`rows_dot`] for the offset formats, each chain with its own m·s sum.
+/// [`rows_dot`] for the offset formats (Q8_1 activations), from the block's levels as u8; each
+/// chain has its own m·s sum.
 macro_rules! offset_rows_dot {
-    ($w:expr, $a:expr, $wb:literal, |$x:ident| $prep:expr) => {{
-        let (wb, _) = $w.as_chunks::<$wb>();
-        let ab = $a.map(|r| r.as_chunks::<36>().0);
-        let mut acc = [[(_mm256_setzero_ps(), _mm_setzero_ps()); 2]; R];
-        for (i, $x) in wb.iter().enumerate() {
-            let qx = $prep;
-            for r in 0..R {
-                acc[r][i % 2] = offset_block($x, qx, &ab[r][i], acc[r][i % 2]);
-            }
-        }
-        acc.map(|[a0, a1]| {
-            let ms = _mm_add_ps(a0.1, a1.1);
-            hsum(_mm256_add_ps(a0.0, a1.0)) + _mm_cvtss_f32(_mm_movehdup_ps(ms))
-        })
-    }};
+    ($w:expr, $a:expr, $sc:expr, $wb:literal, |$x:ident| $levels:expr) => {
+        rows_dot!($w, $a, $sc, $wb, 36, (_mm256_setzero_ps(), _mm_setzero_ps()),
+            |$x| {
+                let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(u32::from_le_bytes(*arr($x, 0)) as i32)); // [d, m]
+                ($levels, _mm256_broadcastss_ps(dm), _mm_movehdup_ps(dm))
+            },
+            |q, y, s, acc| offset_block(q, y, s, acc),
+            |a0, a1| hsum(_mm256_add_ps(a0.0, a1.0)) + _mm_cvtss_f32(_mm_add_ss(a0.1, a1.1)))
+    };
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q4_1<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
-    offset_rows_dot!(w, a, 20, |x| nibbles(arr(x, 4)))
+fn dot_q4_1<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+    offset_rows_dot!(w, a, sc, 20, |x| nibbles(arr(x, 4)))
 }
 
 /// Q5_1 levels: the nibbles ORed with 0x10 where `qh` has the element's bit.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q5_1<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
-    offset_rows_dot!(w, a, 24, |x| _mm256_or_si256(nibbles(arr(x, 8)), _mm256_and_si256(bits32(arr(x, 4)), _mm256_set1_epi8(0x10))))
+fn dot_q5_1<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
+    offset_rows_dot!(w, a, sc, 24, |x| _mm256_or_si256(nibbles(arr(x, 8)), _mm256_and_si256(bits32(arr(x, 4)), _mm256_set1_epi8(0x10))))
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q5_0<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
+fn dot_q5_0<const R: usize>(w: &[u8], a: [&[u8]; R], sc: [&[f32]; R]) -> [f32; R] {
     // q − 16 as i8 in one OR (ggml's trick): where the fifth bit is clear, 0xF0 | nibble is
     // nibble − 16; where it is set, the nibble alone is (nibble + 16) − 16.
-    rows_dot!(
-        w,
-        a,
-        22,
-        34,
-        |x| _mm256_or_si256(nibbles(arr(x, 6)), _mm256_andnot_si256(bits32(arr(x, 2)), _mm256_set1_epi8(0xF0u8 as i8))),
-        |qx, x, y, acc| i8_block(x, qx, y, acc)
-    )
+    signed_rows_dot!(w, a, sc, 22, |x| _mm256_or_si256(nibbles(arr(x, 6)), _mm256_andnot_si256(bits32(arr(x, 2)), _mm256_set1_epi8(0xF0u8 as i8))))
 }
 
 // ---- float rows ------------------------------------------------------------------------------
@@ -319,16 +407,18 @@ fn dot_bf16(w: &[u8], a: &[u8]) -> f32 {
 // the super-block's levels and scales are unpacked once for all R, and each activation row goes
 // through the same operations in the same order whatever R is.
 
-/// The 8 sub-block scales and minimums of a Q4_K/Q5_K super-block (6-bit, packed in bytes 4..16).
+/// The 8 sub-block scales and minimums of a Q4_K/Q5_K super-block (6-bit, packed in bytes 4..16);
+/// the minimums as i16 pairs [m0, m0, m1, m1, ..] to `madd` with an activation's 16 `bsums`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn k4_scales(x: &[u8]) -> ([i16; 8], [i32; 8]) {
-    let (mut sc, mut mn) = ([0i16; 8], [0i32; 8]);
+fn k4_scales(x: &[u8]) -> ([i16; 8], __m256i) {
+    let (mut sc, mut mn) = ([0i16; 8], [0i16; 16]);
     for j in 0..8 {
         let (s, m) = get_scale_min_k4(j, &x[4..16]);
-        (sc[j], mn[j]) = (s as i16, m as i32);
+        (sc[j], mn[2 * j], mn[2 * j + 1]) = (s as i16, m as i16, m as i16);
     }
-    (sc, mn)
+    // SAFETY: reads the 32 bytes of `mn`.
+    (sc, unsafe { _mm256_loadu_si256(mn.as_ptr().cast()) })
 }
 
 /// A Q4_K/Q5_K super-block against one Q8_K activation block, from its unpacked levels
@@ -336,14 +426,13 @@ fn k4_scales(x: &[u8]) -> ([i16; 8], [i32; 8]) {
 /// dmin·d_a·Σ m·(bsums) into `mins`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn k4_block(x: &[u8], q: &[(__m256i, __m256i); 4], sc: &[i16; 8], mn: &[i32; 8], y: &[u8; 292], acc: &mut __m256, mins: &mut f32) {
+fn k4_block(x: &[u8], q: &[(__m256i, __m256i); 4], sc: &[i16; 8], mn: __m256i, y: &[u8; 292], acc: &mut __m256, mins: &mut f32) {
     let yd = f32::from_le_bytes(*arr(y, 0));
-    let mut summ = 0i32;
-    for j in 0..8 {
-        let b0 = i16::from_le_bytes(*arr(y, 260 + 4 * j));
-        let b1 = i16::from_le_bytes(*arr(y, 262 + 4 * j));
-        summ += mn[j] * (b0 as i32 + b1 as i32);
-    }
+    // Σ_j m_j·(bsum 2j + bsum 2j+1), exact in i32 (|m| < 64, |bsum| ≤ 16·127).
+    let m = _mm256_madd_epi16(mn, load32(arr(y, 260)));
+    let m = _mm_add_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+    let m = _mm_add_epi32(m, _mm_unpackhi_epi64(m, m));
+    let summ = _mm_cvtsi128_si32(_mm_add_epi32(m, _mm_shuffle_epi32(m, 1)));
     let mut sumi = _mm256_setzero_si256();
     for (c, &(lo, hi)) in q.iter().enumerate() {
         let p0 = _mm256_maddubs_epi16(lo, load32(arr(y, 4 + 64 * c)));
@@ -358,6 +447,7 @@ fn k4_block(x: &[u8], q: &[(__m256i, __m256i); 4], sc: &[i16; 8], mn: &[i32; 8],
     *mins += _mm_cvtss_f32(_mm_movehdup_ps(dv)) * yd * summ as f32;
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_k<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
     let (wb, _) = w.as_chunks::<144>();
@@ -372,12 +462,13 @@ fn dot_q4_k<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
             (_mm256_and_si256(q4, m4), _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4))
         });
         for r in 0..R {
-            k4_block(x, &q, &sc, &mn, &ab[r][i], &mut acc[r], &mut mins[r]);
+            k4_block(x, &q, &sc, mn, &ab[r][i], &mut acc[r], &mut mins[r]);
         }
     }
     std::array::from_fn(|r| hsum(acc[r]) - mins[r])
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q5_k<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
     let (wb, _) = w.as_chunks::<176>();
@@ -403,12 +494,13 @@ fn dot_q5_k<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
             )
         });
         for r in 0..R {
-            k4_block(x, &q, &sc, &mn, &ab[r][i], &mut acc[r], &mut mins[r]);
+            k4_block(x, &q, &sc, mn, &ab[r][i], &mut acc[r], &mut mins[r]);
         }
     }
     std::array::from_fn(|r| hsum(acc[r]) - mins[r])
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q6_k<const R: usize>(w: &[u8], a: [&[u8]; R]) -> [f32; R] {
     let (wb, _) = w.as_chunks::<210>();
@@ -463,9 +555,8 @@ mod tests {
     #[target_feature(enable = "avx2,fma,f16c")]
     fn sums() -> (f32, f32) {
         let v = _mm256_setr_ps(1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0);
-        // 0x3C00 = 1.0, 0x4000 = 2.0, 0xC200 = −3.0, 0x3800 = 0.5 → [1, 2, −3, 0.5], d·d = −3.
-        let b = [0x00, 0x3C, 0x00, 0x40, 0x00, 0xC2, 0x00, 0x38];
-        (hsum(v), hsum(dd(&b[0..4], &b[4..8])))
+        // 0xC200 = −3.0
+        (hsum(v), f16_first(&[0x00, 0xC2, 0x00, 0x40]))
     }
 
     #[test]
@@ -476,6 +567,6 @@ mod tests {
         // SAFETY: the features were checked just above.
         let (s, d) = unsafe { sums() };
         assert_eq!(s, 36.0);
-        assert_eq!(d, -3.0 * 8.0, "dd broadcasts d_a·d_b to all 8 lanes");
+        assert_eq!(d, -3.0, "f16_first widens the block's leading f16");
     }
 }
