@@ -254,8 +254,8 @@ impl CpuBackend {
                 match node.op {
                     Op::Add => add(&x, &y, &mut out),
                     Op::Mul => mul(&x, &y, &mut out),
-                    Op::SiluMul => silu_mul(&x, &y, &mut out),
-                    _ => gelu_mul(&x, &y, &mut out),
+                    Op::SiluMul => elementwise::gated_par(self.pool(), silu_mul, &x, &y, &mut out),
+                    _ => elementwise::gated_par(self.pool(), gelu_mul, &x, &y, &mut out),
                 }
                 Value::F32(out)
             }
