@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "openai"))
-from forge_server import ForgeServer, missing_prerequisite  # noqa: E402
+from forge_server import ForgeServer, free_port, missing_prerequisite, stop_process, wait_healthy  # noqa: E402
 
 TOPICS = ["the ocean", "a lighthouse keeper", "the history of bread", "a robot learning to paint", "volcanoes",
           "a city at night", "the first snowfall", "an old library", "migrating birds", "a chess tournament",
@@ -171,14 +171,10 @@ class LlamaServer:
     the largest level, each with `--ctx` tokens, `--threads` as given."""
 
     def __init__(self, binary: str, model: Path, slots: int, ctx: int, threads: int | None):
-        import socket
         import subprocess
         import tempfile
-        import urllib.request
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.args = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-np", str(slots),
                      "-c", str(ctx * slots), "--no-webui"]
@@ -186,26 +182,10 @@ class LlamaServer:
             self.args += ["-t", str(threads), "-tb", str(threads)]
         self.log_path = Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
         self.proc = subprocess.Popen(self.args, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"llama-server did not become healthy in 120 s; see {self.log_path}")
+        wait_healthy(self.proc, self.url, 120, "llama-server", lambda: "\n".join(self.log_path.read_text(errors="replace").splitlines()[-40:]))
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except Exception:
-            self.proc.kill()
+        stop_process(self.proc, 20)
 
 
 def comparison(ours: list[dict], theirs: list[dict], meta: dict) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -77,6 +78,45 @@ def rss_kib(pid: int) -> int | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for servers that cannot take port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, name: str, log_tail) -> None:
+    """Polls GET `url`/health until it answers 200. Raises, naming `name` and showing `log_tail()`,
+    when the process exits first or `timeout` seconds pass (then the process is stopped)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited ({proc.returncode}) during start-up; its log:\n{log_tail()}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=5) as r:
+                if r.status == 200:
+                    return
+                last = f"status {r.status}"
+        except (urllib.error.URLError, OSError) as e:
+            last = str(e)
+        time.sleep(0.2)
+    stop_process(proc)
+    raise RuntimeError(f"{name}: GET /health did not answer 200 within {timeout:.0f} s (last: {last}); log:\n{log_tail()}")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> int | None:
+    """SIGTERM, then SIGKILL after `timeout` seconds; returns the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
 
 
 class ForgeServer:
@@ -151,21 +191,7 @@ class ForgeServer:
         return m.group(1)
 
     def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"forge serve exited ({self.proc.returncode}) during start-up; its log:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
-                    if r.status == 200:
-                        return
-                    last = f"status {r.status}"
-            except (urllib.error.URLError, OSError) as e:
-                last = str(e)
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"GET /health did not answer 200 within {timeout:.0f} s (last: {last}); log:\n{self.log_tail()}")
+        wait_healthy(self.proc, self.url, timeout, "forge serve", self.log_tail)
 
     def _drain(self) -> None:
         assert self.proc.stdout is not None
@@ -194,15 +220,9 @@ class ForgeServer:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, then SIGKILL after `timeout` seconds; returns the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        code = stop_process(self.proc, timeout)
         self._log.close()
-        return self.proc.returncode
+        return code
 
     def __enter__(self) -> "ForgeServer":
         return self
