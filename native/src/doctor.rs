@@ -88,10 +88,9 @@ fn model_checks(path: &Path, ctx: usize, m: &Machine, out: &mut Vec<CheckResult>
             return;
         }
     };
-    let largest = model.weights.values().map(|t| t.as_bytes().len() as u64).max().unwrap_or(0);
     let ctx = ctx.min(model.config.ctx_train);
     let kv_type = m.settings.kv_type.value;
-    let est = fit::estimate(&model.config, model.weight_bytes() as u64, largest, ctx, kv_type);
+    let est = fit::estimate(&model.config, model.weight_bytes() as u64, fit::largest_row(&model), ctx, kv_type);
     let host = m.probe.cpu.ram_available.or(m.probe.cpu.ram_total);
     if let Ok(order) = dev::plan(&m.candidates, &m.settings) {
         let c = &order[0];

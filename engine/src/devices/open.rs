@@ -100,8 +100,7 @@ fn attempt(model: &Model, c: &Candidate, opts: &OpenOptions, open: &mut Opener<'
 
 /// Tries `order` (from [`plan`](super::plan)) until a candidate holds the model.
 pub fn open_session(model: &Model, order: &[Candidate], opts: &OpenOptions, open: &mut Opener<'_>, progress: &mut dyn FnMut(&Candidate, u64, u64)) -> Result<Opened> {
-    let largest = model.weights.values().map(|t| t.as_bytes().len() as u64).max().unwrap_or(0);
-    let est = fit::estimate(&model.config, model.weight_bytes() as u64, largest, opts.ctx, opts.kv_type);
+    let est = fit::estimate(&model.config, model.weight_bytes() as u64, fit::largest_row(model), opts.ctx, opts.kv_type);
     let mut events = Vec::new();
     for c in order {
         let (failure, reason, err) = if !c.usable {

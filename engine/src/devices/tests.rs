@@ -287,12 +287,14 @@ fn memory_estimate_of_smollm2_135m_worked_out_by_hand() {
     // Activations: min(2048, 512) = 512 tokens in flight, each with the residual, two norms and
     // two block outputs (4 × 576), q (576), k and v (2 × 192), gate and up (2 × 1536): 6336 f32
     // = 25,344 B, so 12,976,128 B; plus one row of logits, 49,152 × 4 = 196,608 B: 13,172,736 B.
-    // Weights and the largest tensor are the caller's figures, passed through.
+    // Weights and the largest row are the caller's figures; the largest buffer is that row or
+    // one layer's K (or V) cache, 2048 × 768 B = 1.5 MiB, whichever is larger.
     let e = fit::estimate(&smollm2_135m(), 101_000_000, 28_311_552, 2048, KvType::F32);
     assert_eq!(e.kv_cache, 90 << 20);
     assert_eq!(e.activations, 13_172_736);
     assert_eq!(e.total(), 101_000_000 + 94_371_840 + 13_172_736);
-    assert_eq!(e.largest_tensor, 28_311_552);
+    assert_eq!(e.largest_buffer, 28_311_552);
+    assert_eq!(fit::estimate(&smollm2_135m(), 0, 1152, 2048, KvType::F32).largest_buffer, 2048 * 768);
     // Past 512 tokens only the cache grows, linearly in the context.
     let e8k = fit::estimate(&smollm2_135m(), 0, 0, 8192, KvType::F32);
     assert_eq!((e8k.kv_cache, e8k.activations), (360 << 20, 13_172_736));
