@@ -105,14 +105,24 @@ pub(crate) struct Matvec {
     pub rpi: u32,
     /// Q4_0/Q4_1/Q8_0 run `matvec_blocks` (whole blocks, one invocation per RPI rows).
     pub blocks: bool,
+    /// Up to this many tokens a product with a 32-block weight runs (and fuses) as a matvec;
+    /// beyond it, the tiled `matmul`.
+    pub max_t: usize,
 }
 
 impl Matvec {
     /// CPU adapters (lavapipe runs a workgroup on one thread and every storage load as a loop over
     /// its 8 SIMD lanes): one invocation per 8 rows, so each activation load serves 8 rows, and
-    /// no shared memory. GPUs: 16 invocations per row read it coalesced, a shared-memory tree.
+    /// no shared memory, at any number of tokens: the tiled `matmul`'s shared-memory loads are
+    /// gathers there, and it measured slower at every size (pp64 on lavapipe, AVX2: SmolLM2 3.1
+    /// tok/s tiled, 4.0 with `matvec_blocks`; Gemma 3 270M 3.1 and 3.9). GPUs: 16 invocations
+    /// per row read it coalesced, a shared-memory tree, for batches of up to 16 tokens.
     pub fn for_device(device_type: wgpu::DeviceType) -> Matvec {
-        if device_type == wgpu::DeviceType::Cpu { Matvec { wg: 64, tpr: 1, rpi: 8, blocks: true } } else { Matvec { wg: 64, tpr: 16, rpi: 1, blocks: false } }
+        if device_type == wgpu::DeviceType::Cpu {
+            Matvec { wg: 64, tpr: 1, rpi: 8, blocks: true, max_t: usize::MAX }
+        } else {
+            Matvec { wg: 64, tpr: 16, rpi: 1, blocks: false, max_t: 16 }
+        }
     }
 }
 
