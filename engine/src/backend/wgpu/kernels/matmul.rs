@@ -4,10 +4,10 @@
 //! adapter). On GPUs that is `matvec`: 16 invocations per row striding over 8-weight units and a
 //! shared-memory tree, which for the 32-block formats also serves small batches (up to 16 rows,
 //! each weight dequantized once for the up to 16 tokens of a workgroup). On CPU adapters
-//! (lavapipe) the 32-weight blocks take `matvec_blocks` at every number of tokens, prefill
-//! included: one invocation per 8 rows walking whole blocks, so each activation load serves 8
-//! rows and each block is read as aligned words, 8 tokens one after another while the rows are
-//! in cache. Their other formats take `matvec` with one invocation per 8 rows. With more rows
+//! (lavapipe) the 32-weight blocks take `matvec_blocks` up to 16 tokens (see `Matvec`): one
+//! invocation per 8 rows walking whole blocks, so each activation load serves 8 rows and each
+//! block is read as aligned words, 8 tokens one after another while the rows are in cache.
+//! Their other formats take `matvec` with one invocation per 8 rows. With more rows
 //! (prefill) the other formats, and GPUs, run `matmul`: 32 × 32 output tiles with both operands
 //! staged in shared memory, so each weight is dequantized once per 32 tokens.
 //!

@@ -113,13 +113,16 @@ pub(crate) struct Matvec {
 impl Matvec {
     /// CPU adapters (lavapipe runs a workgroup on one thread and every storage load as a loop over
     /// its 8 SIMD lanes): one invocation per 8 rows, so each activation load serves 8 rows, and
-    /// no shared memory, at any number of tokens: the tiled `matmul`'s shared-memory loads are
-    /// gathers there, and it measured slower at every size (pp64 on lavapipe, AVX2: SmolLM2 3.1
-    /// tok/s tiled, 4.0 with `matvec_blocks`; Gemma 3 270M 3.1 and 3.9). GPUs: 16 invocations
-    /// per row read it coalesced, a shared-memory tree, for batches of up to 16 tokens.
+    /// no shared memory, up to 16 tokens; the tiled `matmul` beyond. `matvec_blocks` is faster
+    /// there at every size (on an AVX2 host: 0.6 GMAC/s against 0.35; pp64 of SmolLM2 4.0 tok/s
+    /// against 3.1, of Gemma 3 270M 3.9 against 3.1), but its summation order moves Gemma 3's
+    /// wgpu logits at `dev-long-window` position 3 to 0.412 from llama.cpp's pick, past the
+    /// 0.4 near-tie rule; it waits until the wgpu summation order is brought closer to the CPU's
+    /// (issue 13). GPUs: 16 invocations per row read it coalesced, a shared-memory tree, up to
+    /// 16 tokens.
     pub fn for_device(device_type: wgpu::DeviceType) -> Matvec {
         if device_type == wgpu::DeviceType::Cpu {
-            Matvec { wg: 64, tpr: 1, rpi: 8, blocks: true, max_t: usize::MAX }
+            Matvec { wg: 64, tpr: 1, rpi: 8, blocks: true, max_t: 16 }
         } else {
             Matvec { wg: 64, tpr: 16, rpi: 1, blocks: false, max_t: 16 }
         }
