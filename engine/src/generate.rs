@@ -47,7 +47,10 @@ pub struct Generation {
     pub ids: Vec<u32>,
     pub text: String,
     pub finish: FinishReason,
-    /// Time to the first generated token (the whole prompt's forward passes).
+    /// Prompt tokens whose keys and values the session's cache still held from its previous
+    /// sequence, so not computed again ([`Session::reuse_prefix`]).
+    pub reused: usize,
+    /// Time to the first generated token (the forward passes over the rest of the prompt).
     pub prefill: Duration,
     /// Time of the forward passes after the first token.
     pub decode: Duration,
@@ -55,8 +58,9 @@ pub struct Generation {
 }
 
 impl Generation {
+    /// Prompt tokens computed per second (those reused from the cache not counted).
     pub fn prefill_tok_s(&self, n_prompt: usize) -> f64 {
-        n_prompt as f64 / self.prefill.as_secs_f64().max(1e-9)
+        n_prompt.saturating_sub(self.reused) as f64 / self.prefill.as_secs_f64().max(1e-9)
     }
 
     pub fn decode_tok_s(&self) -> f64 {
@@ -83,20 +87,22 @@ pub async fn generate_async(session: &mut Session, tok: &Tokenizer, prompt: &[u3
     if need > session.ctx() {
         return Err(ForgeError::ContextOverflow { need, ctx: session.ctx() });
     }
-    session.reset();
+    // The part of the prompt the cache still holds from the previous sequence is not computed
+    // again (always leaving the last token, whose pass gives the first new one).
+    let reused = session.reuse_prefix(prompt);
     let greedy = opts.sampler.is_greedy() && opts.top_logits == 0;
     let readout = if greedy { Readout::ArgmaxLast } else { Readout::LogitsLast };
     let mut sampler = Sampler::new(opts.sampler.clone());
     let mut history = prompt.to_vec();
     let mut stream = TokenStream::new(tok);
     let mut out = StopFilter::new(&opts.stop);
-    let mut g = Generation { ids: Vec::new(), text: String::new(), finish: FinishReason::Length, prefill: Duration::ZERO, decode: Duration::ZERO, top_logits: Vec::new() };
+    let mut g = Generation { ids: Vec::new(), text: String::new(), finish: FinishReason::Length, reused, prefill: Duration::ZERO, decode: Duration::ZERO, top_logits: Vec::new() };
 
     let start = Instant::now();
     let chunk = opts.prefill_chunk.max(1);
     let mut result = None;
-    let mut done = 0;
-    for part in prompt.chunks(chunk) {
+    let mut done = reused;
+    for part in prompt[reused..].chunks(chunk) {
         done += part.len();
         let last = done == prompt.len();
         // Earlier chunks only fill the cache; their readout is the cheapest one.
@@ -184,7 +190,7 @@ impl StopFilter {
 
 #[cfg(test)]
 mod tests {
-    use super::StopFilter;
+    use super::{GenerateOptions, StopFilter, generate};
 
     fn run(stops: &[&str], pieces: &[&str]) -> (String, String, bool) {
         let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
@@ -201,6 +207,43 @@ mod tests {
             f.flush(&mut |s| streamed.push_str(s));
         }
         (f.text, streamed, stopped)
+    }
+
+    /// A prompt sharing a prefix with the previous sequence computes only the rest, and gives the
+    /// bits a fresh session gives; a batched pass (which may overwrite any row) ends the reuse.
+    #[test]
+    fn a_cached_prefix_is_reused_and_changes_no_bit() {
+        use crate::backend::cpu::CpuBackend;
+        use crate::devices::check::tiny_model;
+        use crate::session::{BatchInput, Readout, Session};
+        let model = tiny_model(crate::DType::Q8_0, 5).unwrap();
+        let opts = GenerateOptions { max_tokens: 6, sampler: crate::SamplerConfig::greedy(), top_logits: 4, ..GenerateOptions::default() };
+        let first: Vec<u32> = vec![1, 7, 3, 9, 4, 12, 5];
+        let second: Vec<u32> = [&first[..5], &[20, 21]].concat();
+        let fresh = |prompt: &[u32]| {
+            let mut s = Session::new(&model, Box::new(CpuBackend::new()), 32, &mut |_, _| {}).unwrap();
+            generate(&mut s, &model.tokenizer, prompt, &opts, &mut |_| {}).unwrap()
+        };
+        let mut s = Session::new(&model, Box::new(CpuBackend::new()), 32, &mut |_, _| {}).unwrap();
+        let a = generate(&mut s, &model.tokenizer, &first, &opts, &mut |_| {}).unwrap();
+        assert_eq!(a.reused, 0);
+        let b = generate(&mut s, &model.tokenizer, &second, &opts, &mut |_| {}).unwrap();
+        assert_eq!(b.reused, 5, "the first five prompt tokens are in the cache");
+        let want = fresh(&second);
+        assert_eq!((&b.ids, &b.top_logits), (&want.ids, &want.top_logits));
+        // The same prompt again: all but its last token, even past what the last run generated.
+        let c = generate(&mut s, &model.tokenizer, &second, &opts, &mut |_| {}).unwrap();
+        assert_eq!((c.reused, &c.ids, &c.top_logits), (second.len() - 1, &want.ids, &want.top_logits));
+        // Rewound into the middle of the sequence: the rows before it still count.
+        s.rewind(3);
+        s.forward(&[30], Readout::LogitsLast).unwrap();
+        let d = generate(&mut s, &model.tokenizer, &first, &opts, &mut |_| {}).unwrap();
+        assert_eq!(d.reused, 3, "row 3 now holds token 30");
+        assert_eq!((&d.ids, &d.top_logits), (&a.ids, &a.top_logits));
+        let batch = BatchInput { tokens: vec![2], positions: vec![0], slots: vec![0], table: vec![0, 1], table_cols: 2, out_rows: vec![0], argmax: false };
+        s.forward_batch(&batch).unwrap();
+        let e = generate(&mut s, &model.tokenizer, &first, &opts, &mut |_| {}).unwrap();
+        assert_eq!((e.reused, &e.ids), (0, &a.ids));
     }
 
     #[test]

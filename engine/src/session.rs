@@ -44,6 +44,9 @@ pub enum Readout {
     LogitsLast,
     /// Logits of every token: `[T, n_vocab]` (perplexity, scoring).
     LogitsAll,
+    /// Logits of the tokens from this index of the input on: `[T - i, n_vocab]` (scoring a
+    /// continuation after its prompt without the prompt's rows).
+    LogitsFrom(usize),
 }
 
 /// One batched forward pass over tokens of any number of sequences (see `models::BatchShape`).
@@ -135,6 +138,11 @@ pub struct Session {
     ctx: usize,
     n_blocks: usize,
     n_past: usize,
+    /// The tokens whose keys and values sit at single-sequence positions `0..cached.len()` of
+    /// the cache (`forward` writes position p to row p), so that a later prompt sharing a prefix
+    /// with them need not compute it again ([`Session::reuse_prefix`]). May run past `n_past`
+    /// after `reset` or `rewind`: those rows stay valid until a forward pass overwrites them.
+    cached: Vec<u32>,
     graphs: HashMap<BatchShape, Graph>,
 }
 
@@ -177,7 +185,7 @@ impl Session {
             let id = backend.create_param(&desc, None)?;
             params.insert(id, desc);
         }
-        Ok(Session { backend, config: model.config.clone(), params, kv, kv_type, ctx, n_blocks, n_past: 0, graphs: HashMap::new() })
+        Ok(Session { backend, config: model.config.clone(), params, kv, kv_type, ctx, n_blocks, n_past: 0, cached: Vec::new(), graphs: HashMap::new() })
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -221,18 +229,39 @@ impl Session {
         self.n_past = 0;
     }
 
+    /// Goes back to position `n` (at most `n_past`): the next pass continues the sequence from
+    /// there, as if the tokens after `n` had never been fed.
+    pub fn rewind(&mut self, n: usize) {
+        self.n_past = self.n_past.min(n);
+    }
+
+    /// Starts a new sequence whose first tokens are `prompt`, keeping the longest prefix of it
+    /// that the cache already holds from the previous sequence (a chat's earlier turns, the same
+    /// system prompt), and returns that prefix's length: the caller feeds `prompt[len..]`. At
+    /// least the prompt's last token is left to feed, since its pass gives the next token.
+    pub fn reuse_prefix(&mut self, prompt: &[u32]) -> usize {
+        let same = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        self.n_past = same.min(prompt.len().saturating_sub(1));
+        self.n_past
+    }
+
     /// Runs `tokens` at positions `n_past..n_past + len` and advances.
     pub fn forward(&mut self, tokens: &[u32], readout: Readout) -> Result<Forward> {
         let batch = self.single(tokens, readout)?;
-        let out = self.forward_batch(&batch)?;
-        self.finish(tokens.len(), out)
+        // Rows from n_past on are about to be overwritten, whether or not the pass succeeds.
+        self.cached.truncate(self.n_past);
+        let (key, inputs) = self.prepare(&batch)?;
+        let out = Self::read_out(&batch, self.backend.execute(&self.graphs[&key], &inputs)?)?;
+        self.finish(tokens, out)
     }
 
     /// [`Session::forward`] without blocking (for the browser).
     pub async fn forward_async(&mut self, tokens: &[u32], readout: Readout) -> Result<Forward> {
         let batch = self.single(tokens, readout)?;
-        let out = self.forward_batch_async(&batch).await?;
-        self.finish(tokens.len(), out)
+        self.cached.truncate(self.n_past);
+        let (key, inputs) = self.prepare(&batch)?;
+        let out = Self::read_out(&batch, self.backend.execute_async(&self.graphs[&key], &inputs).await?)?;
+        self.finish(tokens, out)
     }
 
     /// One sequence is a batch whose block table is the whole cache in order.
@@ -252,13 +281,19 @@ impl Session {
             positions,
             table: table.repeat(t),
             table_cols: self.n_blocks,
-            out_rows: if readout == Readout::LogitsAll { Vec::new() } else { vec![t as u32 - 1] },
+            out_rows: match readout {
+                Readout::LogitsAll => Vec::new(),
+                Readout::LogitsFrom(i) if i < t => (i as u32..t as u32).collect(),
+                Readout::LogitsFrom(i) => return Err(ForgeError::InvalidArgument { what: format!("logits from token {i} of a pass of {t}") }),
+                Readout::LogitsLast | Readout::ArgmaxLast => vec![t as u32 - 1],
+            },
             argmax: readout == Readout::ArgmaxLast,
         })
     }
 
-    fn finish(&mut self, t: usize, out: BatchOut) -> Result<Forward> {
-        self.n_past += t;
+    fn finish(&mut self, tokens: &[u32], out: BatchOut) -> Result<Forward> {
+        self.n_past += tokens.len();
+        self.cached.extend_from_slice(tokens);
         Ok(match out {
             BatchOut::Ids(ids) => Forward::Token(ids[0]),
             BatchOut::Logits { rows, values } => Forward::Logits { rows, values },
@@ -266,8 +301,10 @@ impl Session {
     }
 
     /// Runs one batched forward pass over tokens of several sequences (an empty `out_rows`
-    /// reads out every row). Does not touch the single-sequence position (`n_past`).
+    /// reads out every row). Does not touch the single-sequence position (`n_past`), but may
+    /// overwrite any row, so no prefix is reused after it.
     pub fn forward_batch(&mut self, batch: &BatchInput) -> Result<BatchOut> {
+        self.cached.clear();
         let (key, inputs) = self.prepare(batch)?;
         let out = self.backend.execute(&self.graphs[&key], &inputs)?;
         Self::read_out(batch, out)
@@ -275,6 +312,7 @@ impl Session {
 
     /// [`Session::forward_batch`] without blocking.
     pub async fn forward_batch_async(&mut self, batch: &BatchInput) -> Result<BatchOut> {
+        self.cached.clear();
         let (key, inputs) = self.prepare(batch)?;
         let out = self.backend.execute_async(&self.graphs[&key], &inputs).await?;
         Self::read_out(batch, out)

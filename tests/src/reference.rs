@@ -260,27 +260,28 @@ pub fn check_backend_against(reference: &Reference, model: &Model, backend: Box<
         assert_eq!(prompt, case.prompt_ids, "{}: prompt ids differ from llama.cpp's", case.id);
         let p = prompt.len();
 
-        // Prefill kernels: every continuation position in one pass.
-        let input = case.teacher_forced_input(depth.prefill);
-        let values = teacher_forced_logits(&mut session, &input, p);
-        let prefill = check_teacher_forced_within(case, n_vocab, &values, reference.logit_tolerance);
-
-        // Decode kernels: the prompt, then llama.cpp's ids one at a time.
+        // Prefill kernels: the prompt and the continuation in one pass, read out from the
+        // prompt's last row on (row i predicts llama.cpp's id i).
         session.reset();
-        let input = case.teacher_forced_input(depth.decode);
-        let mut rows = Vec::with_capacity(depth.decode * n_vocab);
-        let Forward::Logits { values, .. } = session.forward(&input[..p], Readout::LogitsLast).expect("prefill") else { unreachable!() };
-        rows.extend(values);
-        for &t in &input[p..] {
+        let input = case.teacher_forced_input(depth.prefill.max(depth.decode));
+        let Forward::Logits { values, .. } = session.forward(&input, Readout::LogitsFrom(p - 1)).expect("prefill") else { unreachable!() };
+        let prefill = check_teacher_forced_within(case, n_vocab, &values[..depth.prefill.min(case.greedy_ids.len()) * n_vocab], reference.logit_tolerance);
+
+        // Decode kernels: back to the end of the prompt (its keys and values stay in the cache),
+        // then llama.cpp's ids one at a time; row 0 is the prompt's last row from above.
+        session.rewind(p);
+        let mut rows = values[..n_vocab].to_vec();
+        for &t in &input[p..(p + depth.decode).min(input.len() + 1) - 1] {
             let Forward::Logits { values, .. } = session.forward(&[t], Readout::LogitsLast).expect("decode") else { unreachable!() };
             rows.extend(values);
         }
         let decode = check_teacher_forced_within(case, n_vocab, &rows, reference.logit_tolerance);
 
-        // The generation loop itself.
-        session.reset();
+        // The generation loop itself, from the same prompt: `generate` finds all but its last
+        // token in the cache (`Session::reuse_prefix`), so only that one is computed again.
         let opts = GenerateOptions { max_tokens: depth.generate, sampler: SamplerConfig::greedy(), top_logits: 10, ..GenerateOptions::default() };
         let g = generate(&mut session, &model.tokenizer, &prompt, &opts, &mut |_| {}).expect("generation runs");
+        assert_eq!(g.reused, p - 1, "{}: generate reuses the cached prompt", case.id);
         let free = check_free_running(case, &g.ids, &g.top_logits);
 
         match (prefill, decode, free) {
