@@ -306,25 +306,6 @@ pub fn check_backend_against(reference: &Reference, model: &Model, backend: Box<
     assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n"));
 }
 
-/// Logits of the rows of `input` (a prompt of `p` tokens and a continuation) that predict each
-/// continuation token, in one pass from position 0 that reads out only rows `p - 1..` (a long
-/// prompt's every row of a 262k vocabulary would not fit in memory).
-pub fn teacher_forced_logits(session: &mut Session, input: &[u32], p: usize) -> Vec<f32> {
-    use forge_engine::session::{BatchInput, BatchOut};
-    let blocks = session.n_blocks() as u32;
-    let batch = BatchInput {
-        tokens: input.to_vec(),
-        positions: (0..input.len() as u32).collect(),
-        slots: (0..input.len() as u32).collect(),
-        table: (0..input.len()).flat_map(|_| 0..blocks).collect(),
-        table_cols: blocks as usize,
-        out_rows: (p as u32 - 1..input.len() as u32).collect(),
-        argmax: false,
-    };
-    let BatchOut::Logits { values, .. } = session.forward_batch(&batch).expect("forward") else { unreachable!() };
-    values
-}
-
 /// Every reference case teacher-forced at once through one batched forward pass
 /// (`Session::forward_batch`): each sequence in blocks of its own, at its own positions, read out
 /// at its continuation rows, all checked by [`check_teacher_forced`] over `n` positions.

@@ -115,7 +115,7 @@ impl Plan {
         let fusable = |n: NodeId| -> bool {
             let node = graph.node(n);
             let w = graph.node(node.inputs[1]);
-            fuse && matches!(w.op, Op::Param { .. }) && kernels::matmul::fusable(&matrix(node.inputs[1], &[]), rows_cols(&node.shape).0, matvec)
+            fuse && matches!(w.op, Op::Param { .. }) && kernels::matmul::fusable(&matrix(node.inputs[1], &[]), rows_cols(&node.shape).0)
         };
         let roles = if fuse { fuse::plan(graph, &fusable) } else { vec![Role::Own; nodes.len()] };
         let mut pool = Pool::default();

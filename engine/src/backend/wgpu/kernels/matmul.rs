@@ -4,7 +4,7 @@
 //! adapter). On GPUs that is `matvec`: 16 invocations per row striding over 8-weight units and a
 //! shared-memory tree, which for the 32-block formats also serves small batches (up to 16 rows,
 //! each weight dequantized once for the up to 16 tokens of a workgroup). On CPU adapters
-//! (lavapipe) the 32-weight blocks take `matvec_blocks` up to 16 tokens (see `Matvec`): one
+//! (lavapipe) the 32-weight blocks take `matvec_blocks` up to 16 tokens (`MAX_MATVEC_T`): one
 //! invocation per 8 rows walking whole blocks, so each activation load serves 8 rows and each
 //! block is read as aligned words, 8 tokens one after another while the rows are in cache.
 //! Their other formats take `matvec` with one invocation per 8 rows. With more rows
@@ -17,12 +17,20 @@
 //! Shaders: matmul_float.wgsl (F32/F16/BF16), matmul_q32.wgsl (Q4_0/Q4_1/Q8_0/Q5_0/Q5_1),
 //! matmul_kquant.wgsl (Q4_K/Q5_K/Q6_K), the format picked by the `FORMAT` override.
 
-use super::{Buf, Cx, KernelKey, Matrix, Matvec, Step, grid};
+use super::{Buf, Cx, KernelKey, Matrix, Step, grid};
 use crate::dtype::DType;
 
 const TILE: usize = 32;
 /// Tokens one `matvec_blocks` invocation serves, one after another.
 const MAX_NT: usize = 8;
+/// Up to this many tokens (a batch of decoding sequences) a product with a 32-block weight runs,
+/// and fuses, as a matvec (`matvec_blocks` on CPU adapters); beyond it (prefill) the tiled
+/// `matmul`. On CPU adapters `matvec_blocks` is faster at every size (on an AVX2 host: 0.6
+/// GMAC/s against 0.35; pp64 of SmolLM2 4.0 tok/s against 3.1, of Gemma 3 270M 3.9 against
+/// 3.1), but its summation order moves Gemma 3's wgpu logits at `dev-long-window` position 3 to
+/// 0.412 from llama.cpp's pick, past the 0.4 near-tie rule; it waits until the wgpu summation
+/// order is brought closer to the CPU's (issue 13).
+const MAX_MATVEC_T: usize = 16;
 /// Tokens one `matvec` workgroup (GPUs) serves at once, times its rows per invocation.
 const MAX_GPU_NT: usize = 16;
 /// Workgroups `matvec_blocks` aims for at least (a few per CPU thread).
@@ -61,10 +69,10 @@ pub(in super::super) struct Fused {
 }
 
 /// Whether a product with `w` over `t` tokens runs as a matvec that can fuse (`Fused`): the
-/// 32-block formats, a single page, up to `m.max_t` tokens (`matvec_blocks` on CPU adapters,
-/// `matvec` with NT tokens per workgroup on GPUs).
-pub(in super::super) fn fusable(w: &Matrix, t: usize, m: Matvec) -> bool {
-    shader(w.dtype).0 == "matmul_q32" && w.pages.len() == 1 && t <= m.max_t
+/// 32-block formats, a single page, up to `MAX_MATVEC_T` tokens (`matvec_blocks` on CPU
+/// adapters, `matvec` with NT tokens per workgroup on GPUs).
+pub(in super::super) fn fusable(w: &Matrix, t: usize) -> bool {
+    shader(w.dtype).0 == "matmul_q32" && w.pages.len() == 1 && t <= MAX_MATVEC_T
 }
 
 /// `out [t, n] = x [t, k] · wᵀ`.
@@ -78,7 +86,7 @@ pub(in super::super) fn matmul_fused(cx: &Cx, w: &Matrix, t: usize, x: Buf, out:
     let n_total: usize = w.pages.iter().map(|p| p.2).sum();
     let q32 = file == "matmul_q32";
     let plain = !f.round && f.resid.is_none() && f.more.is_empty() && f.gated == 0;
-    debug_assert!(plain || fusable(w, t, cx.matvec), "fused matmul off the matvec path");
+    debug_assert!(plain || fusable(w, t), "fused matmul off the matvec path");
     // Rows of the stack (q, k, v) and the virtual rows the invocations cover (gate and up rows).
     let n_rows = |i: usize| f.more.get(i).map_or(0, |m| m.0.pages[0].2);
     let virtual_rows = |rows: usize| if f.gated > 0 { 2 * rows } else { rows + n_rows(0) + n_rows(1) };
@@ -97,7 +105,7 @@ pub(in super::super) fn matmul_fused(cx: &Cx, w: &Matrix, t: usize, x: Buf, out:
                 fusion = vec![("ROUND", f.round as u32), ("RESID", f.resid.is_some() as u32), ("NM", nm), ("GATED", f.gated)];
             }
             let vrows = virtual_rows(rows);
-            if cx.matvec.blocks && q32 && t <= cx.matvec.max_t {
+            if cx.matvec.blocks && q32 && t <= MAX_MATVEC_T {
                 let m = cx.matvec;
                 let nt = t.min(MAX_NT);
                 // Smaller workgroups for short matrices, so that every CPU thread gets some.
@@ -118,7 +126,7 @@ pub(in super::super) fn matmul_fused(cx: &Cx, w: &Matrix, t: usize, x: Buf, out:
                 }
                 let [gx, gy, _] = grid(groups, cx.max_groups);
                 Step { kernel, uniforms, binds, groups: [gx, gy, t.div_ceil(nt) as u32] }
-            } else if t == 1 || (q32 && t <= cx.matvec.max_t) {
+            } else if t == 1 || (q32 && t <= MAX_MATVEC_T) {
                 let m = cx.matvec;
                 // Gated rows come in pairs (gate, up) per invocation.
                 let rpi = if f.gated > 0 { m.rpi.max(2) } else { m.rpi };

@@ -105,27 +105,14 @@ pub(crate) struct Matvec {
     pub rpi: u32,
     /// Q4_0/Q4_1/Q8_0 run `matvec_blocks` (whole blocks, one invocation per RPI rows).
     pub blocks: bool,
-    /// Up to this many tokens a product with a 32-block weight runs (and fuses) as a matvec;
-    /// beyond it, the tiled `matmul`.
-    pub max_t: usize,
 }
 
 impl Matvec {
     /// CPU adapters (lavapipe runs a workgroup on one thread and every storage load as a loop over
     /// its 8 SIMD lanes): one invocation per 8 rows, so each activation load serves 8 rows, and
-    /// no shared memory, up to 16 tokens; the tiled `matmul` beyond. `matvec_blocks` is faster
-    /// there at every size (on an AVX2 host: 0.6 GMAC/s against 0.35; pp64 of SmolLM2 4.0 tok/s
-    /// against 3.1, of Gemma 3 270M 3.9 against 3.1), but its summation order moves Gemma 3's
-    /// wgpu logits at `dev-long-window` position 3 to 0.412 from llama.cpp's pick, past the
-    /// 0.4 near-tie rule; it waits until the wgpu summation order is brought closer to the CPU's
-    /// (issue 13). GPUs: 16 invocations per row read it coalesced, a shared-memory tree, up to
-    /// 16 tokens.
+    /// no shared memory. GPUs: 16 invocations per row read it coalesced, a shared-memory tree.
     pub fn for_device(device_type: wgpu::DeviceType) -> Matvec {
-        if device_type == wgpu::DeviceType::Cpu {
-            Matvec { wg: 64, tpr: 1, rpi: 8, blocks: true, max_t: 16 }
-        } else {
-            Matvec { wg: 64, tpr: 16, rpi: 1, blocks: false, max_t: 16 }
-        }
+        if device_type == wgpu::DeviceType::Cpu { Matvec { wg: 64, tpr: 1, rpi: 8, blocks: true } } else { Matvec { wg: 64, tpr: 16, rpi: 1, blocks: false } }
     }
 }
 
