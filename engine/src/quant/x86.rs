@@ -187,6 +187,25 @@ macro_rules! rows_dot {
             }};
         }
         let mut buf = [std::mem::MaybeUninit::uninit(); CHUNK];
+        if R == 1 {
+            // One activation row (decode): a block serves nothing else, so it is prepared and
+            // used at once, with no round trip through `buf`. Same chains, same order, same bits.
+            let (y0, s0) = (ab[0], sc[0].as_chunks::<2>().0);
+            let [mut a0, mut a1] = acc[0];
+            let mut pairs = wb.chunks_exact(2);
+            for (i, xx) in (&mut pairs).enumerate() {
+                _mm_prefetch::<_MM_HINT_T0>(xx[0].as_ptr().wrapping_add(PREFETCH).cast());
+                let p0 = { let $x = &xx[0]; $prep };
+                a0 = blk!(p0, &y0[2 * i], &s0[2 * i], a0);
+                let p1 = { let $x = &xx[1]; $prep };
+                a1 = blk!(p1, &y0[2 * i + 1], &s0[2 * i + 1], a1);
+            }
+            if let [$x] = pairs.remainder() {
+                let last = wb.len() - 1;
+                a0 = blk!($prep, &y0[last], &s0[last], a0);
+            }
+            acc[0] = [a0, a1];
+        } else {
         for (c, xs) in wb.chunks(CHUNK).enumerate() {
             for (slot, $x) in buf.iter_mut().zip(xs) {
                 if R < 4 {
@@ -227,6 +246,7 @@ macro_rules! rows_dot {
                 }
                 acc[r] = [a0, a1];
             }
+        }
         }
         acc.map(|[$c0, $c1]| $finish)
     }};
