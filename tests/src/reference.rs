@@ -19,7 +19,11 @@ use forge_engine::{GenerateOptions, Model, SamplerConfig, Session, generate};
 
 use crate::fixture_path;
 
-/// Two picks within this many logits of each other's best are a near-tie.
+/// Two picks within this many logits of each other's best are a near-tie. It is strict: the
+/// reference's own llama.cpp, run again on an AVX2 host with flash attention on and one token at a
+/// time, puts SmolLM2's reference pick 0.555 below its own at `dev-chat-hello` position 43
+/// (`scripts/llama_spread.py`), and Gemma 3's 0.540 at `dev-code` position 23, where the
+/// reference's margin is 0.252.
 pub const NEAR_TIE: f32 = 0.4;
 
 /// How far our logits may sit from llama.cpp's recorded top logits. llama.cpp's CPU build
@@ -113,20 +117,26 @@ pub struct Agreement {
     pub near_ties: usize,
     /// The largest difference between our logit and llama.cpp's over its recorded top 3.
     pub worst_logit: f32,
+    /// The sum of those differences, and how many there are: their mean says how close the
+    /// two engines are overall, where the largest says how close at worst.
+    pub logit_diff_sum: f64,
+    pub logits_compared: usize,
+    /// The near-tie closest to [`NEAR_TIE`]: the larger of its two gaps (0 without one).
+    pub closest_tie: f32,
 }
 
-/// One row of our logits against llama.cpp's pick at position `i`: `Ok(true)` for agreement,
-/// `Ok(false)` for a near-tie, `Err` for a real difference.
-fn compare_row(case: &ReferenceCase, i: usize, row: &[f32]) -> Result<bool, String> {
+/// One row of our logits against llama.cpp's pick at position `i`: `Ok(None)` for agreement,
+/// `Ok(Some(gap))` for a near-tie (the larger of the two gaps), `Err` for a real difference.
+fn compare_row(case: &ReferenceCase, i: usize, row: &[f32]) -> Result<Option<f32>, String> {
     let ours = argmax(row);
     let theirs = case.greedy_ids[i];
     if ours == theirs {
-        return Ok(true);
+        return Ok(None);
     }
     let our_gap = row[ours as usize] - row[theirs as usize];
     let their_gap = case.their_gap(i, ours);
     if our_gap <= NEAR_TIE && their_gap <= NEAR_TIE {
-        return Ok(false);
+        return Ok(Some(our_gap.max(their_gap)));
     }
     Err(format!(
         "{} position {i}: we pick {ours}, llama.cpp picks {theirs}; their pick is {our_gap:.3} below our best, ours at least {their_gap:.3} below theirs (near-tie: both within {NEAR_TIE})",
@@ -150,13 +160,15 @@ pub fn check_teacher_forced_within(case: &ReferenceCase, n_vocab: usize, logits:
     let mut errors = Vec::new();
     for (i, row) in logits.chunks_exact(n_vocab).enumerate() {
         match compare_row(case, i, row) {
-            Ok(true) => {}
-            Ok(false) => a.near_ties += 1,
+            Ok(None) => {}
+            Ok(Some(gap)) => (a.near_ties, a.closest_tie) = (a.near_ties + 1, a.closest_tie.max(gap)),
             Err(e) => errors.push(e),
         }
         for &(id, theirs) in case.top_logits.get(i).map_or(&[][..], |t| &t[..3.min(t.len())]) {
             let d = (row[id as usize] - theirs).abs();
             a.worst_logit = a.worst_logit.max(d);
+            a.logit_diff_sum += f64::from(d);
+            a.logits_compared += 1;
             if d > tolerance {
                 errors.push(format!("{} position {i}: id {id} logit {} vs llama.cpp's {theirs}", case.id, row[id as usize]));
             }
@@ -183,7 +195,7 @@ pub fn check_teacher_forced_picks(case: &ReferenceCase, picks: &[(u32, f32)]) ->
         }
         let their_gap = case.their_gap(i, ours);
         if our_gap <= NEAR_TIE && their_gap <= NEAR_TIE {
-            a.near_ties += 1;
+            (a.near_ties, a.closest_tie) = (a.near_ties + 1, a.closest_tie.max(our_gap.max(their_gap)));
         } else {
             errors.push(format!(
                 "{} position {i}: we pick {ours}, llama.cpp picks {theirs}; their pick is {our_gap:.3} below our best, ours at least {their_gap:.3} below theirs (near-tie: both within {NEAR_TIE})",
@@ -254,7 +266,7 @@ pub fn check_backend_against(reference: &Reference, model: &Model, backend: Box<
     let mut session = Session::new(model, backend, ctx, &mut |_, _| {}).expect("the session opens");
     let name = session.backend_name();
     let mut failures = Vec::new();
-    let mut worst = 0.0f32;
+    let (mut worst, mut diff_sum, mut compared) = (0.0f32, 0.0f64, 0usize);
     for case in &reference.cases {
         let prompt = model.tokenizer.encode(&case.text_fed, reference.add_bos, true).expect("the prompt encodes");
         assert_eq!(prompt, case.prompt_ids, "{}: prompt ids differ from llama.cpp's", case.id);
@@ -287,8 +299,9 @@ pub fn check_backend_against(reference: &Reference, model: &Model, backend: Box<
         match (prefill, decode, free) {
             (Ok(a), Ok(b), Ok(n)) => {
                 worst = worst.max(a.worst_logit).max(b.worst_logit);
+                (diff_sum, compared) = (diff_sum + a.logit_diff_sum, compared + a.logits_compared);
                 eprintln!(
-                    "{name} {}: teacher-forced {}/{} positions agree ({} near-ties) in one pass, {}/{} ({} near-ties) token by token; free-running {n}/{} agree",
+                    "{name} {}: teacher-forced {}/{} positions agree ({} near-ties) in one pass, {}/{} ({} near-ties) token by token, closest near-tie {:.3}; free-running {n}/{} agree; top-3 logits {:.4} from llama.cpp's on average",
                     case.id,
                     a.positions - a.near_ties,
                     a.positions,
@@ -296,13 +309,15 @@ pub fn check_backend_against(reference: &Reference, model: &Model, backend: Box<
                     b.positions - b.near_ties,
                     b.positions,
                     b.near_ties,
-                    g.ids.len()
+                    a.closest_tie.max(b.closest_tie),
+                    g.ids.len(),
+                    a.logit_diff_sum / a.logits_compared.max(1) as f64
                 );
             }
             (a, b, c) => failures.extend([a.err(), b.err(), c.err()].into_iter().flatten()),
         }
     }
-    eprintln!("{name}: largest difference from llama.cpp's recorded top-3 logits: {worst:.3}");
+    eprintln!("{name}: difference from llama.cpp's recorded top-3 logits: largest {worst:.3}, mean {:.4} over {compared}", diff_sum / compared.max(1) as f64);
     assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n"));
 }
 
@@ -370,15 +385,17 @@ mod tests {
     fn agreement_and_near_ties() {
         let c = case();
         // Position 0: we pick 1, llama.cpp 2; both gaps 0.2 → near-tie.
-        assert_eq!(compare_row(&c, 0, &row([0.0, 5.0, 4.8, 0.0])), Ok(false));
+        let tie = |r: Result<Option<f32>, String>, gap: f32| matches!(r, Ok(Some(g)) if (g - gap).abs() < 1e-5);
+        assert!(tie(compare_row(&c, 0, &row([0.0, 5.0, 4.8, 0.0])), 0.2));
         // Position 0: we pick 0, which llama.cpp put 4.0 below its best → a real difference.
         assert!(compare_row(&c, 0, &row([5.0, 0.0, 4.9, 0.0])).is_err());
         // Position 1: llama.cpp's margin 2.0 rules out a near-tie whatever we pick.
         assert!(compare_row(&c, 1, &row([0.0, 0.0, 5.0, 4.95])).is_err());
-        assert_eq!(compare_row(&c, 1, &row([0.0, 0.0, 4.0, 5.0])), Ok(true));
+        assert_eq!(compare_row(&c, 1, &row([0.0, 0.0, 4.0, 5.0])), Ok(None));
         // Position 2: llama.cpp's margin 0.3, but its pick sits 1.0 below ours → not a near-tie.
         assert!(compare_row(&c, 2, &row([4.0, 5.0, 0.0, 0.0])).is_err());
-        assert_eq!(compare_row(&c, 2, &row([4.8, 5.0, 0.0, 0.0])), Ok(false));
+        // The larger gap is llama.cpp's margin: its pick is 0.2 below ours, ours at least 0.3 below.
+        assert!(tie(compare_row(&c, 2, &row([4.8, 5.0, 0.0, 0.0])), 0.3));
     }
 
     #[test]
