@@ -240,14 +240,15 @@ fn rows_at_once_equal_one_at_a_time_bit_for_bit() {
     }
 }
 
-/// A tile of weight rows gives each row its `vec_dot_rows_scaled` result, bit for bit.
+/// A tile of weight rows gives each row its `vec_dot_rows_scaled` result, bit for bit, with 4
+/// activation rows and with 8 (the offset formats' 8-row kernels sum m·s in the rows' lanes).
 #[test]
 fn tile_equals_row_by_row() {
-    for dtype in DType::WEIGHT_TYPES {
-        let n = lengths(dtype)[1];
+    fn check<const R: usize>(dtype: DType, n: usize) {
         let rows: Vec<Case> = (0..5).map(|seed| case(dtype, n, 20 + seed)).collect();
         let w: Vec<u8> = rows.iter().flat_map(|c| c.w.clone()).collect();
-        let acts = [&rows[0].act[..], &rows[1].act[..], &rows[2].act[..], &rows[3].act[..]];
+        let cases: Vec<Case> = (0..R as u64).map(|seed| case(dtype, n, 40 + seed)).collect();
+        let acts: [&[u8]; R] = std::array::from_fn(|i| &cases[i].act[..]);
         let sc: Vec<Vec<f32>> = acts
             .iter()
             .map(|a| {
@@ -256,10 +257,21 @@ fn tile_equals_row_by_row() {
                 s
             })
             .collect();
-        let scales = [&sc[0][..], &sc[1][..], &sc[2][..], &sc[3][..]];
+        let scales: [&[f32]; R] = std::array::from_fn(|i| &sc[i][..]);
         let mut got = vec![];
         vec_dot_tile(dtype, n, &w, acts, scales, &mut |r, ys| got.push((r, ys.map(f32::to_bits))));
         let want: Vec<_> = rows.iter().enumerate().map(|(r, c)| (r, vec_dot_rows_scaled(dtype, n, &c.w, acts, scales).map(f32::to_bits))).collect();
-        assert_eq!(got, want, "{dtype}");
+        assert_eq!(got, want, "{dtype} n={n} R={R}");
+        for (r, c) in rows.iter().enumerate() {
+            for (i, a) in acts.iter().enumerate() {
+                assert_eq!(got[r].1[i], vec_dot(dtype, n, &c.w, a).to_bits(), "{dtype} n={n} R={R} row {r} activation {i}");
+            }
+        }
+    }
+    for dtype in DType::WEIGHT_TYPES {
+        for n in lengths(dtype) {
+            check::<4>(dtype, n);
+            check::<8>(dtype, n);
+        }
     }
 }
