@@ -17,6 +17,7 @@
 //! results do not depend on which of the two a CPU has. The order of operations for an
 //! activation row never depends on how many rows are dotted at once either.
 
+use super::x86::PREFETCH;
 use crate::DType;
 use std::arch::x86_64::*;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -183,9 +184,6 @@ fn pair_scales(wv: __m128, av: __m128) -> __m512 {
     _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(p))
 }
 
-/// How far ahead of the block being dotted weights are prefetched. Measured on SmolLM2 decode
-/// (2 threads, AMD EPYC): none 135-138 tok/s, 512 B 152, 1 KiB 160-165, 2 KiB 140, 4 KiB 143.
-const PREFETCH: usize = 1024;
 
 
 /// Runs the pair kernel over the blocks of `$w` against the rows `$a`: `$levels` unpacks two
